@@ -1,0 +1,259 @@
+//! `consign ledger`: verify, dump and generate.
+
+use std::io::{BufWriter, Write};
+use std::time::Instant;
+
+use anyhow::Context;
+use consign_ledger::workload::{self, WorkloadConfig};
+use consign_ledger::{EmbeddedLedger, EmbeddedOptions, RawEvent};
+use consign_schemas::{ChainId, Envelope, Position, Timestamp, hash_stored_event};
+use serde_json::json;
+
+use super::{DataDirArgs, Outcome};
+use crate::progress;
+
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub data: DataDirArgs,
+
+    /// Verify only this chain.
+    #[arg(long)]
+    pub chain: Option<u32>,
+
+    /// First position to verify; its link to the event before it is checked too.
+    #[arg(long, default_value_t = 0)]
+    pub from: u64,
+
+    /// Stop before this position (default: the chain's head, and anything stored past it).
+    #[arg(long)]
+    pub to: Option<u64>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DumpArgs {
+    #[command(flatten)]
+    pub data: DataDirArgs,
+
+    /// Chain to print.
+    #[arg(long, default_value_t = 0)]
+    pub chain: u32,
+
+    /// First position to print.
+    #[arg(long, default_value_t = 0)]
+    pub from: u64,
+
+    /// Maximum number of events to print (default: all).
+    #[arg(long)]
+    pub limit: Option<u64>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    pub data: DataDirArgs,
+
+    /// Number of deliveries to generate.
+    #[arg(long)]
+    pub deliveries: u64,
+
+    /// Seed of the random choices; the same seed gives the same events.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+
+    /// Number of chains when the ledger is created.
+    #[arg(long)]
+    pub chains: Option<u32>,
+
+    /// Append requests in flight at once.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+
+    /// Skip the fsync of each group commit: faster, for fixtures only, not durable.
+    #[arg(long)]
+    pub no_sync: bool,
+}
+
+fn open(data: &DataDirArgs, options: EmbeddedOptions) -> anyhow::Result<EmbeddedLedger> {
+    EmbeddedLedger::open(&data.data_dir, options)
+        .with_context(|| format!("cannot open the ledger in {}", data.data_dir.display()))
+}
+
+pub(super) fn verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
+    let ledger = open(&args.data, EmbeddedOptions::default())?;
+    let chains: Vec<ChainId> = match args.chain {
+        Some(chain) => vec![ChainId::new(chain)],
+        None => ledger.chains().collect(),
+    };
+
+    let started = Instant::now();
+    let mut total = 0u64;
+    let mut stdout = std::io::stdout().lock();
+    for chain in chains {
+        let head = ledger.next_position(chain)?;
+        let to = args.to.map(Position::new);
+        let expected = to.unwrap_or(head).min(head).get().saturating_sub(args.from);
+
+        let bar = progress::bar(expected, "events");
+        bar.set_message(format!("chain {chain}"));
+        let report = ledger
+            .verify_chain(chain, Position::new(args.from), to, &|checked| bar.set_position(checked))
+            .with_context(|| format!("verification of chain {chain} could not run"))?;
+        bar.finish_and_clear();
+        total += report.verified;
+
+        if let Some(found) = report.first_break {
+            writeln!(
+                stdout,
+                "ledger in {} is BROKEN at {found}",
+                ledger.dir().display()
+            )?;
+            writeln!(stdout, "{} events before it verified", report.verified)?;
+            return Ok(Outcome::CheckFailed);
+        }
+        writeln!(
+            stdout,
+            "chain {chain}: {} events verified from position {}, head at {head}, last hash {}",
+            report.verified, args.from, report.last_hash
+        )?;
+    }
+
+    let seconds = started.elapsed().as_secs_f64();
+    writeln!(
+        stdout,
+        "ledger in {} is intact: {total} events verified in {seconds:.2} s ({:.0} events/s)",
+        ledger.dir().display(),
+        total as f64 / seconds.max(1e-9)
+    )?;
+    Ok(Outcome::Success)
+}
+
+pub(super) fn dump(args: DumpArgs) -> anyhow::Result<Outcome> {
+    let ledger = open(&args.data, EmbeddedOptions::default())?;
+    let chain = ChainId::new(args.chain);
+    let limit = args.limit.unwrap_or(u64::MAX);
+
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    let mut position = Position::new(args.from);
+    let mut printed = 0u64;
+    while printed < limit {
+        let batch = (limit - printed).min(4096) as usize;
+        let raws = ledger.read_raw(chain, position, batch)?;
+        let Some(last) = raws.last() else { break };
+        position = last.position.next();
+
+        for raw in &raws {
+            let line = dump_line(chain, raw);
+            if let Err(error) = writeln!(out, "{line}") {
+                // A closed pipe (`consign ledger dump | head`) is a normal end.
+                if error.kind() == std::io::ErrorKind::BrokenPipe {
+                    return Ok(Outcome::Success);
+                }
+                return Err(error.into());
+            }
+        }
+        printed += raws.len() as u64;
+    }
+    match out.flush() {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(error.into()),
+        _ => Ok(Outcome::Success),
+    }
+}
+
+/// One JSON line for a stored event. An event that fails its hash check or does not
+/// decode is printed with an `error` field instead of its contents.
+fn dump_line(chain: ChainId, raw: &RawEvent) -> serde_json::Value {
+    let hash = hash_stored_event(&raw.bytes);
+    if raw.recorded_hash != Some(hash) {
+        return json!({
+            "chain": chain,
+            "position": raw.position,
+            "error": "stored bytes do not match the recorded hash",
+            "bytes_hex": hex_string(&raw.bytes),
+        });
+    }
+    match Envelope::decode(&raw.bytes) {
+        Ok(envelope) => {
+            let kind = envelope.event.kind().name();
+            let payload = serde_json::to_value(&envelope.event)
+                .ok()
+                .and_then(|value| value.get(kind).cloned())
+                .unwrap_or(serde_json::Value::Null);
+            json!({
+                "chain": chain,
+                "position": raw.position,
+                "hash": hash,
+                "previous": envelope.previous,
+                "time": format_time(envelope.time),
+                "type": kind,
+                "event_id": envelope.event_id,
+                "command": envelope.command,
+                "idempotency_key": envelope.idempotency_key,
+                "actor": envelope.actor,
+                "schema_version": envelope.schema_version,
+                "payload": payload,
+            })
+        }
+        Err(error) => json!({
+            "chain": chain,
+            "position": raw.position,
+            "hash": hash,
+            "error": error.to_string(),
+            "bytes_hex": hex_string(&raw.bytes),
+        }),
+    }
+}
+
+/// Formats a sequencer time as RFC 3339 in UTC with microseconds.
+pub(crate) fn format_time(time: Timestamp) -> String {
+    match jiff::Timestamp::from_microsecond(time.as_micros()) {
+        Ok(timestamp) => format!("{timestamp:.6}"),
+        Err(_) => format!("invalid time ({} µs)", time.as_micros()),
+    }
+}
+
+fn hex_string(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+pub(super) fn generate(args: GenerateArgs) -> anyhow::Result<Outcome> {
+    let options = EmbeddedOptions {
+        chains: args.chains,
+        sync: !args.no_sync,
+        ..EmbeddedOptions::default()
+    };
+    let ledger = open(&args.data, options)?;
+    let config = WorkloadConfig {
+        deliveries: args.deliveries,
+        seed: args.seed,
+        chains: ledger.chain_count(),
+        ..WorkloadConfig::default()
+    };
+
+    let bar = progress::counter("events written");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let started = Instant::now();
+    let summary = runtime
+        .block_on(workload::generate(&ledger, config, args.concurrency, |events| {
+            bar.set_position(events)
+        }))
+        .context("workload generation stopped")?;
+    bar.finish_and_clear();
+
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "generated {} deliveries in {}: {} events in {} requests ({} replayed) in {seconds:.2} s \
+         ({:.0} events/s)",
+        args.deliveries,
+        ledger.dir().display(),
+        summary.events,
+        summary.requests,
+        summary.replayed_requests,
+        summary.events as f64 / seconds.max(1e-9)
+    );
+    Ok(Outcome::Success)
+}

@@ -1,0 +1,81 @@
+//! Command-line interface: the subcommands of `consign` and their options.
+
+mod ledger;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::logging::LogFormat;
+
+/// How a command that checks something ended, when it ran to completion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    /// The check found a problem (exit status 1).
+    CheckFailed,
+}
+
+/// consign: certified electronic delivery on a hash-chained event ledger.
+///
+/// Exit status: 0 on success, 1 when a check such as `ledger verify` finds a
+/// problem, 2 when the command could not run.
+#[derive(Debug, Parser)]
+#[command(name = "consign", version)]
+pub struct Cli {
+    /// Log line format on standard error.
+    #[arg(long, global = true, value_enum, default_value_t, env = "CONSIGN_LOG_FORMAT")]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server on the embedded ledger.
+    Serve(crate::serve::ServeArgs),
+    /// Inspect, check and generate ledgers.
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
+}
+
+/// Where the embedded ledger lives.
+#[derive(Debug, clap::Args)]
+pub struct DataDirArgs {
+    /// Data directory of the embedded store.
+    #[arg(long, env = "CONSIGN_DATA_DIR", default_value = "./consign-data")]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LedgerCommand {
+    /// Check every chain link, hash and position; exit 1 at the first break.
+    Verify(ledger::VerifyArgs),
+    /// Print events as JSON lines.
+    Dump(ledger::DumpArgs),
+    /// Write a realistic workload through the normal append path.
+    Generate(ledger::GenerateArgs),
+}
+
+/// Runs the parsed command.
+///
+/// # Errors
+///
+/// Any failure that kept the command from completing, with its cause chain.
+pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
+    match cli.command {
+        Command::Serve(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            runtime.block_on(crate::serve::serve(args))?;
+            Ok(Outcome::Success)
+        }
+        Command::Ledger(LedgerCommand::Verify(args)) => ledger::verify(args),
+        Command::Ledger(LedgerCommand::Dump(args)) => ledger::dump(args),
+        Command::Ledger(LedgerCommand::Generate(args)) => ledger::generate(args),
+    }
+}

@@ -1,0 +1,30 @@
+//! Progress bars for long operations. They draw only when standard error is a
+//! terminal, so scripts and CI logs stay clean.
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// A bar counting `unit` items up to `total`.
+pub fn bar(total: u64, unit: &str) -> ProgressBar {
+    let bar = ProgressBar::new(total);
+    let template = format!(
+        "{{spinner}} {{msg}} [{{bar:40}}] {{human_pos}}/{{human_len}} {unit} ({{per_sec}}, {{eta}} left)"
+    );
+    bar.set_style(
+        ProgressStyle::with_template(&template)
+            .expect("progress template is valid")
+            .progress_chars("=> "),
+    );
+    bar
+}
+
+/// A spinner counting items when the total is not known in advance.
+pub fn counter(message: &str) -> ProgressBar {
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {human_pos} {msg} ({per_sec}, {elapsed})")
+            .expect("progress template is valid"),
+    );
+    bar.set_message(message.to_owned());
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    bar
+}

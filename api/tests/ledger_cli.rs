@@ -1,0 +1,258 @@
+//! The `consign ledger` commands as a user runs them: the real binary, real files,
+//! and the messages and exit codes a user sees, including for a locked, unreadable,
+//! full or corrupt data directory.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn consign() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_consign"));
+    command.env_remove("CONSIGN_DATA_DIR").env("RUST_LOG", "warn");
+    command
+}
+
+fn run(args: &[&str]) -> Output {
+    consign().args(args).output().expect("consign runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn generate(dir: &Path, deliveries: u32) {
+    let output = run(&[
+        "ledger",
+        "generate",
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--deliveries",
+        &deliveries.to_string(),
+    ]);
+    assert!(output.status.success(), "generate failed: {}", text(&output.stderr));
+}
+
+fn is_root() -> bool {
+    effective_uid() == 0
+}
+
+/// Reads the effective user id from procfs, since the workspace forbids unsafe code.
+fn effective_uid() -> u32 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1))
+        .and_then(|id| id.parse().ok())
+        .expect("effective uid in /proc/self/status")
+}
+
+#[test]
+fn generate_then_verify_and_dump() {
+    let dir = tempfile::tempdir().unwrap();
+    generate(dir.path(), 40);
+
+    let verify = run(&["ledger", "verify", "--data-dir", dir.path().to_str().unwrap()]);
+    let stdout = text(&verify.stdout);
+    assert!(verify.status.success(), "{stdout}{}", text(&verify.stderr));
+    assert!(stdout.contains("is intact"), "{stdout}");
+
+    let dump = run(&["ledger", "dump", "--data-dir", dir.path().to_str().unwrap(), "--limit", "5"]);
+    assert!(dump.status.success(), "{}", text(&dump.stderr));
+    let lines: Vec<serde_json::Value> = text(&dump.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 5);
+    assert_eq!(lines[0]["position"], 0);
+    assert_eq!(lines[1]["previous"], lines[0]["hash"]);
+    assert_eq!(lines[0]["type"], "AccountOpened");
+    assert!(lines[0]["time"].as_str().unwrap().ends_with('Z'));
+    assert!(lines[0]["payload"].is_object());
+
+    let from = run(&["ledger", "dump", "--data-dir", dir.path().to_str().unwrap(), "--from", "3", "--limit", "1"]);
+    let line: serde_json::Value = serde_json::from_str(text(&from.stdout).trim()).unwrap();
+    assert_eq!(line["position"], 3);
+    assert_eq!(line["hash"], lines[3]["hash"]);
+}
+
+#[test]
+fn verify_reports_tampering_with_exit_one() {
+    let dir = tempfile::tempdir().unwrap();
+    generate(dir.path(), 20);
+
+    // Rewrite one event's stored bytes through RocksDB, as an attacker with disk access.
+    let db_path = dir.path().join("ledger");
+    {
+        let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), &db_path, ["events", "idempotency", "meta"]).unwrap();
+        let events = db.cf_handle("events").unwrap();
+        let mut key = 0u32.to_be_bytes().to_vec();
+        key.extend_from_slice(&7u64.to_be_bytes());
+        let mut value = db.get_cf(events, &key).unwrap().unwrap();
+        let last = value.len() - 1;
+        value[last] ^= 0x01;
+        db.put_cf(events, &key, value).unwrap();
+    }
+
+    let verify = run(&["ledger", "verify", "--data-dir", dir.path().to_str().unwrap()]);
+    let stdout = text(&verify.stdout);
+    assert_eq!(verify.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("BROKEN at chain 0 position 7: hash mismatch"), "{stdout}");
+    assert!(stdout.contains("7 events before it verified"), "{stdout}");
+}
+
+#[test]
+fn data_dir_that_is_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-directory");
+    std::fs::write(&file, b"x").unwrap();
+
+    let output = run(&["ledger", "verify", "--data-dir", file.to_str().unwrap()]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("cannot be used"), "{stderr}");
+    assert!(stderr.contains(file.to_str().unwrap()), "{stderr}");
+    assert_eq!(std::fs::read(&file).unwrap(), b"x", "the file was changed");
+}
+
+#[test]
+fn unreadable_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    generate(&data, 5);
+    std::fs::set_permissions(&data, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+
+    // Root ignores file modes, so as root the command runs as the unprivileged user
+    // `nobody` through setpriv(1) from util-linux.
+    let mut command = if is_root() {
+        let mut command = Command::new("setpriv");
+        command.args(["--reuid=65534", "--regid=65534", "--clear-groups", env!("CARGO_BIN_EXE_consign")]);
+        command
+    } else {
+        consign()
+    };
+    let output = command
+        .args(["ledger", "verify", "--data-dir", data.to_str().unwrap()])
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("setpriv from util-linux is installed");
+    std::fs::set_permissions(&data, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("Permission denied"), "{stderr}");
+    assert!(stderr.contains("check that it is a directory that this user can read and write"), "{stderr}");
+}
+
+fn assert_reported_corrupt(dir: &Path) {
+    let output = run(&["ledger", "verify", "--data-dir", dir.to_str().unwrap()]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("is corrupt"), "{stderr}");
+    assert!(stderr.contains("restore the directory from a backup"), "{stderr}");
+}
+
+#[test]
+fn missing_manifest_is_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    generate(dir.path(), 5);
+    std::fs::write(dir.path().join("ledger/CURRENT"), b"MANIFEST-999999\n").unwrap();
+    assert_reported_corrupt(dir.path());
+}
+
+#[test]
+fn garbled_manifest_is_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    generate(dir.path(), 5);
+    let current = std::fs::read_to_string(dir.path().join("ledger/CURRENT")).unwrap();
+    let manifest = dir.path().join("ledger").join(current.trim());
+    let mut bytes = std::fs::read(&manifest).unwrap();
+    for byte in bytes.iter_mut().skip(8).step_by(3) {
+        *byte ^= 0x5a;
+    }
+    std::fs::write(&manifest, bytes).unwrap();
+    assert_reported_corrupt(dir.path());
+}
+
+#[test]
+fn second_process_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let mut holder = consign()
+        .args(["ledger", "generate", "--data-dir", data, "--deliveries", "100000000", "--no-sync"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+
+    let lock = dir.path().join("consign.lock");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::read_to_string(&lock).unwrap_or_default().trim() != holder.id().to_string() {
+        assert!(Instant::now() < deadline, "generator never took the lock");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let output = run(&["ledger", "verify", "--data-dir", data]);
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let expected = format!("is in use by another consign process (pid {})", holder.id());
+    assert!(stderr.contains(&expected), "{stderr}");
+}
+
+/// A tmpfs of a few megabytes, unmounted on drop.
+struct SmallDisk {
+    path: PathBuf,
+    _parent: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> SmallDisk {
+        assert!(is_root(), "the full-disk test mounts a tmpfs and must run as root, as CI does");
+        let parent = tempfile::tempdir().unwrap();
+        let path = parent.path().join("disk");
+        std::fs::create_dir(&path).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs", path.to_str().unwrap()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount of a tmpfs failed");
+        SmallDisk { path, _parent: parent }
+    }
+
+    fn resize(&self, size: &str) {
+        let status = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}"), self.path.to_str().unwrap()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "remount of the tmpfs failed");
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.path).status();
+    }
+}
+
+#[test]
+fn full_disk_fails_cleanly_and_keeps_acknowledged_events() {
+    let disk = SmallDisk::mount("6m");
+    let data = disk.path.join("data");
+
+    let output = run(&["ledger", "generate", "--data-dir", data.to_str().unwrap(), "--deliveries", "1000000"]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("disk is full"), "{stderr}");
+    assert!(stderr.contains("free disk space"), "{stderr}");
+
+    // Once space is freed, everything that was acknowledged verifies.
+    disk.resize("256m");
+    let verify = run(&["ledger", "verify", "--data-dir", data.to_str().unwrap()]);
+    let stdout = text(&verify.stdout);
+    assert!(verify.status.success(), "{stdout}{}", text(&verify.stderr));
+    assert!(stdout.contains("is intact"), "{stdout}");
+}

@@ -1,0 +1,68 @@
+//! Verification of the embedded store's chains.
+
+use consign_schemas::{ChainId, Position, genesis_hash, hash_stored_event};
+
+use super::EmbeddedLedger;
+use super::read::read_raw;
+use crate::error::LedgerError;
+use crate::record::RawEvent;
+use crate::verify::{ChainReport, ChainVerifier};
+
+/// Events read per chunk; the next chunk is read while the current one is checked.
+const CHUNK: usize = 16_384;
+
+impl EmbeddedLedger {
+    /// Verifies `chain` from `from` up to but excluding `to`, or up to its recorded
+    /// head and beyond it when `to` is `None`, so that events stored past the head are
+    /// reported too. `progress` receives the number of events checked so far.
+    ///
+    /// # Errors
+    ///
+    /// Storage failures and [`LedgerError::UnknownChain`]. Damage to the chain is not an
+    /// error: it is the report's `first_break`.
+    pub fn verify_chain(
+        &self,
+        chain: ChainId,
+        from: Position,
+        to: Option<Position>,
+        progress: &dyn Fn(u64),
+    ) -> Result<ChainReport, LedgerError> {
+        let head = self.next_position(chain)?;
+        let end = to.unwrap_or(head).min(head);
+        let limit_to_end = to.is_some();
+
+        let previous = if from == Position::ZERO {
+            genesis_hash(chain)
+        } else {
+            let before = Position::new(from.get() - 1);
+            match read_raw(&self.shared, chain, before, 1)?.first() {
+                Some(raw) if raw.position == before => hash_stored_event(&raw.bytes),
+                _ => genesis_hash(chain),
+            }
+        };
+        let mut verifier = ChainVerifier::new(chain, from, previous, end);
+
+        let read_chunk = |start: Position| -> Result<Vec<RawEvent>, LedgerError> {
+            let mut limit = CHUNK;
+            if limit_to_end {
+                let remaining = end.get().saturating_sub(start.get());
+                limit = limit.min(usize::try_from(remaining).unwrap_or(usize::MAX));
+                if limit == 0 {
+                    return Ok(Vec::new());
+                }
+            }
+            read_raw(&self.shared, chain, start, limit)
+        };
+
+        let mut checked = 0u64;
+        let mut current = read_chunk(from)?;
+        while !current.is_empty() && !verifier.is_broken() {
+            let next_start = current.last().map(|raw| raw.position.next()).unwrap_or(from);
+            let (next, ()) = rayon::join(|| read_chunk(next_start), || verifier.feed(&current));
+            checked += current.len() as u64;
+            progress(checked);
+            current = next?;
+        }
+        Ok(verifier.finish())
+    }
+}

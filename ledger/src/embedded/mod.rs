@@ -1,0 +1,237 @@
+//! The embedded backend: the ledger in a RocksDB database inside one data directory.
+//!
+//! Column families: `events` (key: chain and position, value: hash and stored bytes),
+//! `idempotency` (key: idempotency key, value: where the original append landed) and
+//! `meta` (format marker, chain count, each chain's head). A lock file keeps a second
+//! process out of the directory. Appends go through one writer thread that
+//! group-commits them; reads go straight to RocksDB.
+
+mod check;
+mod open;
+mod read;
+mod subscribe;
+mod writer;
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread::JoinHandle;
+
+use consign_schemas::{ChainId, EventHash, Position};
+use rocksdb::DB;
+use tokio::sync::{oneshot, watch};
+
+use crate::error::LedgerError;
+use crate::keys::Head;
+use crate::record::{AppendRequest, Appended};
+
+pub use subscribe::Subscription;
+
+pub(crate) const CF_EVENTS: &str = "events";
+pub(crate) const CF_IDEMPOTENCY: &str = "idempotency";
+pub(crate) const CF_META: &str = "meta";
+
+/// Settings for opening an embedded ledger.
+#[derive(Clone, Debug)]
+pub struct EmbeddedOptions {
+    /// Number of chains for a new ledger; an existing ledger keeps its own, and a
+    /// different explicit value is rejected.
+    pub chains: Option<u32>,
+    /// Fsync every group commit before acknowledging it. Turning this off trades
+    /// durability for speed and is meant for generating test fixtures only.
+    pub sync: bool,
+    /// Maximum number of events written by one group commit.
+    pub max_group_events: usize,
+}
+
+impl Default for EmbeddedOptions {
+    fn default() -> Self {
+        Self {
+            chains: None,
+            sync: true,
+            max_group_events: 8192,
+        }
+    }
+}
+
+/// State shared by the handle, the writer thread and subscriptions.
+pub(crate) struct Shared {
+    pub(crate) db: DB,
+    pub(crate) dir: PathBuf,
+    pub(crate) chain_count: u32,
+    /// Committed heads, updated by the writer after each durable group commit.
+    pub(crate) heads: Mutex<HashMap<ChainId, Head>>,
+    /// Next position of each chain, for subscriptions to wait on.
+    pub(crate) watchers: HashMap<ChainId, watch::Sender<Position>>,
+}
+
+pub(crate) struct Pending {
+    pub(crate) request: AppendRequest,
+    pub(crate) reply: oneshot::Sender<Result<Appended, LedgerError>>,
+}
+
+/// An open embedded ledger. Dropping it stops the writer after the appends already
+/// queued and releases the data directory.
+pub struct EmbeddedLedger {
+    shared: Arc<Shared>,
+    sender: Option<mpsc::Sender<Pending>>,
+    writer: Option<JoinHandle<()>>,
+    /// Held for the lifetime of the ledger: the OS lock on it keeps other processes out.
+    _lock: File,
+}
+
+impl std::fmt::Debug for EmbeddedLedger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedLedger")
+            .field("dir", &self.shared.dir)
+            .field("chains", &self.shared.chain_count)
+            .finish()
+    }
+}
+
+impl EmbeddedLedger {
+    /// Opens the ledger in `dir`, creating the directory and database if missing.
+    ///
+    /// # Errors
+    ///
+    /// [`LedgerError::Locked`] when another process has the directory open,
+    /// [`LedgerError::DataDir`] when the directory cannot be created or accessed,
+    /// [`LedgerError::Corrupt`] when RocksDB reports corruption, and
+    /// [`LedgerError::ChainCountMismatch`] when `options.chains` differs from the
+    /// stored count.
+    pub fn open(dir: impl AsRef<Path>, options: EmbeddedOptions) -> Result<Self, LedgerError> {
+        let opened = open::open(dir.as_ref(), &options)?;
+        let shared = Arc::new(opened.shared);
+
+        let (sender, receiver) = mpsc::channel();
+        let writer_shared = Arc::clone(&shared);
+        let writer = std::thread::Builder::new()
+            .name("consign-ledger-writer".to_owned())
+            .spawn(move || writer::run(writer_shared, receiver, options))
+            .map_err(|source| LedgerError::DataDir {
+                dir: shared.dir.clone(),
+                source,
+            })?;
+
+        Ok(Self {
+            shared,
+            sender: Some(sender),
+            writer: Some(writer),
+            _lock: opened.lock,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    pub fn chain_count(&self) -> u32 {
+        self.shared.chain_count
+    }
+
+    /// Every chain of this ledger, in order.
+    pub fn chains(&self) -> impl Iterator<Item = ChainId> + use<> {
+        (0..self.shared.chain_count).map(ChainId::new)
+    }
+
+    /// Appends a batch of events to one chain and returns once it is durable.
+    ///
+    /// Concurrent calls share one fsync. A request whose idempotency key is already
+    /// present writes nothing and returns the original positions with `replayed` set.
+    ///
+    /// # Errors
+    ///
+    /// [`LedgerError::UnknownChain`], [`LedgerError::EmptyAppend`], storage failures
+    /// (nothing of the request is written), and [`LedgerError::Closed`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future does not withdraw the request: it may still become durable.
+    /// Retry with the same idempotency key to learn its positions.
+    pub async fn append(&self, request: AppendRequest) -> Result<Appended, LedgerError> {
+        let receiver = self.enqueue(request)?;
+        receiver.await.map_err(|_| LedgerError::Closed)?
+    }
+
+    /// Appends like [`Self::append`], blocking the calling thread.
+    ///
+    /// # Panics
+    ///
+    /// Panics when called from inside an async runtime's worker thread.
+    pub fn append_blocking(&self, request: AppendRequest) -> Result<Appended, LedgerError> {
+        let receiver = self.enqueue(request)?;
+        receiver.blocking_recv().map_err(|_| LedgerError::Closed)?
+    }
+
+    fn enqueue(
+        &self,
+        request: AppendRequest,
+    ) -> Result<oneshot::Receiver<Result<Appended, LedgerError>>, LedgerError> {
+        self.check_chain(request.chain)?;
+        if request.events.is_empty() {
+            return Err(LedgerError::EmptyAppend);
+        }
+
+        let (reply, receiver) = oneshot::channel();
+        let sender = self.sender.as_ref().ok_or(LedgerError::Closed)?;
+        sender
+            .send(Pending { request, reply })
+            .map_err(|_| LedgerError::Closed)?;
+        Ok(receiver)
+    }
+
+    /// Position the next event of `chain` will take, which is also its event count.
+    pub fn next_position(&self, chain: ChainId) -> Result<Position, LedgerError> {
+        Ok(self.head(chain)?.next)
+    }
+
+    /// Hash of the last event of `chain`, or its genesis value when empty.
+    pub fn last_hash(&self, chain: ChainId) -> Result<EventHash, LedgerError> {
+        Ok(self.head(chain)?.last_hash)
+    }
+
+    fn head(&self, chain: ChainId) -> Result<Head, LedgerError> {
+        self.check_chain(chain)?;
+        let heads = self.shared.heads.lock().expect("heads lock poisoned");
+        Ok(heads[&chain])
+    }
+
+    fn check_chain(&self, chain: ChainId) -> Result<(), LedgerError> {
+        if chain.get() >= self.shared.chain_count {
+            return Err(LedgerError::UnknownChain {
+                chain,
+                chains: self.shared.chain_count,
+            });
+        }
+        Ok(())
+    }
+
+    /// Stops the writer after the queued appends and releases the directory.
+    pub fn close(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.sender.take();
+        if let Some(writer) = self.writer.take()
+            && writer.join().is_err()
+        {
+            tracing::error!(dir = %self.shared.dir.display(), "ledger writer thread panicked");
+        }
+    }
+}
+
+impl Drop for EmbeddedLedger {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl crate::workload::Appender for EmbeddedLedger {
+    type Error = LedgerError;
+
+    async fn append(&self, request: AppendRequest) -> Result<Appended, LedgerError> {
+        EmbeddedLedger::append(self, request).await
+    }
+}

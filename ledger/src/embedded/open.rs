@@ -1,0 +1,240 @@
+//! Opening the data directory: the process lock, the RocksDB database and the heads.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, Write};
+use std::path::Path;
+use std::sync::Mutex;
+
+use consign_schemas::{ChainId, Position, Timestamp, genesis_hash};
+use rocksdb::{ColumnFamilyDescriptor, DB, ErrorKind, Options};
+use tokio::sync::watch;
+
+use super::{CF_EVENTS, CF_IDEMPOTENCY, CF_META, EmbeddedOptions, Shared};
+use crate::error::LedgerError;
+use crate::keys::{self, Head};
+
+const LOCK_FILE: &str = "consign.lock";
+const DATABASE_DIR: &str = "ledger";
+
+pub(super) struct Opened {
+    pub(super) shared: Shared,
+    pub(super) lock: File,
+}
+
+pub(super) fn open(dir: &Path, options: &EmbeddedOptions) -> Result<Opened, LedgerError> {
+    let data_dir_error = |source| LedgerError::DataDir {
+        dir: dir.to_path_buf(),
+        source,
+    };
+
+    std::fs::create_dir_all(dir).map_err(data_dir_error)?;
+    let dir = dir.canonicalize().map_err(data_dir_error)?;
+    let lock = lock_directory(&dir)?;
+
+    let db = open_database(&dir)?;
+    let chain_count = read_or_store_chain_count(&db, &dir, options.chains)?;
+
+    let mut heads = HashMap::new();
+    let mut watchers = HashMap::new();
+    for number in 0..chain_count {
+        let chain = ChainId::new(number);
+        let head = read_head(&db, &dir, chain)?;
+        watchers.insert(chain, watch::Sender::new(head.next));
+        heads.insert(chain, head);
+    }
+
+    tracing::info!(dir = %dir.display(), chains = chain_count, "ledger opened");
+    Ok(Opened {
+        shared: Shared {
+            db,
+            dir,
+            chain_count,
+            heads: Mutex::new(heads),
+            watchers,
+        },
+        lock,
+    })
+}
+
+/// Takes an exclusive OS lock on the directory's lock file and records this process id.
+///
+/// The kernel releases the lock when the process dies, so a crash never leaves the
+/// directory locked.
+fn lock_directory(dir: &Path) -> Result<File, LedgerError> {
+    let path = dir.join(LOCK_FILE);
+    let data_dir_error = |source| LedgerError::DataDir {
+        dir: dir.to_path_buf(),
+        source,
+    };
+
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(data_dir_error)?;
+
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            let holder = file
+                .read_to_string(&mut text)
+                .ok()
+                .and_then(|_| text.trim().parse().ok());
+            return Err(LedgerError::Locked {
+                dir: dir.to_path_buf(),
+                holder,
+            });
+        }
+        Err(TryLockError::Error(source)) => return Err(data_dir_error(source)),
+    }
+
+    file.set_len(0).map_err(data_dir_error)?;
+    file.rewind().map_err(data_dir_error)?;
+    writeln!(file, "{}", std::process::id()).map_err(data_dir_error)?;
+    Ok(file)
+}
+
+fn open_database(dir: &Path) -> Result<DB, LedgerError> {
+    let mut options = Options::default();
+    options.create_if_missing(true);
+    options.create_missing_column_families(true);
+    options.set_paranoid_checks(true);
+    options.set_max_background_jobs(2);
+    options.set_keep_log_file_num(4);
+
+    let mut events_options = Options::default();
+    events_options.set_write_buffer_size(64 << 20);
+    events_options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+
+    let families = vec![
+        ColumnFamilyDescriptor::new(CF_EVENTS, events_options),
+        ColumnFamilyDescriptor::new(CF_IDEMPOTENCY, Options::default()),
+        ColumnFamilyDescriptor::new(CF_META, Options::default()),
+    ];
+
+    let path = dir.join(DATABASE_DIR);
+    DB::open_cf_descriptors(&options, &path, families).map_err(|error| {
+        let kind = error.kind();
+        let reason = error.into_string();
+        match kind {
+            ErrorKind::Corruption => LedgerError::Corrupt {
+                dir: dir.to_path_buf(),
+                reason,
+            },
+            // A file that the database's own metadata names is missing.
+            ErrorKind::IOError if reason.contains("No such file or directory") => {
+                LedgerError::Corrupt {
+                    dir: dir.to_path_buf(),
+                    reason,
+                }
+            }
+            ErrorKind::InvalidArgument if reason.contains("does not exist") => {
+                LedgerError::Corrupt {
+                    dir: dir.to_path_buf(),
+                    reason,
+                }
+            }
+            _ => LedgerError::from_storage_reason("open", reason),
+        }
+    })
+}
+
+fn read_or_store_chain_count(
+    db: &DB,
+    dir: &Path,
+    requested: Option<u32>,
+) -> Result<u32, LedgerError> {
+    let meta = db.cf_handle(CF_META).expect("meta column family exists");
+    let corrupt = |reason: String| LedgerError::Corrupt {
+        dir: dir.to_path_buf(),
+        reason,
+    };
+
+    let format = db
+        .get_cf(meta, keys::META_FORMAT)
+        .map_err(|error| LedgerError::from_rocksdb("open", error))?;
+    let stored = db
+        .get_cf(meta, keys::META_CHAIN_COUNT)
+        .map_err(|error| LedgerError::from_rocksdb("open", error))?;
+
+    match (format, stored) {
+        (None, None) => {
+            let count = requested.unwrap_or(1);
+            if count == 0 {
+                return Err(LedgerError::ChainCountMismatch {
+                    dir: dir.to_path_buf(),
+                    stored: 0,
+                    requested: 0,
+                });
+            }
+            let mut batch = rocksdb::WriteBatch::default();
+            batch.put_cf(meta, keys::META_FORMAT, keys::FORMAT_V1);
+            batch.put_cf(meta, keys::META_CHAIN_COUNT, count.to_be_bytes());
+            let mut write_options = rocksdb::WriteOptions::default();
+            write_options.set_sync(true);
+            db.write_opt(batch, &write_options)
+                .map_err(|error| LedgerError::from_rocksdb("open", error))?;
+            Ok(count)
+        }
+        (Some(format), Some(stored)) => {
+            if format != keys::FORMAT_V1 {
+                return Err(corrupt(format!(
+                    "unknown format marker {:?}",
+                    String::from_utf8_lossy(&format)
+                )));
+            }
+            let stored: [u8; 4] = stored
+                .as_slice()
+                .try_into()
+                .map_err(|_| corrupt("chain count entry has the wrong length".to_owned()))?;
+            let stored = u32::from_be_bytes(stored);
+            match requested {
+                Some(requested) if requested != stored => Err(LedgerError::ChainCountMismatch {
+                    dir: dir.to_path_buf(),
+                    stored,
+                    requested,
+                }),
+                _ => Ok(stored),
+            }
+        }
+        _ => Err(corrupt("format marker or chain count entry is missing".to_owned())),
+    }
+}
+
+fn read_head(db: &DB, dir: &Path, chain: ChainId) -> Result<Head, LedgerError> {
+    let meta = db.cf_handle(CF_META).expect("meta column family exists");
+    let value = db
+        .get_cf(meta, keys::head_key(chain))
+        .map_err(|error| LedgerError::from_rocksdb("open", error))?;
+
+    match value {
+        None => Ok(Head {
+            next: Position::ZERO,
+            last_hash: genesis_hash(chain),
+            last_time: Timestamp::from_micros(i64::MIN),
+        }),
+        Some(value) => keys::decode_head(&value).ok_or_else(|| LedgerError::Corrupt {
+            dir: dir.to_path_buf(),
+            reason: format!("head entry of chain {chain} has the wrong length"),
+        }),
+    }
+}
+
+/// Returns the events column family, which `open` always creates.
+pub(crate) fn events_family(db: &DB) -> &rocksdb::ColumnFamily {
+    db.cf_handle(CF_EVENTS).expect("events column family exists")
+}
+
+/// Returns the idempotency column family, which `open` always creates.
+pub(crate) fn idempotency_family(db: &DB) -> &rocksdb::ColumnFamily {
+    db.cf_handle(CF_IDEMPOTENCY).expect("idempotency column family exists")
+}
+
+/// Returns the meta column family, which `open` always creates.
+pub(crate) fn meta_family(db: &DB) -> &rocksdb::ColumnFamily {
+    db.cf_handle(CF_META).expect("meta column family exists")
+}

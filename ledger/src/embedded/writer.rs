@@ -1,0 +1,271 @@
+//! The writer thread: sequences appends and group-commits them.
+//!
+//! The thread takes every request waiting in its queue (up to a maximum number of
+//! events), assigns positions and links, encodes and hashes each event, and writes the
+//! whole group, heads and idempotency entries in one RocksDB write batch with one fsync.
+//! Only after that write returns are the heads advanced and the appenders answered, so
+//! an acknowledged append is always durable.
+//!
+//! After a failed write the writer rejects every later append until the ledger is
+//! reopened: RocksDB may or may not have kept the failed batch, and the heads are only
+//! trustworthy once reloaded from disk.
+
+use std::collections::HashMap;
+use std::sync::{Arc, mpsc};
+
+use consign_schemas::{
+    ChainId, Envelope, EventId, IdempotencyKey, Position, SCHEMA_VERSION, Timestamp,
+    hash_stored_event,
+};
+use rocksdb::{WriteBatch, WriteOptions};
+
+use super::open::{events_family, idempotency_family, meta_family};
+use super::{EmbeddedOptions, Pending, Shared};
+use crate::error::LedgerError;
+use crate::keys::{self, Head};
+use crate::record::{Appended, AppendedEvent};
+
+/// What one request of a group resolves to.
+enum Outcome {
+    /// New events, written by this group.
+    Written(Appended),
+    /// The idempotency key was already durable: read the original events back.
+    Replay {
+        chain: ChainId,
+        first: Position,
+        count: u32,
+    },
+    /// The key was used by an earlier request of the same group.
+    SameAs(usize),
+    Rejected(LedgerError),
+}
+
+pub(super) fn run(shared: Arc<Shared>, receiver: mpsc::Receiver<Pending>, options: EmbeddedOptions) {
+    let mut write_options = WriteOptions::default();
+    write_options.set_sync(options.sync);
+    let mut failure: Option<String> = None;
+
+    while let Ok(first) = receiver.recv() {
+        let mut group = vec![first];
+        let mut event_count = group[0].request.events.len();
+        while event_count < options.max_group_events {
+            match receiver.try_recv() {
+                Ok(next) => {
+                    event_count += next.request.events.len();
+                    group.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+
+        if let Some(reason) = &failure {
+            for pending in group {
+                let _ = pending.reply.send(Err(LedgerError::Storage {
+                    operation: "append",
+                    reason: format!("an earlier write failed ({reason}); restart consign"),
+                }));
+            }
+            continue;
+        }
+
+        if let Err(reason) = commit_group(&shared, group, &write_options) {
+            tracing::error!(
+                dir = %shared.dir.display(),
+                error = %reason,
+                "ledger group commit failed; rejecting appends until restart"
+            );
+            failure = Some(reason);
+        }
+    }
+    tracing::debug!(dir = %shared.dir.display(), "ledger writer stopped");
+}
+
+/// Writes one group and answers its appenders. Returns the storage failure, if any,
+/// after answering every appender with it.
+fn commit_group(
+    shared: &Shared,
+    group: Vec<Pending>,
+    write_options: &WriteOptions,
+) -> Result<(), String> {
+    let db = &shared.db;
+    let events_cf = events_family(db);
+    let idempotency_cf = idempotency_family(db);
+    let meta_cf = meta_family(db);
+
+    let mut heads: HashMap<ChainId, Head> = HashMap::new();
+    let mut keys_in_group: HashMap<IdempotencyKey, usize> = HashMap::new();
+    let mut outcomes = Vec::with_capacity(group.len());
+    let mut batch = WriteBatch::default();
+    let now = Timestamp::now();
+
+    for (index, pending) in group.iter().enumerate() {
+        let request = &pending.request;
+
+        if let Some(key) = &request.idempotency_key {
+            if let Some(&original) = keys_in_group.get(key) {
+                outcomes.push(Outcome::SameAs(original));
+                continue;
+            }
+            match db.get_cf(idempotency_cf, key.as_str().as_bytes()) {
+                Ok(Some(value)) => {
+                    outcomes.push(match keys::decode_idempotency(&value) {
+                        Some((chain, first, count)) => Outcome::Replay { chain, first, count },
+                        None => Outcome::Rejected(LedgerError::Corrupt {
+                            dir: shared.dir.clone(),
+                            reason: format!("idempotency entry for {:?} is malformed", key.as_str()),
+                        }),
+                    });
+                    continue;
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    outcomes.push(Outcome::Rejected(LedgerError::from_rocksdb("append", error)));
+                    continue;
+                }
+            }
+        }
+
+        let head = *heads.entry(request.chain).or_insert_with(|| {
+            shared.heads.lock().expect("heads lock poisoned")[&request.chain]
+        });
+        match sequence_request(pending, head, now, &mut batch, events_cf) {
+            Ok((appended, new_head)) => {
+                if let Some(key) = &request.idempotency_key {
+                    let first = appended.events[0].position;
+                    let count = u32::try_from(appended.events.len()).unwrap_or(u32::MAX);
+                    batch.put_cf(
+                        idempotency_cf,
+                        key.as_str().as_bytes(),
+                        keys::encode_idempotency(request.chain, first, count),
+                    );
+                    keys_in_group.insert(key.clone(), index);
+                }
+                heads.insert(request.chain, new_head);
+                outcomes.push(Outcome::Written(appended));
+            }
+            Err(error) => outcomes.push(Outcome::Rejected(error)),
+        }
+    }
+
+    for (chain, head) in &heads {
+        batch.put_cf(meta_cf, keys::head_key(*chain), keys::encode_head(head));
+    }
+
+    if !batch.is_empty()
+        && let Err(error) = db.write_opt(batch, write_options)
+    {
+        let reason = error.into_string();
+        for pending in group {
+            let _ = pending.reply.send(Err(LedgerError::from_storage_reason("append", reason.clone())));
+        }
+        return Err(reason);
+    }
+
+    publish_heads(shared, &heads);
+    answer(shared, group, outcomes);
+    Ok(())
+}
+
+/// Assigns positions, links and the sequencer time to one request's events and adds
+/// them to the batch. Returns the placements and the chain's new head.
+fn sequence_request(
+    pending: &Pending,
+    head: Head,
+    now: Timestamp,
+    batch: &mut WriteBatch,
+    events_cf: &rocksdb::ColumnFamily,
+) -> Result<(Appended, Head), LedgerError> {
+    let request = &pending.request;
+    let time = now.max(head.last_time);
+    let mut next = head.next;
+    let mut previous = head.last_hash;
+    let mut encoded = Vec::with_capacity(request.events.len());
+
+    // Encode everything first, so a request that fails to encode adds nothing.
+    for new_event in &request.events {
+        let envelope = Envelope {
+            schema_version: SCHEMA_VERSION,
+            event_id: EventId::random(),
+            chain: request.chain,
+            position: next,
+            previous,
+            time,
+            command: request.command,
+            idempotency_key: request.idempotency_key.clone(),
+            actor: new_event.actor.clone(),
+            event: new_event.event.clone(),
+        };
+        let bytes = envelope.encode()?;
+        let hash = hash_stored_event(&bytes);
+        encoded.push((next, hash, bytes));
+        previous = hash;
+        next = next.next();
+    }
+
+    let mut events = Vec::with_capacity(encoded.len());
+    for (position, hash, bytes) in encoded {
+        batch.put_cf(
+            events_cf,
+            keys::event_key(request.chain, position),
+            keys::event_value(&hash, &bytes),
+        );
+        events.push(AppendedEvent { position, hash });
+    }
+
+    let new_head = Head {
+        next,
+        last_hash: previous,
+        last_time: time,
+    };
+    let appended = Appended {
+        chain: request.chain,
+        events,
+        replayed: false,
+    };
+    Ok((appended, new_head))
+}
+
+fn publish_heads(shared: &Shared, heads: &HashMap<ChainId, Head>) {
+    {
+        let mut committed = shared.heads.lock().expect("heads lock poisoned");
+        for (chain, head) in heads {
+            committed.insert(*chain, *head);
+        }
+    }
+    for (chain, head) in heads {
+        shared.watchers[chain].send_replace(head.next);
+    }
+}
+
+fn answer(shared: &Shared, group: Vec<Pending>, outcomes: Vec<Outcome>) {
+    let mut results: Vec<Option<Result<Appended, LedgerError>>> = Vec::with_capacity(group.len());
+    for outcome in outcomes {
+        let result = match outcome {
+            Outcome::Written(appended) => Ok(appended),
+            Outcome::Replay { chain, first, count } => {
+                super::read::read_placements(shared, chain, first, count).map(|events| Appended {
+                    chain,
+                    events,
+                    replayed: true,
+                })
+            }
+            Outcome::SameAs(original) => match &results[original] {
+                Some(Ok(appended)) => Ok(Appended {
+                    replayed: true,
+                    ..appended.clone()
+                }),
+                _ => Err(LedgerError::Storage {
+                    operation: "append",
+                    reason: "the original request with this idempotency key failed".to_owned(),
+                }),
+            },
+            Outcome::Rejected(error) => Err(error),
+        };
+        results.push(Some(result));
+    }
+
+    for (pending, result) in group.into_iter().zip(results) {
+        let result = result.expect("every request has a result");
+        let _ = pending.reply.send(result);
+    }
+}

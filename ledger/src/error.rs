@@ -1,0 +1,80 @@
+//! Errors at the ledger boundary.
+
+use std::path::PathBuf;
+
+use consign_schemas::{ChainId, SchemaError};
+
+/// A failure to open, append to, read or verify the ledger.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error(
+        "data directory {dir} is in use by another consign process{holder}; stop that process \
+         or choose another --data-dir",
+        holder = holder.map(|pid| format!(" (pid {pid})")).unwrap_or_default()
+    )]
+    Locked { dir: PathBuf, holder: Option<u32> },
+
+    #[error(
+        "data directory {dir} cannot be used: {source}; check that it is a directory that this \
+         user can read and write"
+    )]
+    DataDir {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error(
+        "ledger database in {dir} is corrupt: {reason}; restore the directory from a backup, \
+         and run `consign ledger verify` on the copy"
+    )]
+    Corrupt { dir: PathBuf, reason: String },
+
+    #[error("ledger {operation} failed: {reason}")]
+    Storage {
+        operation: &'static str,
+        reason: String,
+    },
+
+    #[error("ledger {operation} failed because the disk is full: {reason}; free disk space and retry")]
+    DiskFull {
+        operation: &'static str,
+        reason: String,
+    },
+
+    #[error("chain {chain} does not exist: this ledger has chains 0 to {last}", last = chains - 1)]
+    UnknownChain { chain: ChainId, chains: u32 },
+
+    #[error("ledger in {dir} was created with {stored} chains, but {requested} were requested")]
+    ChainCountMismatch {
+        dir: PathBuf,
+        stored: u32,
+        requested: u32,
+    },
+
+    #[error("append request has no events")]
+    EmptyAppend,
+
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+
+    #[error("ledger is closed")]
+    Closed,
+}
+
+impl LedgerError {
+    /// Maps a RocksDB error of `operation`, telling a full disk apart from other failures.
+    pub(crate) fn from_rocksdb(operation: &'static str, error: rocksdb::Error) -> Self {
+        Self::from_storage_reason(operation, error.into_string())
+    }
+
+    /// Builds the storage error for `reason`, so one failed group commit can be reported
+    /// to every waiting appender.
+    pub(crate) fn from_storage_reason(operation: &'static str, reason: String) -> Self {
+        if reason.contains("No space left on device") {
+            LedgerError::DiskFull { operation, reason }
+        } else {
+            LedgerError::Storage { operation, reason }
+        }
+    }
+}

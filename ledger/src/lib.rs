@@ -1,0 +1,18 @@
+//! The consign ledger: an append-only log of hash-chained events.
+//!
+//! Every event stores the hash of its predecessor in the same chain, so any change to
+//! stored bytes, any gap and any reordering is detected by [`EmbeddedLedger::verify_chain`]. The embedded
+//! backend keeps the log in RocksDB and group-commits concurrent appends under one
+//! fsync.
+
+mod embedded;
+mod error;
+mod keys;
+mod record;
+mod verify;
+pub mod workload;
+
+pub use embedded::{EmbeddedLedger, EmbeddedOptions, Subscription};
+pub use error::LedgerError;
+pub use record::{AppendRequest, Appended, AppendedEvent, NewEvent, RawEvent, StoredEvent};
+pub use verify::{BreakReason, ChainBreak, ChainReport, ChainVerifier};

@@ -1,0 +1,253 @@
+//! Chain verification, shared by every backend.
+//!
+//! Each stored event is checked on its own (recorded hash against the hash of its
+//! bytes, decoding, chain and position fields) in parallel, and then the links between
+//! neighbours are checked in order. The first failure in position order is reported.
+
+use consign_schemas::{ChainId, Envelope, EventHash, Position, genesis_hash, hash_stored_event};
+use rayon::prelude::*;
+
+use crate::record::RawEvent;
+
+/// Why verification stopped at a position.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BreakReason {
+    /// The stored bytes hash to a different value than the hash recorded beside them.
+    HashMismatch {
+        recorded: EventHash,
+        computed: EventHash,
+    },
+    /// The event's `previous` field is not the hash of the event before it.
+    BrokenLink {
+        expected: EventHash,
+        found: EventHash,
+    },
+    /// No event is stored at this position although later ones, or the head, say
+    /// there should be.
+    Gap,
+    /// The stored bytes are not a valid envelope.
+    Undecodable { reason: String },
+    /// The stored value is too short to hold a recorded hash.
+    MissingHash,
+    /// The envelope names another chain or position than the key it is stored under.
+    Misplaced {
+        found_chain: ChainId,
+        found_position: Position,
+    },
+    /// An event is stored at or after the chain's recorded head.
+    BeyondHead { head: Position },
+    /// An extra event was inserted here: the event stored after it claims this
+    /// position and links to the same predecessor.
+    Inserted,
+}
+
+impl std::fmt::Display for BreakReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BreakReason::HashMismatch { recorded, computed } => write!(
+                f,
+                "hash mismatch: stored bytes hash to {computed}, but {recorded} is recorded"
+            ),
+            BreakReason::BrokenLink { expected, found } => write!(
+                f,
+                "broken link: previous hash is {found}, but the preceding event hashes to {expected}"
+            ),
+            BreakReason::Gap => f.write_str("gap: no event is stored at this position"),
+            BreakReason::Undecodable { reason } => write!(f, "undecodable bytes: {reason}"),
+            BreakReason::MissingHash => f.write_str("undecodable bytes: value is shorter than a hash"),
+            BreakReason::Misplaced {
+                found_chain,
+                found_position,
+            } => write!(
+                f,
+                "misplaced event: it says chain {found_chain} position {found_position}"
+            ),
+            BreakReason::BeyondHead { head } => write!(
+                f,
+                "event stored beyond the chain's recorded head, which is position {head}"
+            ),
+            BreakReason::Inserted => f.write_str(
+                "inserted event: the next stored event claims this position and links to the \
+                 same predecessor",
+            ),
+        }
+    }
+}
+
+/// The first failure found in a chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChainBreak {
+    pub chain: ChainId,
+    pub position: Position,
+    pub reason: BreakReason,
+}
+
+impl std::fmt::Display for ChainBreak {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "chain {} position {}: {}", self.chain, self.position, self.reason)
+    }
+}
+
+/// The outcome of verifying a range of one chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChainReport {
+    pub chain: ChainId,
+    pub from: Position,
+    /// Events that passed every check before the first break, or all of them.
+    pub verified: u64,
+    /// Hash of the last verified event, or the value linked to by `from`.
+    pub last_hash: EventHash,
+    pub first_break: Option<ChainBreak>,
+}
+
+/// One event's own checks, independent of its neighbours.
+struct Checked {
+    position: Position,
+    /// The event's hash and its `previous` field, or why it failed.
+    result: Result<(EventHash, EventHash), BreakReason>,
+    /// The `previous` field of an event that decoded, even if a later check failed.
+    previous: Option<EventHash>,
+}
+
+fn check_one(chain: ChainId, raw: &RawEvent) -> Checked {
+    let mut decoded_previous = None;
+    let mut result = || {
+        let recorded = raw.recorded_hash.ok_or(BreakReason::MissingHash)?;
+        let computed = hash_stored_event(&raw.bytes);
+        if computed != recorded {
+            return Err(BreakReason::HashMismatch { recorded, computed });
+        }
+        let envelope = Envelope::decode(&raw.bytes).map_err(|error| BreakReason::Undecodable {
+            reason: error.to_string(),
+        })?;
+        decoded_previous = Some(envelope.previous);
+        if envelope.chain != chain || envelope.position != raw.position {
+            return Err(BreakReason::Misplaced {
+                found_chain: envelope.chain,
+                found_position: envelope.position,
+            });
+        }
+        Ok((computed, envelope.previous))
+    };
+    let result = result();
+    Checked {
+        position: raw.position,
+        result,
+        previous: decoded_previous,
+    }
+}
+
+/// Checks a chain incrementally, fed with stored events in key order.
+#[derive(Debug)]
+pub struct ChainVerifier {
+    chain: ChainId,
+    from: Position,
+    expected: Position,
+    previous: EventHash,
+    /// The `previous` field of the last accepted event, to recognise an inserted one.
+    accepted_link: Option<EventHash>,
+    /// Position every event must stay below, and the position the range must reach.
+    end: Position,
+    first_break: Option<ChainBreak>,
+}
+
+impl ChainVerifier {
+    /// Starts at `from`, whose predecessor hashes to `previous` (the genesis value when
+    /// `from` is 0), and expects events up to but excluding `end`.
+    pub fn new(chain: ChainId, from: Position, previous: EventHash, end: Position) -> Self {
+        Self {
+            chain,
+            from,
+            expected: from,
+            previous,
+            accepted_link: None,
+            end,
+            first_break: None,
+        }
+    }
+
+    /// Starts at the beginning of the chain.
+    pub fn from_genesis(chain: ChainId, end: Position) -> Self {
+        Self::new(chain, Position::ZERO, genesis_hash(chain), end)
+    }
+
+    /// True once a break is found; further input is ignored.
+    pub fn is_broken(&self) -> bool {
+        self.first_break.is_some()
+    }
+
+    /// Checks the next stored events, which must come in increasing position order.
+    pub fn feed(&mut self, raws: &[RawEvent]) {
+        if self.is_broken() {
+            return;
+        }
+        let chain = self.chain;
+        let checked: Vec<Checked> = raws.par_iter().map(|raw| check_one(chain, raw)).collect();
+
+        for item in checked {
+            if let Err(reason) = self.link(item) {
+                self.first_break = Some(reason);
+                return;
+            }
+        }
+    }
+
+    fn link(&mut self, item: Checked) -> Result<(), ChainBreak> {
+        let at = |position, reason| ChainBreak {
+            chain: self.chain,
+            position,
+            reason,
+        };
+        if item.position >= self.end {
+            return Err(at(item.position, BreakReason::BeyondHead { head: self.end }));
+        }
+        if item.position != self.expected {
+            return Err(at(self.expected, BreakReason::Gap));
+        }
+        if let Err(BreakReason::Misplaced {
+            found_chain,
+            found_position,
+        }) = &item.result
+            && *found_chain == self.chain
+            && found_position.get().checked_add(1) == Some(item.position.get())
+            && item.previous.is_some()
+            && item.previous == self.accepted_link
+        {
+            let inserted_at = *found_position;
+            self.expected = inserted_at;
+            return Err(at(inserted_at, BreakReason::Inserted));
+        }
+        let (hash, previous) = item.result.map_err(|reason| at(item.position, reason))?;
+        if previous != self.previous {
+            return Err(at(
+                item.position,
+                BreakReason::BrokenLink {
+                    expected: self.previous,
+                    found: previous,
+                },
+            ));
+        }
+        self.accepted_link = Some(previous);
+        self.previous = hash;
+        self.expected = self.expected.next();
+        Ok(())
+    }
+
+    /// Ends the check: a range that stopped short of `end` has a gap.
+    pub fn finish(mut self) -> ChainReport {
+        if self.first_break.is_none() && self.expected < self.end {
+            self.first_break = Some(ChainBreak {
+                chain: self.chain,
+                position: self.expected,
+                reason: BreakReason::Gap,
+            });
+        }
+        ChainReport {
+            chain: self.chain,
+            from: self.from,
+            verified: self.expected.get() - self.from.get(),
+            last_hash: self.previous,
+            first_break: self.first_break,
+        }
+    }
+}

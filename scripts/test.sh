@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs every test of consign: installs what the tests need, runs the workspace's
+# tests, and stops anything it started.
+#
+# The build directory defaults to a cache outside the clone, so that repeated runs,
+# including CI on the same machine, do not rebuild RocksDB; set CARGO_TARGET_DIR to
+# choose another.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-deps.sh
+
+if [ -z "${CARGO_TARGET_DIR:-}" ]; then
+  if mkdir -p /var/cache/consign/target 2>/dev/null && [ -w /var/cache/consign/target ]; then
+    export CARGO_TARGET_DIR=/var/cache/consign/target
+  else
+    export CARGO_TARGET_DIR="$HOME/.cache/consign/target"
+  fi
+fi
+echo "building in $CARGO_TARGET_DIR"
+
+cargo build --workspace --all-targets --locked
+cargo test --workspace --locked
