@@ -1,6 +1,6 @@
 //! The consign application: command line, HTTP server and pages on top of the ledger.
 //!
-//! Only this crate knows about HTTP, JSON and terminals. The binary in `main.rs` is a
+//! Only this crate deals with HTTP, JSON and terminals. The binary in `main.rs` is a
 //! thin wrapper around [`cli::run`].
 
 pub mod cli;

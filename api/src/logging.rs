@@ -2,7 +2,7 @@
 
 use tracing_subscriber::EnvFilter;
 
-/// How log lines are written to standard error.
+/// Format of log lines on standard error.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
     #[default]

@@ -3,7 +3,7 @@
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-/// A bar counting `unit` items up to `total`.
+/// Creates a bar counting `unit` items up to `total`.
 pub fn bar(total: u64, unit: &str) -> ProgressBar {
     let bar = ProgressBar::new(total);
     let template = format!(
@@ -17,7 +17,7 @@ pub fn bar(total: u64, unit: &str) -> ProgressBar {
     bar
 }
 
-/// A spinner counting items when the total is not known in advance.
+/// Creates a spinner counting items when the total is not known in advance.
 pub fn counter(message: &str) -> ProgressBar {
     let bar = ProgressBar::new_spinner();
     bar.set_style(

@@ -63,8 +63,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Returns the heads of every chain, so an operator or a load balancer sees that the
-/// ledger is open.
+/// Returns the heads of every chain, so an operator or a load balancer can check that
+/// the ledger is open.
 async fn health(State(state): State<AppState>) -> Json<serde_json::Value> {
     let chains: Vec<_> = state
         .ledger

@@ -48,7 +48,11 @@ fn seconds() -> Duration {
 /// the size of one stored value.
 fn consign_appends(appenders: usize, payload_bytes: usize) -> (f64, usize) {
     let dir = tempfile::tempdir_in(bench_dir()).unwrap();
-    let ledger = Arc::new(EmbeddedLedger::open(dir.path(), EmbeddedOptions::default()).unwrap());
+    let mut options = EmbeddedOptions::default();
+    if let Some(micros) = std::env::var("CONSIGN_BENCH_GROUP_WAIT_US").ok().and_then(|text| text.parse().ok()) {
+        options.group_wait = Duration::from_micros(micros);
+    }
+    let ledger = Arc::new(EmbeddedLedger::open(dir.path(), options).unwrap());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -9,7 +9,7 @@ use rayon::prelude::*;
 
 use crate::record::RawEvent;
 
-/// Why verification stopped at a position.
+/// Reason verification stopped at a position.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BreakReason {
     /// The stored bytes hash to a different value than the hash recorded beside them.

@@ -3,7 +3,7 @@
 //! Stored bytes are `postcard(Envelope)`, with the schema version as the first field so
 //! that a reader can reject a future format before decoding anything else. An event's
 //! hash is BLAKE3 in key-derivation mode, under a context string of its own, over
-//! exactly those stored bytes; nothing is ever re-encoded before hashing.
+//! exactly those stored bytes. Nothing is re-encoded before hashing.
 
 use serde::{Deserialize, Serialize};
 
@@ -23,7 +23,7 @@ const EVENT_HASH_CONTEXT: &str = "consign 2026-12-04 stored event v1";
 /// BLAKE3 key-derivation context for each chain's genesis value.
 const GENESIS_CONTEXT: &str = "consign 2026-12-04 chain genesis v1";
 
-/// Who caused an event.
+/// Originator of an event.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Actor {

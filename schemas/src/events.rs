@@ -11,7 +11,7 @@ use crate::ids::{
     RecipientId, Timestamp,
 };
 
-/// What an account may do.
+/// Permission level of an account.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
@@ -44,7 +44,7 @@ pub enum Priority {
     Urgent,
 }
 
-/// How a stored document is encrypted at rest. The data key is stored only wrapped.
+/// Encryption at rest of a stored document. The data key is stored only wrapped.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct EncryptionDescriptor {
     /// AEAD construction, for example `XChaCha20-Poly1305/STREAM-64KiB`.
@@ -150,7 +150,7 @@ pub struct DeliveryReleased {
     pub delivery: DeliveryId,
 }
 
-/// Which kind of e-mail a notification is.
+/// Kind of e-mail a notification sends.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NotificationKind {
@@ -207,7 +207,7 @@ pub struct DeliveryOpened {
     pub recipient: RecipientId,
 }
 
-/// Why a recipient was turned away.
+/// Reason a recipient was turned away.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DenialReason {
@@ -343,7 +343,7 @@ impl EventKind {
         EventKind::CheckpointSigned,
     ];
 
-    /// The type name used in exports and dumps.
+    /// Returns the type name used in exports and dumps.
     pub fn name(self) -> &'static str {
         match self {
             EventKind::AccountOpened => "AccountOpened",
@@ -394,7 +394,7 @@ impl Event {
         }
     }
 
-    /// The delivery this event belongs to, if any; the Kafka backend keys records by it.
+    /// Returns the delivery this event belongs to, if any.
     pub fn delivery(&self) -> Option<DeliveryId> {
         match self {
             Event::AccountOpened(_)

@@ -160,7 +160,7 @@ pub(super) fn dump(args: DumpArgs) -> anyhow::Result<Outcome> {
     }
 }
 
-/// One JSON line for a stored event. An event that fails its hash check or does not
+/// Renders one JSON line for a stored event. An event that fails its hash check or does not
 /// decode is printed with an `error` field instead of its contents.
 fn dump_line(chain: ChainId, raw: &RawEvent) -> serde_json::Value {
     let hash = hash_stored_event(&raw.bytes);

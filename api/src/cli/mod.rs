@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 
 use crate::logging::LogFormat;
 
-/// How a command that checks something ended, when it ran to completion.
+/// Result of a command that ran to completion, telling a failed check apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Success,
@@ -41,7 +41,7 @@ pub enum Command {
     Ledger(LedgerCommand),
 }
 
-/// Where the embedded ledger lives.
+/// Location of the embedded ledger.
 #[derive(Debug, clap::Args)]
 pub struct DataDirArgs {
     /// Data directory of the embedded store.

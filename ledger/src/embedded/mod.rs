@@ -17,6 +17,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use consign_schemas::{ChainId, EventHash, Position};
 use rocksdb::DB;
@@ -43,6 +44,9 @@ pub struct EmbeddedOptions {
     pub sync: bool,
     /// Maximum number of events written by one group commit.
     pub max_group_events: usize,
+    /// Maximum time the writer waits for the appenders of the previous group to send
+    /// their next requests before it commits a smaller group.
+    pub group_wait: Duration,
 }
 
 impl Default for EmbeddedOptions {
@@ -51,6 +55,7 @@ impl Default for EmbeddedOptions {
             chains: None,
             sync: true,
             max_group_events: 8192,
+            group_wait: Duration::from_micros(200),
         }
     }
 }
@@ -130,7 +135,7 @@ impl EmbeddedLedger {
         self.shared.chain_count
     }
 
-    /// Every chain of this ledger, in order.
+    /// Returns every chain of this ledger, in order.
     pub fn chains(&self) -> impl Iterator<Item = ChainId> + use<> {
         (0..self.shared.chain_count).map(ChainId::new)
     }
