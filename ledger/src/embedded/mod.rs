@@ -55,7 +55,7 @@ impl Default for EmbeddedOptions {
             chains: None,
             sync: true,
             max_group_events: 8192,
-            group_wait: Duration::from_micros(200),
+            group_wait: Duration::from_micros(500),
         }
     }
 }
