@@ -50,7 +50,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
-        .with_context(|| format!("cannot listen on {}; choose another --listen address", args.listen))?;
+        .with_context(|| {
+            format!(
+                "cannot listen on {}; choose another --listen address",
+                args.listen
+            )
+        })?;
     tracing::info!(listen = %args.listen, data_dir = %args.data.data_dir.display(), "consign serving");
 
     axum::serve(listener, app)

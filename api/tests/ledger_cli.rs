@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 fn consign() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_consign"));
-    command.env_remove("CONSIGN_DATA_DIR").env("RUST_LOG", "warn");
+    command
+        .env_remove("CONSIGN_DATA_DIR")
+        .env("RUST_LOG", "warn");
     command
 }
 
@@ -29,7 +31,11 @@ fn generate(dir: &Path, deliveries: u32) {
         "--deliveries",
         &deliveries.to_string(),
     ]);
-    assert!(output.status.success(), "generate failed: {}", text(&output.stderr));
+    assert!(
+        output.status.success(),
+        "generate failed: {}",
+        text(&output.stderr)
+    );
 }
 
 fn is_root() -> bool {
@@ -52,12 +58,24 @@ fn generate_then_verify_and_dump() {
     let dir = tempfile::tempdir().unwrap();
     generate(dir.path(), 40);
 
-    let verify = run(&["ledger", "verify", "--data-dir", dir.path().to_str().unwrap()]);
+    let verify = run(&[
+        "ledger",
+        "verify",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
     let stdout = text(&verify.stdout);
     assert!(verify.status.success(), "{stdout}{}", text(&verify.stderr));
     assert!(stdout.contains("is intact"), "{stdout}");
 
-    let dump = run(&["ledger", "dump", "--data-dir", dir.path().to_str().unwrap(), "--limit", "5"]);
+    let dump = run(&[
+        "ledger",
+        "dump",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--limit",
+        "5",
+    ]);
     assert!(dump.status.success(), "{}", text(&dump.stderr));
     let lines: Vec<serde_json::Value> = text(&dump.stdout)
         .lines()
@@ -70,7 +88,16 @@ fn generate_then_verify_and_dump() {
     assert!(lines[0]["time"].as_str().unwrap().ends_with('Z'));
     assert!(lines[0]["payload"].is_object());
 
-    let from = run(&["ledger", "dump", "--data-dir", dir.path().to_str().unwrap(), "--from", "3", "--limit", "1"]);
+    let from = run(&[
+        "ledger",
+        "dump",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--from",
+        "3",
+        "--limit",
+        "1",
+    ]);
     let line: serde_json::Value = serde_json::from_str(text(&from.stdout).trim()).unwrap();
     assert_eq!(line["position"], 3);
     assert_eq!(line["hash"], lines[3]["hash"]);
@@ -84,7 +111,12 @@ fn verify_reports_tampering_with_exit_one() {
     // Rewrite one event's stored bytes through RocksDB, as an attacker with disk access.
     let db_path = dir.path().join("ledger");
     {
-        let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), &db_path, ["events", "idempotency", "meta"]).unwrap();
+        let db = rocksdb::DB::open_cf(
+            &rocksdb::Options::default(),
+            &db_path,
+            ["events", "idempotency", "meta"],
+        )
+        .unwrap();
         let events = db.cf_handle("events").unwrap();
         let mut key = 0u32.to_be_bytes().to_vec();
         key.extend_from_slice(&7u64.to_be_bytes());
@@ -94,10 +126,18 @@ fn verify_reports_tampering_with_exit_one() {
         db.put_cf(events, &key, value).unwrap();
     }
 
-    let verify = run(&["ledger", "verify", "--data-dir", dir.path().to_str().unwrap()]);
+    let verify = run(&[
+        "ledger",
+        "verify",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
     let stdout = text(&verify.stdout);
     assert_eq!(verify.status.code(), Some(1), "{stdout}");
-    assert!(stdout.contains("BROKEN at chain 0 position 7: hash mismatch"), "{stdout}");
+    assert!(
+        stdout.contains("BROKEN at chain 0 position 7: hash mismatch"),
+        "{stdout}"
+    );
     assert!(stdout.contains("7 events before it verified"), "{stdout}");
 }
 
@@ -121,13 +161,22 @@ fn unreadable_data_dir() {
     let data = dir.path().join("data");
     generate(&data, 5);
     std::fs::set_permissions(&data, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
-    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
 
     // Root ignores file modes, so as root the command runs as the unprivileged user
     // `nobody` through setpriv(1) from util-linux.
     let mut command = if is_root() {
         let mut command = Command::new("setpriv");
-        command.args(["--reuid=65534", "--regid=65534", "--clear-groups", env!("CARGO_BIN_EXE_consign")]);
+        command.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            env!("CARGO_BIN_EXE_consign"),
+        ]);
         command
     } else {
         consign()
@@ -142,7 +191,10 @@ fn unreadable_data_dir() {
     let stderr = text(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("Permission denied"), "{stderr}");
-    assert!(stderr.contains("check that it is a directory that this user can read and write"), "{stderr}");
+    assert!(
+        stderr.contains("check that it is a directory that this user can read and write"),
+        "{stderr}"
+    );
 }
 
 fn assert_reported_corrupt(dir: &Path) {
@@ -150,7 +202,10 @@ fn assert_reported_corrupt(dir: &Path) {
     let stderr = text(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("is corrupt"), "{stderr}");
-    assert!(stderr.contains("restore the directory from a backup"), "{stderr}");
+    assert!(
+        stderr.contains("restore the directory from a backup"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -180,7 +235,15 @@ fn second_process_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap();
     let mut holder = consign()
-        .args(["ledger", "generate", "--data-dir", data, "--deliveries", "100000000", "--no-sync"])
+        .args([
+            "ledger",
+            "generate",
+            "--data-dir",
+            data,
+            "--deliveries",
+            "100000000",
+            "--no-sync",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -211,21 +274,38 @@ struct SmallDisk {
 
 impl SmallDisk {
     fn mount(size: &str) -> SmallDisk {
-        assert!(is_root(), "the full-disk test mounts a tmpfs and must run as root, as CI does");
+        assert!(
+            is_root(),
+            "the full-disk test mounts a tmpfs and must run as root, as CI does"
+        );
         let parent = tempfile::tempdir().unwrap();
         let path = parent.path().join("disk");
         std::fs::create_dir(&path).unwrap();
         let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs", path.to_str().unwrap()])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size}"),
+                "tmpfs",
+                path.to_str().unwrap(),
+            ])
             .status()
             .unwrap();
         assert!(status.success(), "mount of a tmpfs failed");
-        SmallDisk { path, _parent: parent }
+        SmallDisk {
+            path,
+            _parent: parent,
+        }
     }
 
     fn resize(&self, size: &str) {
         let status = Command::new("mount")
-            .args(["-o", &format!("remount,size={size}"), self.path.to_str().unwrap()])
+            .args([
+                "-o",
+                &format!("remount,size={size}"),
+                self.path.to_str().unwrap(),
+            ])
             .status()
             .unwrap();
         assert!(status.success(), "remount of the tmpfs failed");
@@ -243,7 +323,14 @@ fn full_disk_fails_cleanly_and_keeps_acknowledged_events() {
     let disk = SmallDisk::mount("6m");
     let data = disk.path.join("data");
 
-    let output = run(&["ledger", "generate", "--data-dir", data.to_str().unwrap(), "--deliveries", "1000000"]);
+    let output = run(&[
+        "ledger",
+        "generate",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--deliveries",
+        "1000000",
+    ]);
     let stderr = text(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("disk is full"), "{stderr}");

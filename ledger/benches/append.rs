@@ -25,7 +25,10 @@ const VERIFY_EVENTS: u64 = 1_000_000;
 fn event(payload_bytes: usize, index: u64) -> NewEvent {
     let account = AccountId::from_bytes([3; 16]);
     let mut reason = format!("{index:020}");
-    reason.extend(std::iter::repeat_n('x', payload_bytes.saturating_sub(reason.len())));
+    reason.extend(std::iter::repeat_n(
+        'x',
+        payload_bytes.saturating_sub(reason.len()),
+    ));
     NewEvent {
         actor: Actor::Account(account),
         event: Event::DeliveryWithdrawn(DeliveryWithdrawn {
@@ -49,7 +52,10 @@ fn seconds() -> Duration {
 fn consign_appends(appenders: usize, payload_bytes: usize) -> (f64, usize) {
     let dir = tempfile::tempdir_in(bench_dir()).unwrap();
     let mut options = EmbeddedOptions::default();
-    if let Some(micros) = std::env::var("CONSIGN_BENCH_GROUP_WAIT_US").ok().and_then(|text| text.parse().ok()) {
+    if let Some(micros) = std::env::var("CONSIGN_BENCH_GROUP_WAIT_US")
+        .ok()
+        .and_then(|text| text.parse().ok())
+    {
         options.group_wait = Duration::from_micros(micros);
     }
     let ledger = Arc::new(EmbeddedLedger::open(dir.path(), options).unwrap());
@@ -151,18 +157,24 @@ fn verify_throughput() -> (f64, f64) {
     let mut index = 0;
     while index < VERIFY_EVENTS {
         let events = (index..index + 1000).map(|i| event(100, i)).collect();
-        ledger.append_blocking(AppendRequest::new(CHAIN, events)).unwrap();
+        ledger
+            .append_blocking(AppendRequest::new(CHAIN, events))
+            .unwrap();
         index += 1000;
     }
 
     let started = Instant::now();
-    let report = ledger.verify_chain(CHAIN, Position::ZERO, None, &|_| {}).unwrap();
+    let report = ledger
+        .verify_chain(CHAIN, Position::ZERO, None, &|_| {})
+        .unwrap();
     let verify_rate = report.verified as f64 / started.elapsed().as_secs_f64();
     assert_eq!(report.first_break, None);
     assert_eq!(report.verified, VERIFY_EVENTS);
 
     // Baseline: BLAKE3 alone over the same stored bytes, already in memory.
-    let raws = ledger.read_raw(CHAIN, Position::ZERO, VERIFY_EVENTS as usize).unwrap();
+    let raws = ledger
+        .read_raw(CHAIN, Position::ZERO, VERIFY_EVENTS as usize)
+        .unwrap();
     let started = Instant::now();
     let mut xor = 0u8;
     for raw in &raws {
@@ -175,7 +187,10 @@ fn verify_throughput() -> (f64, f64) {
 
 fn main() {
     // `cargo bench` passes `--bench`; any other argument is a filter we do not support.
-    println!("durable appends, {} s per measurement", seconds().as_secs_f64());
+    println!(
+        "durable appends, {} s per measurement",
+        seconds().as_secs_f64()
+    );
     println!(
         "{:>9} {:>9} {:>12} {:>16} {:>16} {:>7}",
         "payload", "appenders", "value bytes", "consign ev/s", "rocksdb ev/s", "ratio"

@@ -36,7 +36,9 @@ pub enum LedgerError {
         reason: String,
     },
 
-    #[error("ledger {operation} failed because the disk is full: {reason}; free disk space and retry")]
+    #[error(
+        "ledger {operation} failed because the disk is full: {reason}; free disk space and retry"
+    )]
     DiskFull {
         operation: &'static str,
         reason: String,

@@ -4,7 +4,9 @@
 //! order is chain order then position order. An event value is the 32-byte event hash
 //! followed by the stored event bytes that the hash covers.
 
-use consign_schemas::{ChainId, EventHash, Hash32, Position, Timestamp};
+use consign_schemas::{
+    ChainId, Envelope, EventHash, Hash32, Position, SchemaError, Timestamp, hash_stored_event,
+};
 
 pub(crate) const EVENT_KEY_LEN: usize = 12;
 
@@ -23,11 +25,14 @@ pub(crate) fn parse_event_key(key: &[u8]) -> Option<(ChainId, Position)> {
     Some((ChainId::new(chain), Position::new(position)))
 }
 
-pub(crate) fn event_value(hash: &EventHash, bytes: &[u8]) -> Vec<u8> {
-    let mut value = Vec::with_capacity(32 + bytes.len());
-    value.extend_from_slice(hash.as_bytes());
-    value.extend_from_slice(bytes);
-    value
+/// Encodes an envelope straight into an event value and returns its hash with it.
+pub(crate) fn encode_event_value(envelope: &Envelope) -> Result<(EventHash, Vec<u8>), SchemaError> {
+    let mut value = Vec::with_capacity(32 + 256);
+    value.extend_from_slice(&[0u8; 32]);
+    let mut value = envelope.encode_into(value)?;
+    let hash = hash_stored_event(&value[32..]);
+    value[..32].copy_from_slice(hash.as_bytes());
+    Ok((hash, value))
 }
 
 /// Splits an event value into its recorded hash and stored bytes.

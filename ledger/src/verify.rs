@@ -54,7 +54,9 @@ impl std::fmt::Display for BreakReason {
             ),
             BreakReason::Gap => f.write_str("gap: no event is stored at this position"),
             BreakReason::Undecodable { reason } => write!(f, "undecodable bytes: {reason}"),
-            BreakReason::MissingHash => f.write_str("undecodable bytes: value is shorter than a hash"),
+            BreakReason::MissingHash => {
+                f.write_str("undecodable bytes: value is shorter than a hash")
+            }
             BreakReason::Misplaced {
                 found_chain,
                 found_position,
@@ -84,7 +86,11 @@ pub struct ChainBreak {
 
 impl std::fmt::Display for ChainBreak {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "chain {} position {}: {}", self.chain, self.position, self.reason)
+        write!(
+            f,
+            "chain {} position {}: {}",
+            self.chain, self.position, self.reason
+        )
     }
 }
 
@@ -199,7 +205,10 @@ impl ChainVerifier {
             reason,
         };
         if item.position >= self.end {
-            return Err(at(item.position, BreakReason::BeyondHead { head: self.end }));
+            return Err(at(
+                item.position,
+                BreakReason::BeyondHead { head: self.end },
+            ));
         }
         if item.position != self.expected {
             return Err(at(self.expected, BreakReason::Gap));

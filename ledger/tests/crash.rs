@@ -47,8 +47,13 @@ fn crash_child() {
                 let chain = ChainId::new((task % u64::from(CHAINS)) as u32);
                 for round in 0u64.. {
                     let size = 1 + (round % 3);
-                    let events = (0..size).map(|index| common::withdrawal(task * 1_000_000 + round * 10 + index)).collect();
-                    let appended = ledger.append(AppendRequest::new(chain, events)).await.unwrap();
+                    let events = (0..size)
+                        .map(|index| common::withdrawal(task * 1_000_000 + round * 10 + index))
+                        .collect();
+                    let appended = ledger
+                        .append(AppendRequest::new(chain, events))
+                        .await
+                        .unwrap();
                     for event in appended.events {
                         let line = format!("{} {} {}", chain, event.position, event.hash);
                         if sender.send(line).is_err() {
@@ -111,7 +116,10 @@ fn acknowledged_appends_survive_sigkill() {
             seen_this_round += 1;
         }
         child.wait().unwrap();
-        assert!(seen_this_round > 0, "round {round}: child acknowledged nothing");
+        assert!(
+            seen_this_round > 0,
+            "round {round}: child acknowledged nothing"
+        );
 
         check_restart(dir.path(), &acknowledged, round);
     }
@@ -123,20 +131,36 @@ fn record(acknowledged: &mut HashMap<(u32, u64), String>, line: &str) {
     let position: u64 = parts.next().unwrap().parse().unwrap();
     let hash = parts.next().unwrap().to_owned();
     let previous = acknowledged.insert((chain, position), hash.clone());
-    assert!(previous.is_none_or(|old| old == hash), "position {chain}/{position} acknowledged twice with different hashes");
+    assert!(
+        previous.is_none_or(|old| old == hash),
+        "position {chain}/{position} acknowledged twice with different hashes"
+    );
 }
 
 fn check_restart(dir: &std::path::Path, acknowledged: &HashMap<(u32, u64), String>, round: usize) {
     let ledger = EmbeddedLedger::open(dir, EmbeddedOptions::default()).unwrap();
     for chain in ledger.chains() {
-        let report = ledger.verify_chain(chain, Position::ZERO, None, &|_| {}).unwrap();
-        assert_eq!(report.first_break, None, "round {round}: chain {chain} is broken");
+        let report = ledger
+            .verify_chain(chain, Position::ZERO, None, &|_| {})
+            .unwrap();
+        assert_eq!(
+            report.first_break, None,
+            "round {round}: chain {chain} is broken"
+        );
     }
     for (&(chain, position), hash) in acknowledged {
         let chain = ChainId::new(chain);
         let stored = ledger.read(chain, Position::new(position), 1).unwrap();
-        assert_eq!(stored.len(), 1, "round {round}: acknowledged event {chain}/{position} is missing");
+        assert_eq!(
+            stored.len(),
+            1,
+            "round {round}: acknowledged event {chain}/{position} is missing"
+        );
         assert_eq!(stored[0].position(), Position::new(position));
-        assert_eq!(&stored[0].hash.to_hex(), hash, "round {round}: event {chain}/{position} changed");
+        assert_eq!(
+            &stored[0].hash.to_hex(),
+            hash,
+            "round {round}: event {chain}/{position} changed"
+        );
     }
 }

@@ -61,7 +61,9 @@ fn tampered(tamper: impl FnOnce(&DB, &rocksdb::ColumnFamily)) -> tempfile::TempD
 
 fn first_break(dir: &Path) -> Option<ChainBreak> {
     let ledger = EmbeddedLedger::open(dir, EmbeddedOptions::default()).unwrap();
-    let report = ledger.verify_chain(CHAIN, Position::ZERO, None, &|_| {}).unwrap();
+    let report = ledger
+        .verify_chain(CHAIN, Position::ZERO, None, &|_| {})
+        .unwrap();
     report.first_break
 }
 
@@ -69,7 +71,9 @@ fn first_break(dir: &Path) -> Option<ChainBreak> {
 fn untouched_ledger_verifies() {
     let dir = tampered(|_, _| {});
     let ledger = EmbeddedLedger::open(dir.path(), EmbeddedOptions::default()).unwrap();
-    let report = ledger.verify_chain(CHAIN, Position::ZERO, None, &|_| {}).unwrap();
+    let report = ledger
+        .verify_chain(CHAIN, Position::ZERO, None, &|_| {})
+        .unwrap();
     assert_eq!(report.first_break, None);
     assert_eq!(report.verified, EVENTS);
     assert_eq!(report.last_hash, ledger.last_hash(CHAIN).unwrap());
@@ -80,7 +84,12 @@ fn partial_range_verifies_from_its_predecessor() {
     let dir = tampered(|_, _| {});
     let ledger = EmbeddedLedger::open(dir.path(), EmbeddedOptions::default()).unwrap();
     let report = ledger
-        .verify_chain(CHAIN, Position::new(4_000), Some(Position::new(4_500)), &|_| {})
+        .verify_chain(
+            CHAIN,
+            Position::new(4_000),
+            Some(Position::new(4_500)),
+            &|_| {},
+        )
         .unwrap();
     assert_eq!(report.first_break, None);
     assert_eq!(report.verified, 500);
@@ -94,7 +103,12 @@ fn forged_event_appended_after_head_is_reported() {
     });
     let found = first_break(dir.path()).unwrap();
     assert_eq!(found.position, Position::new(EVENTS));
-    assert_eq!(found.reason, BreakReason::BeyondHead { head: Position::new(EVENTS) });
+    assert_eq!(
+        found.reason,
+        BreakReason::BeyondHead {
+            head: Position::new(EVENTS)
+        }
+    );
 }
 
 proptest! {

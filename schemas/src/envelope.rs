@@ -78,6 +78,18 @@ impl Envelope {
         })
     }
 
+    /// Appends the canonical stored bytes to `buffer` and returns it, so a caller can
+    /// frame them without a second copy. The appended bytes equal [`Self::encode`]'s.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::encode`].
+    pub fn encode_into(&self, buffer: Vec<u8>) -> Result<Vec<u8>, SchemaError> {
+        postcard::to_extend(self, buffer).map_err(|source| SchemaError::Encode {
+            reason: source.to_string(),
+        })
+    }
+
     /// Decodes stored bytes, checking the schema version first.
     ///
     /// # Errors
@@ -95,10 +107,8 @@ impl Envelope {
         }
 
         let (envelope, rest) =
-            postcard::take_from_bytes::<Envelope>(bytes).map_err(|source| {
-                SchemaError::Decode {
-                    reason: source.to_string(),
-                }
+            postcard::take_from_bytes::<Envelope>(bytes).map_err(|source| SchemaError::Decode {
+                reason: source.to_string(),
             })?;
         if !rest.is_empty() {
             return Err(SchemaError::TrailingBytes { count: rest.len() });

@@ -17,6 +17,6 @@ pub use envelope::{
 pub use error::SchemaError;
 pub use events::{Event, EventKind};
 pub use ids::{
-    AccountId, ChainId, CommandId, ContentHash, DeliveryId, DocumentId, EventHash, EventId,
-    Hash32, IdempotencyKey, NotificationId, Position, RecipientId, Timestamp,
+    AccountId, ChainId, CommandId, ContentHash, DeliveryId, DocumentId, EventHash, EventId, Hash32,
+    IdempotencyKey, NotificationId, Position, RecipientId, Timestamp,
 };

@@ -156,7 +156,9 @@ fn sample(kind: EventKind) -> Event {
             notification: NOTIFICATION,
             message_id: "<receipt-1@consign.example>".to_owned(),
         }),
-        EventKind::DeliveryExpired => Event::DeliveryExpired(DeliveryExpired { delivery: DELIVERY }),
+        EventKind::DeliveryExpired => {
+            Event::DeliveryExpired(DeliveryExpired { delivery: DELIVERY })
+        }
         EventKind::DeliveryWithdrawn => Event::DeliveryWithdrawn(DeliveryWithdrawn {
             delivery: DELIVERY,
             by: ACCOUNT,
@@ -201,7 +203,11 @@ fn golden_path(kind: EventKind) -> PathBuf {
 }
 
 fn render(bytes: &[u8]) -> String {
-    format!("bytes {}\nhash {}\n", hex::encode(bytes), hash_stored_event(bytes))
+    format!(
+        "bytes {}\nhash {}\n",
+        hex::encode(bytes),
+        hash_stored_event(bytes)
+    )
 }
 
 #[test]
@@ -225,10 +231,18 @@ fn golden_vectors_match_every_event_type() {
         }
 
         let decoded = Envelope::decode(&bytes).unwrap();
-        assert_eq!(decoded, envelope, "{} does not survive a round trip", kind.name());
+        assert_eq!(
+            decoded,
+            envelope,
+            "{} does not survive a round trip",
+            kind.name()
+        );
     }
 
-    assert!(mismatches.is_empty(), "stored encoding changed for {mismatches:?}");
+    assert!(
+        mismatches.is_empty(),
+        "stored encoding changed for {mismatches:?}"
+    );
 }
 
 #[test]
@@ -251,26 +265,38 @@ fn genesis_differs_per_chain() {
 
 #[test]
 fn event_hash_is_domain_separated() {
-    let bytes = envelope(sample(EventKind::DeliveryReleased)).encode().unwrap();
+    let bytes = envelope(sample(EventKind::DeliveryReleased))
+        .encode()
+        .unwrap();
     let plain = blake3::hash(&bytes);
     assert_ne!(hash_stored_event(&bytes).as_bytes(), plain.as_bytes());
 }
 
 #[test]
 fn future_schema_version_is_rejected() {
-    let mut bytes = envelope(sample(EventKind::DeliveryReleased)).encode().unwrap();
+    let mut bytes = envelope(sample(EventKind::DeliveryReleased))
+        .encode()
+        .unwrap();
     // The version is the first field, a varint: 1 encodes as the single byte 0x01.
     assert_eq!(bytes[0], 1);
     bytes[0] = 2;
 
     let error = Envelope::decode(&bytes).unwrap_err();
-    assert_eq!(error, SchemaError::UnsupportedVersion { found: 2, supported: 1 });
+    assert_eq!(
+        error,
+        SchemaError::UnsupportedVersion {
+            found: 2,
+            supported: 1
+        }
+    );
     assert!(error.to_string().contains("upgrade consign"), "{error}");
 }
 
 #[test]
 fn unknown_event_variant_is_an_error() {
-    let bytes = envelope(sample(EventKind::DeliveryReleased)).encode().unwrap();
+    let bytes = envelope(sample(EventKind::DeliveryReleased))
+        .encode()
+        .unwrap();
     let released = envelope(sample(EventKind::DeliveryReleased));
     // The payload is the variant index, then the delivery id as a length byte and 16 bytes.
     let prefix_len = bytes.len() - 16 - 1 - 1;
@@ -278,15 +304,23 @@ fn unknown_event_variant_is_an_error() {
     let mut future = bytes.clone();
     future[prefix_len] = 120;
 
-    assert!(matches!(Envelope::decode(&future), Err(SchemaError::Decode { .. })));
+    assert!(matches!(
+        Envelope::decode(&future),
+        Err(SchemaError::Decode { .. })
+    ));
     assert_eq!(Envelope::decode(&bytes).unwrap(), released);
 }
 
 #[test]
 fn trailing_bytes_are_rejected() {
-    let mut bytes = envelope(sample(EventKind::DeliveryExpired)).encode().unwrap();
+    let mut bytes = envelope(sample(EventKind::DeliveryExpired))
+        .encode()
+        .unwrap();
     bytes.push(0);
-    assert_eq!(Envelope::decode(&bytes), Err(SchemaError::TrailingBytes { count: 1 }));
+    assert_eq!(
+        Envelope::decode(&bytes),
+        Err(SchemaError::TrailingBytes { count: 1 })
+    );
 }
 
 #[test]

@@ -97,7 +97,9 @@ pub(super) fn verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
         let bar = progress::bar(expected, "events");
         bar.set_message(format!("chain {chain}"));
         let report = ledger
-            .verify_chain(chain, Position::new(args.from), to, &|checked| bar.set_position(checked))
+            .verify_chain(chain, Position::new(args.from), to, &|checked| {
+                bar.set_position(checked)
+            })
             .with_context(|| format!("verification of chain {chain} could not run"))?;
         bar.finish_and_clear();
         total += report.verified;
@@ -238,9 +240,12 @@ pub(super) fn generate(args: GenerateArgs) -> anyhow::Result<Outcome> {
         .context("cannot start the async runtime")?;
     let started = Instant::now();
     let summary = runtime
-        .block_on(workload::generate(&ledger, config, args.concurrency, |events| {
-            bar.set_position(events)
-        }))
+        .block_on(workload::generate(
+            &ledger,
+            config,
+            args.concurrency,
+            |events| bar.set_position(events),
+        ))
         .context("workload generation stopped")?;
     bar.finish_and_clear();
 

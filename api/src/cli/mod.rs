@@ -25,7 +25,13 @@ pub enum Outcome {
 #[command(name = "consign", version)]
 pub struct Cli {
     /// Log line format on standard error.
-    #[arg(long, global = true, value_enum, default_value_t, env = "CONSIGN_LOG_FORMAT")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t,
+        env = "CONSIGN_LOG_FORMAT"
+    )]
     pub log_format: LogFormat,
 
     #[command(subcommand)]

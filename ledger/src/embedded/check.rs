@@ -57,7 +57,10 @@ impl EmbeddedLedger {
         let mut checked = 0u64;
         let mut current = read_chunk(from)?;
         while !current.is_empty() && !verifier.is_broken() {
-            let next_start = current.last().map(|raw| raw.position.next()).unwrap_or(from);
+            let next_start = current
+                .last()
+                .map(|raw| raw.position.next())
+                .unwrap_or(from);
             let (next, ()) = rayon::join(|| read_chunk(next_start), || verifier.feed(&current));
             checked += current.len() as u64;
             progress(checked);

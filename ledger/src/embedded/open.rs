@@ -201,7 +201,9 @@ fn read_or_store_chain_count(
                 _ => Ok(stored),
             }
         }
-        _ => Err(corrupt("format marker or chain count entry is missing".to_owned())),
+        _ => Err(corrupt(
+            "format marker or chain count entry is missing".to_owned(),
+        )),
     }
 }
 
@@ -226,12 +228,14 @@ fn read_head(db: &DB, dir: &Path, chain: ChainId) -> Result<Head, LedgerError> {
 
 /// Returns the events column family, which `open` always creates.
 pub(crate) fn events_family(db: &DB) -> &rocksdb::ColumnFamily {
-    db.cf_handle(CF_EVENTS).expect("events column family exists")
+    db.cf_handle(CF_EVENTS)
+        .expect("events column family exists")
 }
 
 /// Returns the idempotency column family, which `open` always creates.
 pub(crate) fn idempotency_family(db: &DB) -> &rocksdb::ColumnFamily {
-    db.cf_handle(CF_IDEMPOTENCY).expect("idempotency column family exists")
+    db.cf_handle(CF_IDEMPOTENCY)
+        .expect("idempotency column family exists")
 }
 
 /// Returns the meta column family, which `open` always creates.

@@ -97,7 +97,9 @@ pub(crate) fn decode_raw(shared: &Shared, raw: RawEvent) -> Result<StoredEvent, 
         .ok_or_else(|| corrupt("stored value is shorter than a hash".to_owned()))?;
     let hash = hash_stored_event(&raw.bytes);
     if hash != recorded {
-        return Err(corrupt("stored bytes do not match the recorded hash".to_owned()));
+        return Err(corrupt(
+            "stored bytes do not match the recorded hash".to_owned(),
+        ));
     }
     let envelope = Envelope::decode(&raw.bytes).map_err(|error| corrupt(error.to_string()))?;
     Ok(StoredEvent {

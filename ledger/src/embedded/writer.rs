@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 
 use consign_schemas::{
     ChainId, Envelope, EventId, IdempotencyKey, Position, SCHEMA_VERSION, Timestamp,
-    hash_stored_event,
 };
 use rocksdb::{WriteBatch, WriteOptions};
 
@@ -45,7 +44,11 @@ enum Outcome {
     Rejected(LedgerError),
 }
 
-pub(super) fn run(shared: Arc<Shared>, receiver: mpsc::Receiver<Pending>, options: EmbeddedOptions) {
+pub(super) fn run(
+    shared: Arc<Shared>,
+    receiver: mpsc::Receiver<Pending>,
+    options: EmbeddedOptions,
+) {
     let mut write_options = WriteOptions::default();
     write_options.set_sync(options.sync);
     let mut failure: Option<String> = None;
@@ -124,7 +127,7 @@ fn gather_group(
 /// after replying to every appender with it.
 fn commit_group(
     shared: &Shared,
-    group: Vec<Pending>,
+    mut group: Vec<Pending>,
     write_options: &WriteOptions,
 ) -> Result<(), String> {
     let db = &shared.db;
@@ -138,7 +141,7 @@ fn commit_group(
     let mut batch = WriteBatch::default();
     let now = Timestamp::now();
 
-    for (index, pending) in group.iter().enumerate() {
+    for (index, pending) in group.iter_mut().enumerate() {
         let request = &pending.request;
 
         if let Some(key) = &request.idempotency_key {
@@ -149,27 +152,38 @@ fn commit_group(
             match db.get_cf(idempotency_cf, key.as_str().as_bytes()) {
                 Ok(Some(value)) => {
                     outcomes.push(match keys::decode_idempotency(&value) {
-                        Some((chain, first, count)) => Outcome::Replay { chain, first, count },
+                        Some((chain, first, count)) => Outcome::Replay {
+                            chain,
+                            first,
+                            count,
+                        },
                         None => Outcome::Rejected(LedgerError::Corrupt {
                             dir: shared.dir.clone(),
-                            reason: format!("idempotency entry for {:?} is malformed", key.as_str()),
+                            reason: format!(
+                                "idempotency entry for {:?} is malformed",
+                                key.as_str()
+                            ),
                         }),
                     });
                     continue;
                 }
                 Ok(None) => {}
                 Err(error) => {
-                    outcomes.push(Outcome::Rejected(LedgerError::from_rocksdb("append", error)));
+                    outcomes.push(Outcome::Rejected(LedgerError::from_rocksdb(
+                        "append", error,
+                    )));
                     continue;
                 }
             }
         }
 
-        let head = *heads.entry(request.chain).or_insert_with(|| {
-            shared.heads.lock().expect("heads lock poisoned")[&request.chain]
-        });
+        let chain = request.chain;
+        let head = *heads
+            .entry(chain)
+            .or_insert_with(|| shared.heads.lock().expect("heads lock poisoned")[&chain]);
         match sequence_request(pending, head, now, &mut batch, events_cf) {
             Ok((appended, new_head)) => {
+                let request = &pending.request;
                 if let Some(key) = &request.idempotency_key {
                     let first = appended.events[0].position;
                     let count = u32::try_from(appended.events.len()).unwrap_or(u32::MAX);
@@ -180,7 +194,7 @@ fn commit_group(
                     );
                     keys_in_group.insert(key.clone(), index);
                 }
-                heads.insert(request.chain, new_head);
+                heads.insert(chain, new_head);
                 outcomes.push(Outcome::Written(appended));
             }
             Err(error) => outcomes.push(Outcome::Rejected(error)),
@@ -196,7 +210,10 @@ fn commit_group(
     {
         let reason = error.into_string();
         for pending in group {
-            let _ = pending.reply.send(Err(LedgerError::from_storage_reason("append", reason.clone())));
+            let _ = pending.reply.send(Err(LedgerError::from_storage_reason(
+                "append",
+                reason.clone(),
+            )));
         }
         return Err(reason);
     }
@@ -209,20 +226,21 @@ fn commit_group(
 /// Assigns positions, links and the sequencer time to one request's events and adds
 /// them to the batch. Returns the placements and the chain's new head.
 fn sequence_request(
-    pending: &Pending,
+    pending: &mut Pending,
     head: Head,
     now: Timestamp,
     batch: &mut WriteBatch,
     events_cf: &rocksdb::ColumnFamily,
 ) -> Result<(Appended, Head), LedgerError> {
-    let request = &pending.request;
+    let request = &mut pending.request;
     let time = now.max(head.last_time);
     let mut next = head.next;
     let mut previous = head.last_hash;
     let mut encoded = Vec::with_capacity(request.events.len());
 
-    // Encode everything first, so a request that fails to encode adds nothing.
-    for new_event in &request.events {
+    // Encode everything first, so a request that fails to encode adds nothing. The
+    // events move into their envelopes: the request is not needed after this.
+    for new_event in std::mem::take(&mut request.events) {
         let envelope = Envelope {
             schema_version: SCHEMA_VERSION,
             event_id: EventId::random(),
@@ -232,23 +250,18 @@ fn sequence_request(
             time,
             command: request.command,
             idempotency_key: request.idempotency_key.clone(),
-            actor: new_event.actor.clone(),
-            event: new_event.event.clone(),
+            actor: new_event.actor,
+            event: new_event.event,
         };
-        let bytes = envelope.encode()?;
-        let hash = hash_stored_event(&bytes);
-        encoded.push((next, hash, bytes));
+        let (hash, value) = keys::encode_event_value(&envelope)?;
+        encoded.push((next, hash, value));
         previous = hash;
         next = next.next();
     }
 
     let mut events = Vec::with_capacity(encoded.len());
-    for (position, hash, bytes) in encoded {
-        batch.put_cf(
-            events_cf,
-            keys::event_key(request.chain, position),
-            keys::event_value(&hash, &bytes),
-        );
+    for (position, hash, value) in encoded {
+        batch.put_cf(events_cf, keys::event_key(request.chain, position), value);
         events.push(AppendedEvent { position, hash });
     }
 
@@ -282,13 +295,15 @@ fn reply(shared: &Shared, group: Vec<Pending>, outcomes: Vec<Outcome>) {
     for outcome in outcomes {
         let result = match outcome {
             Outcome::Written(appended) => Ok(appended),
-            Outcome::Replay { chain, first, count } => {
-                super::read::read_placements(shared, chain, first, count).map(|events| Appended {
-                    chain,
-                    events,
-                    replayed: true,
-                })
-            }
+            Outcome::Replay {
+                chain,
+                first,
+                count,
+            } => super::read::read_placements(shared, chain, first, count).map(|events| Appended {
+                chain,
+                events,
+                replayed: true,
+            }),
             Outcome::SameAs(original) => match &results[original] {
                 Some(Ok(appended)) => Ok(Appended {
                     replayed: true,
