@@ -3,7 +3,9 @@
 //! Only this crate deals with HTTP, JSON and terminals. The binary in `main.rs` is a
 //! thin wrapper around [`cli::run`].
 
+pub mod blobs;
 pub mod cli;
 pub mod logging;
 pub mod progress;
 pub mod serve;
+pub mod zoned;

@@ -1,0 +1,243 @@
+//! The document blob store: documents as files in a local directory, written and read as
+//! streams, optionally encrypted at rest.
+//!
+//! Layout under the store's directory:
+//!
+//! - `objects/ab/ab…`: one file per document, named by its [`StorageKey`] (the 32 hex
+//!   digits of a random [`DocumentId`]) inside a directory named by its first two digits,
+//!   so 256 directories share the files.
+//! - `tmp/`: documents being written. A write renames its temp file into `objects/` only
+//!   after the content is complete and fsynced, so `objects/` never contains a partial
+//!   document. Both folders are on one filesystem, so the rename is atomic.
+//!
+//! A client's file name is metadata for the ledger only: storage keys are generated here,
+//! and [`StorageKey::parse`] accepts nothing but hex digits, so no client text reaches a
+//! path.
+//!
+//! A plain blob is the plaintext itself. An encrypted blob is the chunk format described in
+//! `chunk.rs`, under a data key that is stored only wrapped by a [`KeyEncryptionKey`] in the
+//! [`EncryptionDescriptor`]. The [`ContentHash`] is always BLAKE3 of the plaintext.
+//!
+//! NOTE: keys are random, not content hashes, so the same document uploaded twice is
+//! stored twice. This keeps purges simple: deleting one upload never affects another.
+
+mod chunk;
+mod error;
+mod key;
+mod read;
+mod write;
+
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_memory;
+#[cfg(test)]
+mod tests_tamper;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use consign_schemas::events::EncryptionDescriptor;
+use consign_schemas::{ContentHash, DocumentId};
+use futures::Stream;
+use futures::stream::BoxStream;
+
+pub use chunk::{ALGORITHM, CHUNK_SIZE};
+pub use error::BlobError;
+pub use key::KeyEncryptionKey;
+
+/// A stream of plaintext pieces, each at most [`CHUNK_SIZE`] bytes long.
+pub type BlobStream = BoxStream<'static, Result<Bytes, BlobError>>;
+
+/// A store of documents in one local directory.
+#[derive(Debug, Clone)]
+pub struct BlobStore {
+    root: PathBuf,
+    objects: PathBuf,
+    tmp: PathBuf,
+}
+
+/// Limits enforced while a document is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobLimits {
+    /// Maximum document size in bytes (of the plaintext).
+    pub max_size: u64,
+}
+
+/// The name of a stored object: 32 lowercase hexadecimal digits.
+///
+/// The digit-only form is the invariant that keeps storage paths inside `objects/`.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub struct StorageKey(String);
+
+/// Record of a stored document: what the ledger stores, and what a read needs back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBlob {
+    pub storage_key: StorageKey,
+    /// Plaintext size in bytes.
+    pub size: u64,
+    /// BLAKE3 of the plaintext.
+    pub content_hash: ContentHash,
+    /// Encryption at rest of the file, or `None` for a plain file.
+    pub encryption: Option<EncryptionDescriptor>,
+}
+
+impl BlobStore {
+    /// Opens the store in `dir`, creating `objects/` and `tmp/` if needed.
+    ///
+    /// # Errors
+    ///
+    /// [`BlobError::Io`] if a folder cannot be created.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Self, BlobError> {
+        let root = dir.into();
+        let objects = root.join("objects");
+        let tmp = root.join("tmp");
+        for folder in [&objects, &tmp] {
+            std::fs::create_dir_all(folder).map_err(BlobError::io("creating", folder))?;
+        }
+        tracing::info!(dir = %root.display(), "blob store opened");
+        Ok(Self { root, objects, tmp })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.root
+    }
+
+    /// Stores a document read from `source`, encrypted at rest if `encryption` is given.
+    ///
+    /// The document streams through fixed-size buffers into a file in `tmp/` while its
+    /// BLAKE3 hash and size are computed, so memory does not grow with the document. The
+    /// file is then fsynced, renamed into `objects/`, and its folder fsynced.
+    ///
+    /// # Errors
+    ///
+    /// [`BlobError::TooLarge`] as soon as more than `limits.max_size` bytes arrive,
+    /// [`BlobError::Source`] if `source` yields an error, [`BlobError::Io`] if the disk
+    /// fails. In every error case no file of this write remains in `tmp/` or `objects/`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future removes the temp file, so a cancelled write leaves nothing.
+    pub async fn put<S, E>(
+        &self,
+        source: S,
+        limits: &BlobLimits,
+        encryption: Option<&KeyEncryptionKey>,
+    ) -> Result<StoredBlob, BlobError>
+    where
+        S: Stream<Item = Result<Bytes, E>>,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        write::put(self, source, limits, encryption).await
+    }
+
+    /// Opens the whole plaintext of `blob` as a stream.
+    ///
+    /// The file's length is checked against `blob.size` before the stream is returned.
+    /// Encrypted chunks are authenticated before their plaintext is yielded. At the end
+    /// the BLAKE3 hash of everything read is compared with `blob.content_hash`.
+    ///
+    /// # Errors
+    ///
+    /// [`BlobError::NotFound`], [`BlobError::Integrity`] (wrong length, failed chunk,
+    /// hash mismatch), and for encrypted blobs [`BlobError::KeyRequired`],
+    /// [`BlobError::WrongKey`] and the descriptor errors. Errors found while streaming
+    /// arrive as the stream's last item.
+    ///
+    /// NOTE: a plain blob is only known to be altered at the hash check at the end, after
+    /// its bytes were yielded. Callers that send the bytes on (HTTP) must abort the
+    /// response on that error so the client sees a failed download.
+    pub async fn open_read(
+        &self,
+        blob: &StoredBlob,
+        kek: Option<&KeyEncryptionKey>,
+    ) -> Result<BlobStream, BlobError> {
+        read::open(self, blob, kek, 0, blob.size, true).await
+    }
+
+    /// Opens `len` plaintext bytes of `blob` starting at byte `start`, for HTTP Range.
+    ///
+    /// An encrypted blob is read from the sealed chunk that contains `start`, which is
+    /// possible because each chunk's nonce carries its index (see `chunk.rs`). Every
+    /// chunk read is authenticated, but the content hash is not checked, because the
+    /// range may not cover the whole document.
+    ///
+    /// # Errors
+    ///
+    /// [`BlobError::RangeNotSatisfiable`] if `start + len` exceeds the size, and those of
+    /// [`BlobStore::open_read`] except the hash mismatch.
+    pub async fn read_range(
+        &self,
+        blob: &StoredBlob,
+        kek: Option<&KeyEncryptionKey>,
+        start: u64,
+        len: u64,
+    ) -> Result<BlobStream, BlobError> {
+        read::open(self, blob, kek, start, len, false).await
+    }
+
+    /// Deletes a stored document, for purges, and fsyncs its folder. Returns whether a
+    /// file was removed: `false` means it was already gone, so a retried purge succeeds.
+    ///
+    /// # Errors
+    ///
+    /// [`BlobError::Io`] if the file exists but cannot be removed.
+    pub async fn delete(&self, key: &StorageKey) -> Result<bool, BlobError> {
+        let path = self.object_path(key);
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                tracing::debug!(blob.key = %key, "blob to delete was already gone");
+                return Ok(false);
+            }
+            Err(error) => return Err(BlobError::io("removing", path)(error)),
+        }
+        write::sync_dir(&self.fan_out_dir(key)).await?;
+        tracing::info!(blob.key = %key, "blob deleted");
+        Ok(true)
+    }
+
+    fn fan_out_dir(&self, key: &StorageKey) -> PathBuf {
+        self.objects.join(&key.0[..2])
+    }
+
+    fn object_path(&self, key: &StorageKey) -> PathBuf {
+        self.fan_out_dir(key).join(&key.0)
+    }
+}
+
+impl StorageKey {
+    /// Draws the key of a new object from a random document id.
+    fn generate() -> Self {
+        Self(hex::encode(DocumentId::random().as_bytes()))
+    }
+
+    /// Parses a key read back from the ledger.
+    ///
+    /// # Errors
+    ///
+    /// [`BlobError::InvalidStorageKey`] unless `text` is 32 lowercase hexadecimal digits.
+    pub fn parse(text: &str) -> Result<Self, BlobError> {
+        let valid = text.len() == 32
+            && text
+                .bytes()
+                .all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte));
+        if !valid {
+            return Err(BlobError::InvalidStorageKey {
+                key: text.to_owned(),
+            });
+        }
+        Ok(Self(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for StorageKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
