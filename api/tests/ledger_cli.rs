@@ -199,12 +199,17 @@ fn unreadable_data_dir() {
 
 fn assert_reported_corrupt(dir: &Path) {
     let output = run(&["ledger", "verify", "--data-dir", dir.to_str().unwrap()]);
-    let stderr = text(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("is corrupt"), "{stderr}");
+    let stdout = text(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{stdout}{}",
+        text(&output.stderr)
+    );
+    assert!(stdout.contains("is BROKEN"), "{stdout}");
     assert!(
-        stderr.contains("restore the directory from a backup"),
-        "{stderr}"
+        stdout.contains("restore the directory from a backup"),
+        "{stdout}"
     );
 }
 
@@ -342,4 +347,87 @@ fn full_disk_fails_cleanly_and_keeps_acknowledged_events() {
     let stdout = text(&verify.stdout);
     assert!(verify.status.success(), "{stdout}{}", text(&verify.stderr));
     assert!(stdout.contains("is intact"), "{stdout}");
+}
+
+fn file_digests(dir: &Path) -> Vec<(PathBuf, String)> {
+    let mut digests = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            digests.extend(file_digests(&path));
+        } else {
+            let bytes = std::fs::read(&path).unwrap();
+            digests.push((path, blake3::hash(&bytes).to_hex().to_string()));
+        }
+    }
+    digests.sort();
+    digests
+}
+
+#[test]
+fn verify_and_dump_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    generate(dir.path(), 20);
+    let before = file_digests(dir.path());
+
+    let verify = run(&[
+        "ledger",
+        "verify",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(verify.status.success(), "{}", text(&verify.stderr));
+    let dump = run(&["ledger", "dump", "--data-dir", dir.path().to_str().unwrap()]);
+    assert!(dump.status.success(), "{}", text(&dump.stderr));
+
+    assert_eq!(file_digests(dir.path()), before);
+}
+
+#[test]
+fn missing_ledger_is_not_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("typo/consign-data");
+
+    let output = run(&["ledger", "verify", "--data-dir", missing.to_str().unwrap()]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("no ledger in"), "{stderr}");
+    assert!(stderr.contains("check --data-dir"), "{stderr}");
+    assert!(
+        !dir.path().join("typo").exists(),
+        "verify created the directory"
+    );
+
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let output = run(&["ledger", "dump", "--data-dir", empty.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    let entries = std::fs::read_dir(&empty).unwrap().count();
+    assert_eq!(entries, 0, "dump wrote into an empty directory");
+}
+
+#[test]
+fn flipped_byte_in_write_ahead_log() {
+    let dir = tempfile::tempdir().unwrap();
+    generate(dir.path(), 40);
+    let log = std::fs::read_dir(dir.path().join("ledger"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|extension| extension == "log"))
+        .max_by_key(|path| std::fs::metadata(path).unwrap().len())
+        .expect("a write-ahead log file");
+    let mut bytes = std::fs::read(&log).unwrap();
+    assert!(bytes.len() > 10_000, "the log holds the generated events");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x20;
+    std::fs::write(&log, &bytes).unwrap();
+
+    // Before the fix, recovery stopped at the damage and verify called the shorter
+    // ledger intact; the damaged log must be reported and left as it is.
+    assert_reported_corrupt(dir.path());
+    assert_eq!(
+        std::fs::read(&log).unwrap(),
+        bytes,
+        "verify changed the damaged log"
+    );
 }

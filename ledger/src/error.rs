@@ -15,14 +15,10 @@ pub enum LedgerError {
     Locked { dir: PathBuf, holder: Option<u32> },
 
     #[error(
-        "data directory {dir} cannot be used: {source}; check that it is a directory that this \
-         user can read and write"
+        "data directory {dir} cannot be used ({cause}); check that it is a directory that \
+         this user can read and write"
     )]
-    DataDir {
-        dir: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    DataDir { dir: PathBuf, cause: std::io::Error },
 
     #[error(
         "ledger database in {dir} is corrupt: {reason}; restore the directory from a backup, \
@@ -44,7 +40,7 @@ pub enum LedgerError {
         reason: String,
     },
 
-    #[error("chain {chain} does not exist: this ledger has chains 0 to {last}", last = chains - 1)]
+    #[error("chain {chain} does not exist: this ledger has chains 0 to {last}", last = chains.saturating_sub(1))]
     UnknownChain { chain: ChainId, chains: u32 },
 
     #[error("ledger in {dir} was created with {stored} chains, but {requested} were requested")]
@@ -53,6 +49,12 @@ pub enum LedgerError {
         stored: u32,
         requested: u32,
     },
+
+    #[error(
+        "no ledger in {dir}: {reason}; check --data-dir, or create a ledger with \
+         `consign serve` or `consign ledger generate`"
+    )]
+    NotFound { dir: PathBuf, reason: String },
 
     #[error("append request has no events")]
     EmptyAppend,
@@ -65,6 +67,15 @@ pub enum LedgerError {
 }
 
 impl LedgerError {
+    /// True when the failure is damage to stored data rather than a problem running.
+    pub fn is_corruption(&self) -> bool {
+        match self {
+            LedgerError::Corrupt { .. } => true,
+            LedgerError::Storage { reason, .. } => reason.starts_with("Corruption"),
+            _ => false,
+        }
+    }
+
     /// Maps a RocksDB error of `operation`, telling a full disk apart from other failures.
     pub(crate) fn from_rocksdb(operation: &'static str, error: rocksdb::Error) -> Self {
         Self::from_storage_reason(operation, error.into_string())

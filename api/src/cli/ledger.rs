@@ -79,8 +79,30 @@ fn open(data: &DataDirArgs, options: EmbeddedOptions) -> anyhow::Result<Embedded
         .with_context(|| format!("cannot open the ledger in {}", data.data_dir.display()))
 }
 
+/// Options for commands that only read: nothing is created or written.
+fn read_only() -> EmbeddedOptions {
+    EmbeddedOptions {
+        read_only: true,
+        ..EmbeddedOptions::default()
+    }
+}
+
 pub(super) fn verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
-    let ledger = open(&args.data, EmbeddedOptions::default())?;
+    let ledger = match EmbeddedLedger::open(&args.data.data_dir, read_only()) {
+        Ok(ledger) => ledger,
+        Err(error) if error.is_corruption() => {
+            println!(
+                "ledger in {} is BROKEN: {error}",
+                args.data.data_dir.display()
+            );
+            return Ok(Outcome::CheckFailed);
+        }
+        Err(error) => {
+            return Err(error).with_context(|| {
+                format!("cannot open the ledger in {}", args.data.data_dir.display())
+            });
+        }
+    };
     let chains: Vec<ChainId> = match args.chain {
         Some(chain) => vec![ChainId::new(chain)],
         None => ledger.chains().collect(),
@@ -96,11 +118,24 @@ pub(super) fn verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
 
         let bar = progress::bar(expected, "events");
         bar.set_message(format!("chain {chain}"));
-        let report = ledger
-            .verify_chain(chain, Position::new(args.from), to, &|checked| {
-                bar.set_position(checked)
-            })
-            .with_context(|| format!("verification of chain {chain} could not run"))?;
+        let report = match ledger.verify_chain(chain, Position::new(args.from), to, &|checked| {
+            bar.set_position(checked)
+        }) {
+            Ok(report) => report,
+            Err(error) if error.is_corruption() => {
+                bar.finish_and_clear();
+                writeln!(
+                    stdout,
+                    "ledger in {} is BROKEN in chain {chain}: {error}",
+                    ledger.dir().display()
+                )?;
+                return Ok(Outcome::CheckFailed);
+            }
+            Err(error) => {
+                return Err(error)
+                    .with_context(|| format!("verification of chain {chain} could not run"));
+            }
+        };
         bar.finish_and_clear();
         total += report.verified;
 
@@ -131,7 +166,7 @@ pub(super) fn verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
 }
 
 pub(super) fn dump(args: DumpArgs) -> anyhow::Result<Outcome> {
-    let ledger = open(&args.data, EmbeddedOptions::default())?;
+    let ledger = open(&args.data, read_only())?;
     let chain = ChainId::new(args.chain);
     let limit = args.limit.unwrap_or(u64::MAX);
 

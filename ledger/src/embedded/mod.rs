@@ -44,6 +44,10 @@ pub struct EmbeddedOptions {
     pub sync: bool,
     /// Maximum number of events written by one group commit.
     pub max_group_events: usize,
+    /// Opens an existing ledger without writing anything: no directory or database is
+    /// created, RocksDB opens read-only, and the write-ahead log must be intact. For
+    /// verification and dumps, including by a user with read access only.
+    pub read_only: bool,
     /// Maximum time the writer waits for the appenders of the previous group to send
     /// their next requests before it commits a smaller group.
     pub group_wait: Duration,
@@ -56,6 +60,7 @@ impl Default for EmbeddedOptions {
             sync: true,
             max_group_events: 8192,
             group_wait: Duration::from_micros(500),
+            read_only: false,
         }
     }
 }
@@ -83,7 +88,8 @@ pub struct EmbeddedLedger {
     sender: Option<mpsc::Sender<Pending>>,
     writer: Option<JoinHandle<()>>,
     /// Held for the lifetime of the ledger: the OS lock on it keeps other processes out.
-    _lock: File,
+    /// `None` for a read-only ledger on a medium where the lock file cannot be created.
+    _lock: Option<File>,
 }
 
 impl std::fmt::Debug for EmbeddedLedger {
@@ -116,7 +122,7 @@ impl EmbeddedLedger {
             .spawn(move || writer::run(writer_shared, receiver, options))
             .map_err(|source| LedgerError::DataDir {
                 dir: shared.dir.clone(),
-                source,
+                cause: source,
             })?;
 
         Ok(Self {

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use consign_schemas::{ChainId, Position, Timestamp, genesis_hash};
-use rocksdb::{ColumnFamilyDescriptor, DB, ErrorKind, Options};
+use rocksdb::{ColumnFamilyDescriptor, DB, DBRecoveryMode, ErrorKind, Options};
 use tokio::sync::watch;
 
 use super::{CF_EVENTS, CF_IDEMPOTENCY, CF_META, EmbeddedOptions, Shared};
@@ -19,21 +19,32 @@ const DATABASE_DIR: &str = "ledger";
 
 pub(super) struct Opened {
     pub(super) shared: Shared,
-    pub(super) lock: File,
+    pub(super) lock: Option<File>,
 }
+
+/// Most chains a ledger may have; a stored count outside 1 to this is corruption.
+const MAX_CHAINS: u32 = 65_536;
 
 pub(super) fn open(dir: &Path, options: &EmbeddedOptions) -> Result<Opened, LedgerError> {
     let data_dir_error = |source| LedgerError::DataDir {
         dir: dir.to_path_buf(),
-        source,
+        cause: source,
     };
 
-    std::fs::create_dir_all(dir).map_err(data_dir_error)?;
+    if options.read_only {
+        check_existing_ledger(dir)?;
+    } else {
+        std::fs::create_dir_all(dir).map_err(data_dir_error)?;
+    }
     let dir = dir.canonicalize().map_err(data_dir_error)?;
-    let lock = lock_directory(&dir)?;
+    let lock = if options.read_only {
+        lock_directory_shared(&dir)?
+    } else {
+        Some(lock_directory(&dir)?)
+    };
 
-    let db = open_database(&dir)?;
-    let chain_count = read_or_store_chain_count(&db, &dir, options.chains)?;
+    let db = open_database(&dir, options.read_only)?;
+    let chain_count = read_or_store_chain_count(&db, &dir, options.chains, options.read_only)?;
 
     let mut heads = HashMap::new();
     let mut watchers = HashMap::new();
@@ -44,7 +55,7 @@ pub(super) fn open(dir: &Path, options: &EmbeddedOptions) -> Result<Opened, Ledg
         heads.insert(chain, head);
     }
 
-    tracing::info!(dir = %dir.display(), chains = chain_count, "ledger opened");
+    tracing::info!(dir = %dir.display(), chains = chain_count, read_only = options.read_only, "ledger opened");
     Ok(Opened {
         shared: Shared {
             db,
@@ -57,6 +68,73 @@ pub(super) fn open(dir: &Path, options: &EmbeddedOptions) -> Result<Opened, Ledg
     })
 }
 
+/// Checks that `dir` holds a database before a read-only open, telling a missing
+/// directory or database apart from one this user cannot read.
+fn check_existing_ledger(dir: &Path) -> Result<(), LedgerError> {
+    let not_found = |reason: &str| LedgerError::NotFound {
+        dir: dir.to_path_buf(),
+        reason: reason.to_owned(),
+    };
+    let data_dir_error = |cause| LedgerError::DataDir {
+        dir: dir.to_path_buf(),
+        cause,
+    };
+
+    match std::fs::metadata(dir) {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            return Err(not_found("the directory does not exist"));
+        }
+        Err(error) => return Err(data_dir_error(error)),
+        Ok(metadata) if !metadata.is_dir() => {
+            return Err(data_dir_error(std::io::Error::new(
+                std::io::ErrorKind::NotADirectory,
+                "not a directory",
+            )));
+        }
+        Ok(_) => {}
+    }
+    match std::fs::metadata(dir.join(DATABASE_DIR).join("CURRENT")) {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            Err(not_found("it has no ledger/CURRENT file"))
+        }
+        Err(error) => Err(data_dir_error(error)),
+    }
+}
+
+/// Takes a shared lock for a read-only open, so a writing process keeps readers out
+/// and readers do not keep each other out. A lock file that does not exist and cannot
+/// be created, as on a read-only copy, means no lock is needed.
+fn lock_directory_shared(dir: &Path) -> Result<Option<File>, LedgerError> {
+    let path = dir.join(LOCK_FILE);
+    let file = match File::open(&path) {
+        Ok(file) => file,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => {
+            return Err(LedgerError::DataDir {
+                dir: dir.to_path_buf(),
+                cause: error,
+            });
+        }
+    };
+    match file.try_lock_shared() {
+        Ok(()) => Ok(Some(file)),
+        Err(TryLockError::WouldBlock) => {
+            let holder = std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|text| text.trim().parse().ok());
+            Err(LedgerError::Locked {
+                dir: dir.to_path_buf(),
+                holder,
+            })
+        }
+        Err(TryLockError::Error(error)) => Err(LedgerError::DataDir {
+            dir: dir.to_path_buf(),
+            cause: error,
+        }),
+    }
+}
+
 /// Takes an exclusive OS lock on the directory's lock file and records this process id.
 ///
 /// The kernel releases the lock when the process dies, so a crash never leaves the
@@ -65,7 +143,7 @@ fn lock_directory(dir: &Path) -> Result<File, LedgerError> {
     let path = dir.join(LOCK_FILE);
     let data_dir_error = |source| LedgerError::DataDir {
         dir: dir.to_path_buf(),
-        source,
+        cause: source,
     };
 
     let mut file = OpenOptions::new()
@@ -98,10 +176,18 @@ fn lock_directory(dir: &Path) -> Result<File, LedgerError> {
     Ok(file)
 }
 
-fn open_database(dir: &Path) -> Result<DB, LedgerError> {
+fn open_database(dir: &Path, read_only: bool) -> Result<DB, LedgerError> {
     let mut options = Options::default();
-    options.create_if_missing(true);
-    options.create_missing_column_families(true);
+    options.create_if_missing(!read_only);
+    options.create_missing_column_families(!read_only);
+    // Only a torn last record, which no acknowledged append can be, is skipped during
+    // recovery; damage anywhere else in the write-ahead log fails the open instead of
+    // silently dropping every later event. A read-only open tolerates nothing.
+    options.set_wal_recovery_mode(if read_only {
+        DBRecoveryMode::AbsoluteConsistency
+    } else {
+        DBRecoveryMode::TolerateCorruptedTailRecords
+    });
     options.set_paranoid_checks(true);
     options.set_max_background_jobs(2);
     options.set_keep_log_file_num(4);
@@ -117,7 +203,12 @@ fn open_database(dir: &Path) -> Result<DB, LedgerError> {
     ];
 
     let path = dir.join(DATABASE_DIR);
-    DB::open_cf_descriptors(&options, &path, families).map_err(|error| {
+    let opened = if read_only {
+        DB::open_cf_descriptors_read_only(&options, &path, families, false)
+    } else {
+        DB::open_cf_descriptors(&options, &path, families)
+    };
+    opened.map_err(|error| {
         let kind = error.kind();
         let reason = error.into_string();
         match kind {
@@ -147,6 +238,7 @@ fn read_or_store_chain_count(
     db: &DB,
     dir: &Path,
     requested: Option<u32>,
+    read_only: bool,
 ) -> Result<u32, LedgerError> {
     let meta = db.cf_handle(CF_META).expect("meta column family exists");
     let corrupt = |reason: String| LedgerError::Corrupt {
@@ -162,9 +254,13 @@ fn read_or_store_chain_count(
         .map_err(|error| LedgerError::from_rocksdb("open", error))?;
 
     match (format, stored) {
+        (None, None) if read_only => Err(LedgerError::NotFound {
+            dir: dir.to_path_buf(),
+            reason: "the database has no consign format marker".to_owned(),
+        }),
         (None, None) => {
             let count = requested.unwrap_or(1);
-            if count == 0 {
+            if count == 0 || count > MAX_CHAINS {
                 return Err(LedgerError::ChainCountMismatch {
                     dir: dir.to_path_buf(),
                     stored: 0,
@@ -192,6 +288,11 @@ fn read_or_store_chain_count(
                 .try_into()
                 .map_err(|_| corrupt("chain count entry has the wrong length".to_owned()))?;
             let stored = u32::from_be_bytes(stored);
+            if stored == 0 || stored > MAX_CHAINS {
+                return Err(corrupt(format!(
+                    "stored chain count {stored} is outside 1 to {MAX_CHAINS}"
+                )));
+            }
             match requested {
                 Some(requested) if requested != stored => Err(LedgerError::ChainCountMismatch {
                     dir: dir.to_path_buf(),
