@@ -431,3 +431,51 @@ fn flipped_byte_in_write_ahead_log() {
         "verify changed the damaged log"
     );
 }
+
+#[test]
+fn verify_rejects_invalid_ranges() {
+    let dir = tempfile::tempdir().unwrap();
+    generate(dir.path(), 5);
+    let data = dir.path().to_str().unwrap();
+
+    let reversed = run(&[
+        "ledger",
+        "verify",
+        "--data-dir",
+        data,
+        "--from",
+        "10",
+        "--to",
+        "5",
+    ]);
+    let stderr = text(&reversed.stderr);
+    assert_eq!(reversed.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--to 5 is before --from 10"), "{stderr}");
+
+    let past = run(&["ledger", "verify", "--data-dir", data, "--from", "99999999"]);
+    let stderr = text(&past.stderr);
+    assert_eq!(past.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("is past the head of chain 0"), "{stderr}");
+
+    let no_chains = run(&[
+        "ledger",
+        "generate",
+        "--data-dir",
+        data,
+        "--deliveries",
+        "1",
+        "--chains",
+        "0",
+    ]);
+    assert_eq!(
+        no_chains.status.code(),
+        Some(2),
+        "{}",
+        text(&no_chains.stderr)
+    );
+    assert!(
+        text(&no_chains.stderr).contains("--chains"),
+        "{}",
+        text(&no_chains.stderr)
+    );
+}

@@ -61,13 +61,13 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
 
-    /// Number of chains when the ledger is created.
-    #[arg(long)]
+    /// Number of chains when the ledger is created, 1 to 65536.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=65_536))]
     pub chains: Option<u32>,
 
-    /// Append requests in flight at once.
-    #[arg(long, default_value_t = 64)]
-    pub concurrency: usize,
+    /// Append requests in flight at once, at least 1.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub concurrency: u64,
 
     /// Skip the fsync of each group commit: faster, for fixtures only, not durable.
     #[arg(long)]
@@ -108,11 +108,27 @@ pub(super) fn verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
         None => ledger.chains().collect(),
     };
 
+    if let Some(to) = args.to
+        && to < args.from
+    {
+        anyhow::bail!(
+            "--to {to} is before --from {}; give a --to at or after --from",
+            args.from
+        );
+    }
+
     let started = Instant::now();
     let mut total = 0u64;
     let mut stdout = std::io::stdout().lock();
     for chain in chains {
         let head = ledger.next_position(chain)?;
+        if args.from > head.get() {
+            anyhow::bail!(
+                "--from {} is past the head of chain {chain}, which has {head} events; \
+                 give a --from of at most {head}",
+                args.from
+            );
+        }
         let to = args.to.map(Position::new);
         let expected = to.unwrap_or(head).min(head).get().saturating_sub(args.from);
 
@@ -278,7 +294,7 @@ pub(super) fn generate(args: GenerateArgs) -> anyhow::Result<Outcome> {
         .block_on(workload::generate(
             &ledger,
             config,
-            args.concurrency,
+            args.concurrency as usize,
             |events| bar.set_position(events),
         ))
         .context("workload generation stopped")?;
