@@ -68,7 +68,7 @@ pub(super) fn open(dir: &Path, options: &EmbeddedOptions) -> Result<Opened, Ledg
     })
 }
 
-/// Checks that `dir` holds a database before a read-only open, telling a missing
+/// Checks that `dir` contains a database before a read-only open, telling a missing
 /// directory or database apart from one this user cannot read.
 fn check_existing_ledger(dir: &Path) -> Result<(), LedgerError> {
     let not_found = |reason: &str| LedgerError::NotFound {
@@ -180,9 +180,9 @@ fn open_database(dir: &Path, read_only: bool) -> Result<DB, LedgerError> {
     let mut options = Options::default();
     options.create_if_missing(!read_only);
     options.create_missing_column_families(!read_only);
-    // Only a torn last record, which no acknowledged append can be, is skipped during
-    // recovery; damage anywhere else in the write-ahead log fails the open instead of
-    // silently dropping every later event. A read-only open tolerates nothing.
+    // Recovery skips only a torn last record, which no acknowledged append can be.
+    // Damage anywhere else in the write-ahead log fails the open instead of silently
+    // dropping every later event, and a read-only open tolerates nothing.
     options.set_wal_recovery_mode(if read_only {
         DBRecoveryMode::AbsoluteConsistency
     } else {
