@@ -479,3 +479,29 @@ fn verify_rejects_invalid_ranges() {
         text(&no_chains.stderr)
     );
 }
+
+#[test]
+fn generate_refuses_a_non_empty_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    generate(dir.path(), 5);
+    let before = run(&["ledger", "dump", "--data-dir", dir.path().to_str().unwrap()]);
+
+    let again = run(&[
+        "ledger",
+        "generate",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--deliveries",
+        "5",
+    ]);
+    let stderr = text(&again.stderr);
+    assert_eq!(again.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("already has"), "{stderr}");
+    assert!(stderr.contains("choose a new --data-dir"), "{stderr}");
+
+    let after = run(&["ledger", "dump", "--data-dir", dir.path().to_str().unwrap()]);
+    assert_eq!(
+        after.stdout, before.stdout,
+        "the refused run changed the ledger"
+    );
+}

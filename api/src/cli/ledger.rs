@@ -276,6 +276,21 @@ pub(super) fn generate(args: GenerateArgs) -> anyhow::Result<Outcome> {
         ..EmbeddedOptions::default()
     };
     let ledger = open(&args.data, options)?;
+
+    // A workload is a history from the start: appended to an existing ledger, its
+    // accounts would open twice and its deliveries expire twice.
+    let existing: u64 = ledger
+        .chains()
+        .map(|chain| ledger.next_position(chain).map(|next| next.get()))
+        .sum::<Result<u64, _>>()?;
+    if existing > 0 {
+        anyhow::bail!(
+            "ledger in {} already has {existing} events; generate writes a whole history and \
+             needs an empty ledger, so choose a new --data-dir",
+            ledger.dir().display()
+        );
+    }
+
     let config = WorkloadConfig {
         deliveries: args.deliveries,
         seed: args.seed,
