@@ -1,5 +1,5 @@
 //! The `consign ledger` commands as a user runs them: the real binary, real files,
-//! and the messages and exit codes a user sees, including for a locked, unreadable,
+//! and the messages and exit codes a user gets, including for a locked, unreadable,
 //! full or corrupt data directory.
 
 use std::path::{Path, PathBuf};
@@ -422,8 +422,8 @@ fn flipped_byte_in_write_ahead_log() {
     bytes[middle] ^= 0x20;
     std::fs::write(&log, &bytes).unwrap();
 
-    // Before the fix, recovery stopped at the damage and verify called the shorter
-    // ledger intact; the damaged log must be reported and left as it is.
+    // Point-in-time recovery would stop at the damage and drop every later event.
+    // The damaged log must instead be reported and left as it is.
     assert_reported_corrupt(dir.path());
     assert_eq!(
         std::fs::read(&log).unwrap(),

@@ -21,7 +21,7 @@ use rocksdb::{DB, Options, WriteBatch, WriteOptions};
 const CHAIN: ChainId = ChainId::new(0);
 const VERIFY_EVENTS: u64 = 1_000_000;
 
-/// An event whose payload carries `payload_bytes` bytes of reason text.
+/// Builds an event whose payload carries `payload_bytes` bytes of reason text.
 fn event(payload_bytes: usize, index: u64) -> NewEvent {
     let account = AccountId::from_bytes([3; 16]);
     let mut reason = format!("{index:020}");

@@ -47,7 +47,7 @@ fn key(position: u64) -> Vec<u8> {
     key
 }
 
-/// A copy of the template ledger, changed by `tamper` through raw RocksDB access.
+/// Copies the template ledger and changes the copy with `tamper` through raw RocksDB access.
 fn tampered(tamper: impl FnOnce(&DB, &rocksdb::ColumnFamily)) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     copy_dir(template(), dir.path());
@@ -157,7 +157,7 @@ proptest! {
     #[test]
     fn inserted_forgery_reported_at_its_position(position in 0..EVENTS) {
         let dir = tampered(|db, events| {
-            // A forger who knows the format: the new event links to the real
+            // A forger familiar with the format: the new event links to the real
             // predecessor, claims the position it is stored at, and carries a correct
             // recorded hash. Every later event moves up by one.
             for moved in (position..EVENTS).rev() {

@@ -220,7 +220,8 @@ impl Sealer {
         last: bool,
         writer: &mut W,
     ) -> std::io::Result<()> {
-        // The size limit keeps the index within the 32-bit counter, so this cannot fail.
+        // `put` caps encrypted input at MAX_SEALED_SIZE, which keeps the index within the
+        // 32-bit counter, so this error is not reached.
         self.cipher
             .seal(self.index, last, &mut self.buffer)
             .map_err(|_| std::io::Error::other("chunk counter overflow"))?;

@@ -4,7 +4,7 @@
 //! events. It assigns positions and links, encodes and hashes each event, and writes
 //! the whole group, heads and idempotency entries in one RocksDB write batch with one
 //! fsync.
-//! Only after that write returns are the heads advanced and the appenders answered, so
+//! Only after that write returns are the heads advanced and the appenders replied to, so
 //! an acknowledged append is always durable.
 //!
 //! After a failed write the writer rejects every later append until the ledger is
@@ -26,7 +26,7 @@ use crate::error::LedgerError;
 use crate::keys::{self, Head};
 use crate::record::{Appended, AppendedEvent};
 
-/// Longest pause between two arriving requests while a group is gathered.
+/// Maximum pause between two arriving requests while a group is gathered.
 const IDLE_GAP: Duration = Duration::from_micros(150);
 
 /// Resolution of one request in a group.
@@ -83,13 +83,13 @@ pub(super) fn run(
 
 /// Collects the requests of one group, starting with `first`.
 ///
-/// Like PostgreSQL's `commit_delay`, the writer waits a little for more requests when
-/// the previous group was larger than what is queued: the appenders of that group are
-/// being woken and are about to send their next request, and one fsync for all of them
-/// is cheaper than two for halves. The wait ends as soon as the previous group's size is
-/// reached, at `options.max_group_events`, after `options.group_wait`, or when no request
-/// arrives for [`IDLE_GAP`]. A group that ends early sets a smaller target for the next
-/// one, so a lone appender never waits.
+/// The writer waits a little for more requests when the previous group was larger than
+/// what is queued. The appenders of that group are being woken and are about to send
+/// their next request, and one fsync for all of them is cheaper than two for halves.
+/// The wait ends as soon as the previous group's size is reached, at
+/// `options.max_group_events`, after `options.group_wait`, or when no request arrives
+/// for [`IDLE_GAP`]. A group that ends early sets a smaller target for the next one, so
+/// a lone appender never waits.
 fn gather_group(
     receiver: &mpsc::Receiver<Pending>,
     first: Pending,

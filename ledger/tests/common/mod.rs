@@ -8,7 +8,7 @@ use consign_ledger::{AppendRequest, EmbeddedLedger, EmbeddedOptions, NewEvent};
 use consign_schemas::events::{DeliveryWithdrawn, Event};
 use consign_schemas::{AccountId, Actor, ChainId, DeliveryId};
 
-/// A small event whose reason text makes it unique.
+/// Builds a small event whose reason text makes it unique.
 pub fn withdrawal(index: u64) -> NewEvent {
     let account = AccountId::from_bytes([7; 16]);
     NewEvent {
