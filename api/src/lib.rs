@@ -3,9 +3,12 @@
 //! Only this crate deals with HTTP, JSON and terminals. The binary in `main.rs` is a
 //! thin wrapper around [`cli::run`].
 
+pub mod app;
 pub mod blobs;
 pub mod cli;
+pub(crate) mod listen;
 pub mod logging;
 pub mod progress;
 pub mod serve;
+pub(crate) mod web;
 pub mod zoned;

@@ -1,84 +1,294 @@
-//! `consign serve`: the long-running HTTP server on the embedded ledger.
+//! `consign serve`: the long-running server on the embedded ledger.
 //!
-//! It opens the data directory (taking its lock), listens on the configured address,
-//! and stops gracefully on SIGTERM or Ctrl-C: it stops accepting connections, lets the
-//! requests in flight finish, and closes the ledger after the queued appends.
+//! One process runs everything: the HTTP API and recipient pages, the scheduler that
+//! releases and expires deliveries, and the notifier that sends the e-mails. It stops
+//! gracefully on SIGTERM or Ctrl-C: it stops accepting connections, lets requests in
+//! flight finish, stops the scheduler and the notifier, and closes the ledger after
+//! the queued appends. If the scheduler or the notifier fails, the server stops too,
+//! with an error, rather than run on without them.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
+use axum::Json;
 use axum::extract::State;
 use axum::routing::get;
-use axum::{Json, Router};
-use consign_ledger::{EmbeddedLedger, EmbeddedOptions};
+use consign_ledger::{Clock, EmbeddedLedger, EmbeddedOptions};
+use consign_notifier::{Dispatcher, DispatcherConfig};
+use consign_notifier::{
+    Composer, ComposerConfig, LinkKey, Mailer, MessageIdDomain, SmtpConfig,
+};
 use serde_json::json;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
 
+use crate::app::{Core, CoreParts, Limits};
+use crate::blobs::{BlobStore, KeyEncryptionKey};
 use crate::cli::DataDirArgs;
+use crate::listen::{ListenConfig, TlsFiles};
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
     #[command(flatten)]
     pub data: DataDirArgs,
 
-    /// Address and port to listen on.
+    /// Address and port to listen on, as HOST:PORT.
     #[arg(long, env = "CONSIGN_LISTEN", default_value = "127.0.0.1:8080")]
-    pub listen: SocketAddr,
-}
+    pub listen: String,
 
-/// State shared by every request handler.
-#[derive(Debug, Clone)]
-struct AppState {
-    ledger: Arc<EmbeddedLedger>,
+    /// Base URL of the links in e-mails, as recipients reach this server, such as
+    /// https://consign.example.org. Defaults to http(s)://LISTEN.
+    #[arg(long, env = "CONSIGN_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// SMTP relay as smtp://[USER:PASSWORD@]HOST[:PORT] (STARTTLS when offered; add
+    /// ?tls=required to insist) or smtps://HOST[:PORT] (implicit TLS). Without it,
+    /// e-mails are written as .eml files to the outbox folder.
+    #[arg(long, env = "CONSIGN_SMTP")]
+    pub smtp: Option<String>,
+
+    /// Folder for .eml files when no --smtp is given. Defaults to DATA_DIR/outbox.
+    #[arg(long, env = "CONSIGN_OUTBOX")]
+    pub outbox: Option<PathBuf>,
+
+    /// From address of every e-mail.
+    #[arg(long, env = "CONSIGN_MAIL_FROM", default_value = "consign@localhost")]
+    pub mail_from: String,
+
+    /// Display name of the From address.
+    #[arg(long, env = "CONSIGN_MAIL_FROM_NAME", default_value = "consign")]
+    pub mail_from_name: String,
+
+    /// PEM certificate chain for HTTPS; needs --tls-key.
+    #[arg(long, env = "CONSIGN_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key for HTTPS; needs --tls-cert.
+    #[arg(long, env = "CONSIGN_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Number of chains of a new ledger; an existing ledger keeps its own.
+    #[arg(long, env = "CONSIGN_CHAINS", value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub chains: Option<u32>,
+
+    /// Maximum size of one document, in bytes.
+    #[arg(long, env = "CONSIGN_MAX_DOCUMENT_BYTES", default_value_t = Limits::default().max_document_bytes)]
+    pub max_document_bytes: u64,
+
+    /// Maximum number of documents in one delivery.
+    #[arg(long, env = "CONSIGN_MAX_DOCUMENTS", default_value_t = Limits::default().max_documents)]
+    pub max_documents: usize,
+
+    /// Maximum number of recipients in one delivery, after expanding mailing lists.
+    #[arg(long, env = "CONSIGN_MAX_RECIPIENTS", default_value_t = Limits::default().max_recipients)]
+    pub max_recipients: usize,
 }
 
 /// Runs the server until SIGTERM or Ctrl-C.
 ///
 /// # Errors
 ///
-/// The ledger cannot be opened or the address cannot be bound.
+/// The ledger cannot be opened, an option is invalid, the address cannot be bound, or
+/// the scheduler or the notifier failed.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let ledger = EmbeddedLedger::open(&args.data.data_dir, EmbeddedOptions::default())
-        .with_context(|| format!("cannot open the ledger in {}", args.data.data_dir.display()))?;
-    let state = AppState {
-        ledger: Arc::new(ledger),
+    run(args, Clock::system(), None, shutdown_signal()).await
+}
+
+/// Runs the server until `shutdown` completes, on `clock`, and reports the bound
+/// address to `bound` once it listens. Tests use it with a manual clock and port 0.
+///
+/// # Errors
+///
+/// As [`serve`].
+pub async fn run(
+    args: ServeArgs,
+    clock: Clock,
+    bound: Option<oneshot::Sender<SocketAddr>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let data_dir = &args.data.data_dir;
+    let options = EmbeddedOptions {
+        chains: args.chains,
+        clock: clock.clone(),
+        ..EmbeddedOptions::default()
+    };
+    let ledger = EmbeddedLedger::open(data_dir, options)
+        .with_context(|| format!("cannot open the ledger in {}", data_dir.display()))?;
+    let ledger = Arc::new(ledger);
+    let keys = data_dir.join("keys");
+    let kek = load_or_create_kek(&keys.join("documents.kek"))?;
+    let links = LinkKey::load_or_create(&keys.join("links.key"))?;
+    let blobs = BlobStore::open(data_dir.join("blobs"))?;
+    let tls = args.tls_cert.clone().zip(args.tls_key.clone());
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mailer = mailer(&args)?;
+    // Checked before listening, so a bad From address or URL stops the start at once.
+    composer(&args, args.public_url.as_deref().unwrap_or("http://127.0.0.1"))?;
+
+    let core = Core::start(CoreParts {
+        ledger: Arc::clone(&ledger),
+        blobs,
+        kek,
+        links: links.clone(),
+        clock: clock.clone(),
+        limits: Limits {
+            max_document_bytes: args.max_document_bytes,
+            max_documents: args.max_documents,
+            max_recipients: args.max_recipients,
+            ..Limits::default()
+        },
+        secure_cookies: tls.is_some(),
+    })
+    .await
+    .context("cannot fold the ledger into the model")?;
+
+    // Cancelled on shutdown, and by the scheduler or the notifier when it fails, which
+    // then stops the whole server.
+    let stop = CancellationToken::new();
+    let stopping = {
+        let stop = stop.clone();
+        async move {
+            tokio::select! {
+                () = shutdown => {}
+                () = stop.cancelled() => {}
+            }
+        }
+    };
+    let app = crate::app::router(Arc::clone(&core))
+        .route("/healthz", get(health).with_state(Arc::clone(&core)));
+    let (bound_sender, bound_receiver) = oneshot::channel();
+    let config = ListenConfig {
+        tls: tls.map(|(cert, key)| TlsFiles { cert, key }),
+        bound_address: Some(bound_sender),
+        ..ListenConfig::new(args.listen.clone())
+    };
+    let mut server = tokio::spawn(crate::listen::serve(app, config, stopping));
+    let address = tokio::select! {
+        address = bound_receiver => address.ok(),
+        served = &mut server => {
+            served.context("the HTTP server task panicked")?.context("the HTTP server failed")?;
+            None
+        }
+    };
+    let Some(address) = address else {
+        anyhow::bail!("the HTTP server stopped before it listened");
     };
 
-    let app = Router::new()
-        .route("/healthz", get(health))
-        .with_state(state.clone());
+    // Links point at the bound address unless a public URL is configured, so port 0
+    // gives working links too.
+    let public_url = args
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("{scheme}://{address}"));
+    let dispatcher = Dispatcher::new(DispatcherConfig::new(
+        Arc::clone(&ledger),
+        mailer,
+        composer(&args, &public_url)?,
+        links,
+        message_id_domain(&public_url)?,
+        clock,
+    ));
+    let scheduler = tokio::spawn({
+        let core = Arc::clone(&core);
+        let stop = stop.clone();
+        async move {
+            let result = crate::app::scheduler::run(core, stop.clone().cancelled_owned()).await;
+            if let Err(error) = &result {
+                tracing::error!(%error, "the scheduler failed; stopping the server");
+                stop.cancel();
+            }
+            result
+        }
+    });
+    let notifier = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            let result = dispatcher.run(stop.clone().cancelled_owned()).await;
+            if let Err(error) = &result {
+                tracing::error!(%error, "the notifier failed; stopping the server");
+                stop.cancel();
+            }
+            result
+        }
+    });
+    tracing::info!(data_dir = %data_dir.display(), %public_url, "consign serving");
+    if let Some(bound) = bound {
+        let _ = bound.send(address);
+    }
 
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {}; choose another --listen address",
-                args.listen
-            )
-        })?;
-    tracing::info!(listen = %args.listen, data_dir = %args.data.data_dir.display(), "consign serving");
-
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("HTTP server failed")?;
-
-    tracing::info!("consign stopped accepting requests; closing the ledger");
-    drop(state);
+    let served = server.await.context("the HTTP server task panicked")?;
+    stop.cancel();
+    let scheduled = scheduler.await.context("the scheduler task panicked")?;
+    let notified = notifier.await.context("the notifier task panicked")?;
+    drop(core);
+    served.context("the HTTP server failed")?;
+    scheduled.context("the scheduler stopped")?;
+    notified.context("the notifier stopped")?;
+    tracing::info!("consign stopped; the ledger is closed");
     Ok(())
+}
+
+/// Builds the SMTP mailer, or the outbox mailer when no relay is configured.
+fn mailer(args: &ServeArgs) -> anyhow::Result<Mailer> {
+    if let Some(url) = &args.smtp {
+        let config = url.parse::<SmtpConfig>()?;
+        tracing::info!(relay = %config, "e-mail goes through the SMTP relay");
+        return Ok(Mailer::smtp(&config)?);
+    }
+    let outbox = args
+        .outbox
+        .clone()
+        .unwrap_or_else(|| args.data.data_dir.join("outbox"));
+    tracing::info!(outbox = %outbox.display(), "no --smtp given: e-mails are written as .eml files to the outbox folder");
+    Ok(Mailer::outbox(outbox)?)
+}
+
+fn composer(args: &ServeArgs, public_url: &str) -> anyhow::Result<Composer> {
+    Ok(Composer::new(ComposerConfig {
+        from_address: args.mail_from.clone(),
+        from_name: Some(args.mail_from_name.clone()),
+        public_base_url: public_url.to_owned(),
+    })?)
+}
+
+/// Uses the public URL's host as the domain of Message-IDs.
+fn message_id_domain(public_url: &str) -> anyhow::Result<MessageIdDomain> {
+    let host = url::Url::parse(public_url)
+        .ok()
+        .and_then(|url| url.host_str().map(str::to_owned))
+        .unwrap_or_else(|| "localhost".to_owned());
+    Ok(MessageIdDomain::new(&host)?)
+}
+
+/// Loads the key that wraps document keys, creating it on first start.
+fn load_or_create_kek(path: &std::path::Path) -> anyhow::Result<KeyEncryptionKey> {
+    if path.exists() {
+        return Ok(KeyEncryptionKey::load(path)?);
+    }
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create the key folder {}", parent.display()))?;
+    }
+    let key = KeyEncryptionKey::generate();
+    key.save_new(path)?;
+    tracing::info!(path = %path.display(), key_id = key.key_id(), "created the document key-encryption key");
+    Ok(key)
 }
 
 /// Returns the heads of every chain, so an operator or a load balancer can check that
 /// the ledger is open.
-async fn health(State(state): State<AppState>) -> Json<serde_json::Value> {
-    let chains: Vec<_> = state
-        .ledger
+async fn health(State(core): State<Arc<Core>>) -> Json<serde_json::Value> {
+    let ledger = &core.ledger;
+    let chains: Vec<_> = ledger
         .chains()
         .map(|chain| {
             json!({
                 "chain": chain,
-                "next_position": state.ledger.next_position(chain).ok(),
-                "last_hash": state.ledger.last_hash(chain).ok(),
+                "next_position": ledger.next_position(chain).ok(),
+                "last_hash": ledger.last_hash(chain).ok(),
             })
         })
         .collect();

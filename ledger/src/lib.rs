@@ -5,6 +5,7 @@
 //! backend keeps the log in RocksDB and group-commits concurrent appends under one
 //! fsync.
 
+mod clock;
 mod embedded;
 mod error;
 mod keys;
@@ -12,6 +13,7 @@ mod record;
 mod verify;
 pub mod workload;
 
+pub use clock::{Clock, ManualClock};
 pub use embedded::{EmbeddedLedger, EmbeddedOptions, Subscription};
 pub use error::LedgerError;
 pub use record::{AppendRequest, Appended, AppendedEvent, NewEvent, RawEvent, StoredEvent};

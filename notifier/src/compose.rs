@@ -112,6 +112,11 @@ impl AccessToken {
         }
         Ok(Self(token))
     }
+
+    /// The token text, for building the link and for looking up its hash.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 impl fmt::Debug for AccessToken {

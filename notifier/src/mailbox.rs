@@ -66,6 +66,15 @@ pub(crate) fn mailbox_label(mailbox: &LettreMailbox) -> String {
     }
 }
 
+/// Checks that a mailbox can be sent to, with the reason when it cannot.
+///
+/// # Errors
+///
+/// [`ComposeError::InvalidAddress`] naming the address and what is wrong with it.
+pub fn check_mailbox(mailbox: &Mailbox) -> Result<(), ComposeError> {
+    to_lettre_mailbox("recipient", mailbox).map(|_| ())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,3 +117,4 @@ mod tests {
         }
     }
 }
+

@@ -2,5 +2,7 @@
 //! of a log prefix. Tracking for senders, billing by billing code, the legal audit
 //! view and the scheduler's due list live here, and so does their rebuild.
 //!
-//! Projections read the ledger and never append to it. The crate has no views yet:
-//! the embedded ledger they consume is in `consign-ledger`.
+//! Projections read the ledger and never append to it. Today the crate has the
+//! in-memory [`model`] that the server checks commands against.
+
+pub mod model;

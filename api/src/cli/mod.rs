@@ -1,5 +1,6 @@
 //! Command-line interface: the subcommands of `consign` and their options.
 
+pub mod account;
 mod ledger;
 
 use std::path::PathBuf;
@@ -45,6 +46,15 @@ pub enum Command {
     /// Inspect, check and generate ledgers.
     #[command(subcommand)]
     Ledger(LedgerCommand),
+    /// Manage accounts while the server is stopped.
+    #[command(subcommand)]
+    Account(AccountCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// Open an account with a role.
+    Create(account::CreateArgs),
 }
 
 /// Location of the embedded ledger.
@@ -83,5 +93,6 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Ledger(LedgerCommand::Verify(args)) => ledger::verify(args),
         Command::Ledger(LedgerCommand::Dump(args)) => ledger::dump(args),
         Command::Ledger(LedgerCommand::Generate(args)) => ledger::generate(args),
+        Command::Account(AccountCommand::Create(args)) => account::create(args),
     }
 }

@@ -23,6 +23,7 @@ use consign_schemas::{ChainId, EventHash, Position};
 use rocksdb::DB;
 use tokio::sync::{oneshot, watch};
 
+use crate::clock::Clock;
 use crate::error::LedgerError;
 use crate::keys::Head;
 use crate::record::{AppendRequest, Appended};
@@ -51,6 +52,8 @@ pub struct EmbeddedOptions {
     /// Maximum time the writer waits for the appenders of the previous group to send
     /// their next requests before it commits a smaller group.
     pub group_wait: Duration,
+    /// Source of the sequencer times written into envelopes.
+    pub clock: Clock,
 }
 
 impl Default for EmbeddedOptions {
@@ -61,6 +64,7 @@ impl Default for EmbeddedOptions {
             max_group_events: 8192,
             group_wait: Duration::from_micros(500),
             read_only: false,
+            clock: Clock::system(),
         }
     }
 }

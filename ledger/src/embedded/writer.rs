@@ -22,6 +22,7 @@ use rocksdb::{WriteBatch, WriteOptions};
 
 use super::open::{events_family, idempotency_family, meta_family};
 use super::{EmbeddedOptions, Pending, Shared};
+use crate::clock::Clock;
 use crate::error::LedgerError;
 use crate::keys::{self, Head};
 use crate::record::{Appended, AppendedEvent};
@@ -69,7 +70,7 @@ pub(super) fn run(
             continue;
         }
 
-        if let Err(reason) = commit_group(&shared, group, &write_options) {
+        if let Err(reason) = commit_group(&shared, group, &write_options, &options.clock) {
             tracing::error!(
                 dir = %shared.dir.display(),
                 error = %reason,
@@ -129,6 +130,7 @@ fn commit_group(
     shared: &Shared,
     mut group: Vec<Pending>,
     write_options: &WriteOptions,
+    clock: &Clock,
 ) -> Result<(), String> {
     let db = &shared.db;
     let events_cf = events_family(db);
@@ -139,7 +141,7 @@ fn commit_group(
     let mut keys_in_group: HashMap<IdempotencyKey, usize> = HashMap::new();
     let mut outcomes = Vec::with_capacity(group.len());
     let mut batch = WriteBatch::default();
-    let now = Timestamp::now();
+    let now = clock.now();
 
     for (index, pending) in group.iter_mut().enumerate() {
         let request = &pending.request;

@@ -1,0 +1,198 @@
+//! Accounts and mailing lists: the checks and events that create and change them.
+//!
+//! Account events are on chain 0. A login is unique because its account is appended
+//! under the idempotency key `account/LOGIN`: a second account with the same login
+//! (in any letter case) replays the first append, and is reported as taken.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use consign_ledger::{AppendRequest, NewEvent};
+use consign_projections::model::Model;
+use consign_schemas::events::{AccountOpened, Mailbox, MailingListDefined, Role};
+use consign_schemas::{AccountId, Actor, ChainId, Event, IdempotencyKey, SystemComponent};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::auth::{Caller, role_name};
+use super::core::Core;
+use super::error::ApiError;
+use super::passwords;
+use super::recipients::{RecipientInput, parse_mailbox};
+use super::text::check_line;
+
+/// Chain of account and mailing list events.
+pub const ACCOUNT_CHAIN: ChainId = ChainId::new(0);
+
+/// Maximum members of one mailing list.
+pub const MAX_LIST_MEMBERS: usize = 1_000;
+
+/// A new account as an administrator or the command line enters it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewAccount {
+    pub login: String,
+    pub display_name: String,
+    pub email: String,
+    pub role: Role,
+    pub password: String,
+}
+
+/// Checks a new account against the model and builds its append request; `password_hash`
+/// is the Argon2id hash of `account.password`.
+///
+/// # Errors
+///
+/// [`ApiError::Invalid`] for a bad login, name, address or password, and
+/// [`ApiError::Conflict`] for a login that is taken.
+pub fn account_request(
+    model: &Model,
+    account: &NewAccount,
+    password_hash: String,
+    actor: Actor,
+) -> Result<(AccountId, AppendRequest), ApiError> {
+    check_login(&account.login)?;
+    check_line("display_name", &account.display_name, 200)?;
+    let mailbox = parse_mailbox("email", &RecipientInput::Address(account.email.clone()))?;
+    passwords::check_account_password("password", &account.password)?;
+    if model.account_by_login(&account.login).is_some() {
+        return Err(login_taken(&account.login));
+    }
+
+    let id = AccountId::random();
+    let event = Event::AccountOpened(AccountOpened {
+        account: id,
+        login: account.login.trim().to_owned(),
+        display_name: account.display_name.clone(),
+        email: mailbox.address,
+        role: account.role,
+        password_hash,
+    });
+    let key = IdempotencyKey::new(format!("account/{}", Model::login_key(&account.login)))
+        .map_err(|error| ApiError::invalid("login", error.to_string()))?;
+    let request =
+        AppendRequest::new(ACCOUNT_CHAIN, vec![NewEvent { actor, event }]).with_idempotency_key(key);
+    Ok((id, request))
+}
+
+pub fn login_taken(login: &str) -> ApiError {
+    ApiError::Conflict {
+        message: format!("the login {login:?} is taken; choose another"),
+    }
+}
+
+/// Checks a login: 1 to 64 characters of letters, digits, `.`, `_`, `-` and `@`.
+fn check_login(login: &str) -> Result<(), ApiError> {
+    let valid = !login.is_empty()
+        && login.chars().count() <= 64
+        && login
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
+    if valid {
+        return Ok(());
+    }
+    Err(ApiError::invalid(
+        "login",
+        format!(
+            "invalid login {login:?}: use 1 to 64 letters, digits, '.', '_', '-' or '@'"
+        ),
+    ))
+}
+
+/// `POST /api/accounts`: an administrator opens an account.
+pub async fn create(
+    State(core): State<Arc<Core>>,
+    caller: Caller,
+    Json(account): Json<NewAccount>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    caller.require(&[Role::Admin])?;
+    passwords::check_account_password("password", &account.password)?;
+    let hash = passwords::hash(account.password.clone()).await?;
+    let actor = Actor::Account(caller.account.id);
+    let (id, request) = account_request(&core.model(), &account, hash, actor)?;
+
+    let appended = core.append(request).await?;
+    if appended.replayed {
+        return Err(login_taken(&account.login));
+    }
+    tracing::info!(account = %id, role = role_name(account.role), by = %caller.account.id, "account opened");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "account": id,
+            "login": account.login.trim(),
+            "role": role_name(account.role),
+            "position": appended.events[0].position,
+        })),
+    ))
+}
+
+/// Members of a mailing list, as `PUT /api/lists/{name}` takes them.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListBody {
+    pub members: Vec<RecipientInput>,
+}
+
+/// `PUT /api/lists/{name}`: defines or replaces one of the sender's mailing lists.
+pub async fn put_list(
+    State(core): State<Arc<Core>>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Json(body): Json<ListBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(&[Role::Sender])?;
+    check_line("name", &name, 100)?;
+    if name.trim().is_empty() {
+        return Err(ApiError::invalid("name", "the list name is empty"));
+    }
+    if body.members.is_empty() || body.members.len() > MAX_LIST_MEMBERS {
+        return Err(ApiError::invalid(
+            "members",
+            format!(
+                "a list has 1 to {MAX_LIST_MEMBERS} members; this one has {}",
+                body.members.len()
+            ),
+        ));
+    }
+    let members = body
+        .members
+        .iter()
+        .enumerate()
+        .map(|(index, member)| parse_mailbox(&format!("members[{index}]"), member))
+        .collect::<Result<Vec<Mailbox>, _>>()?;
+
+    let event = Event::MailingListDefined(MailingListDefined {
+        account: caller.account.id,
+        name: name.clone(),
+        members: members.clone(),
+    });
+    let actor = Actor::Account(caller.account.id);
+    let appended = core
+        .append(AppendRequest::new(ACCOUNT_CHAIN, vec![NewEvent { actor, event }]))
+        .await?;
+    Ok(Json(json!({
+        "name": name,
+        "members": members.len(),
+        "position": appended.events[0].position,
+    })))
+}
+
+/// `GET /api/lists`: the caller's mailing lists.
+pub async fn get_lists(
+    State(core): State<Arc<Core>>,
+    caller: Caller,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(&[Role::Sender])?;
+    let model = core.model();
+    let lists: Vec<_> = model
+        .mailing_lists(caller.account.id)
+        .map(|(name, members)| json!({ "name": name, "members": members }))
+        .collect();
+    Ok(Json(json!({ "lists": lists })))
+}
+
+/// Actor of accounts opened on the command line.
+pub const CLI_ACTOR: Actor = Actor::System(SystemComponent::Administration);

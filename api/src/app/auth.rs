@@ -1,0 +1,166 @@
+//! Login, logout and the caller of each request, with its role.
+//!
+//! The API takes the session token as `Authorization: Bearer TOKEN`; pages take it from
+//! the `consign_session` cookie (HttpOnly, SameSite=Strict, and Secure over HTTPS).
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, State};
+use axum::http::header::{AUTHORIZATION, COOKIE, SET_COOKIE};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use consign_projections::model::Account;
+use consign_schemas::events::Role;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::core::Core;
+use super::error::ApiError;
+use super::passwords;
+use super::sessions::SESSION_LIFETIME;
+
+/// Name of the session cookie.
+pub const SESSION_COOKIE: &str = "consign_session";
+
+/// The logged-in account that sent a request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub account: Account,
+}
+
+impl Caller {
+    /// Checks that the caller has one of `roles`.
+    ///
+    /// # Errors
+    ///
+    /// [`ApiError::Forbidden`] naming the first allowed role.
+    pub fn require(&self, roles: &[Role]) -> Result<(), ApiError> {
+        if roles.contains(&self.account.role) {
+            return Ok(());
+        }
+        Err(ApiError::Forbidden {
+            needed: roles
+                .iter()
+                .map(|role| role_name(*role))
+                .collect::<Vec<_>>()
+                .join(" or "),
+            actual: role_name(self.account.role).to_owned(),
+        })
+    }
+}
+
+pub fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Admin => "admin",
+        Role::Sender => "sender",
+        Role::Billing => "billing",
+        Role::Auditor => "auditor",
+    }
+}
+
+impl FromRequestParts<Arc<Core>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, core: &Arc<Core>) -> Result<Self, ApiError> {
+        let token = session_token(&parts.headers).ok_or(ApiError::Unauthenticated)?;
+        let account_id = core
+            .sessions
+            .account(&token)
+            .ok_or(ApiError::Unauthenticated)?;
+        let account = core
+            .model()
+            .account(account_id)
+            .cloned()
+            .ok_or(ApiError::Unauthenticated)?;
+        Ok(Caller { account })
+    }
+}
+
+/// Reads the session token from the bearer header, or else from the session cookie.
+fn session_token(headers: &HeaderMap) -> Option<String> {
+    if let Some(value) = headers.get(AUTHORIZATION).and_then(|value| value.to_str().ok()) {
+        return value
+            .strip_prefix("Bearer ")
+            .map(|token| token.trim().to_owned());
+    }
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.to_owned())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub login: String,
+    pub password: String,
+}
+
+/// `POST /api/login`: checks the password and opens a session.
+pub async fn login(
+    State(core): State<Arc<Core>>,
+    Json(request): Json<LoginRequest>,
+) -> Result<Response, ApiError> {
+    if request.password.len() > passwords::MAX_PASSWORD_BYTES {
+        return Err(ApiError::BadCredentials);
+    }
+    let account = core.model().account_by_login(&request.login).cloned();
+    let phc = account.as_ref().map(|account| account.password_hash.clone());
+    if !passwords::verify(request.password, phc).await {
+        tracing::info!(login = %request.login.escape_debug(), "login failed");
+        return Err(ApiError::BadCredentials);
+    }
+    let account = account.expect("a verified password belongs to an account");
+
+    let token = core.sessions.open(account.id);
+    tracing::info!(account = %account.id, role = role_name(account.role), "login");
+    let cookie = format!(
+        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
+        SESSION_LIFETIME.as_secs(),
+        if core.secure_cookies { "; Secure" } else { "" }
+    );
+    let body = Json(json!({
+        "token": token,
+        "account": account.id,
+        "login": account.login,
+        "role": role_name(account.role),
+        "expires_in_seconds": SESSION_LIFETIME.as_secs(),
+    }));
+    let mut response = body.into_response();
+    response.headers_mut().insert(
+        SET_COOKIE,
+        HeaderValue::from_str(&cookie).expect("the cookie is ASCII"),
+    );
+    Ok(response)
+}
+
+/// `POST /api/logout`: ends the caller's session.
+pub async fn logout(State(core): State<Arc<Core>>, headers: HeaderMap) -> Response {
+    if let Some(token) = session_token(&headers) {
+        core.sessions.close(&token);
+    }
+    let cookie = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+    let mut response = axum::http::StatusCode::NO_CONTENT.into_response();
+    response.headers_mut().insert(
+        SET_COOKIE,
+        HeaderValue::from_str(&cookie).expect("the cookie is ASCII"),
+    );
+    response
+}
+
+/// `GET /api/me`: the caller's account.
+pub async fn me(caller: Caller) -> Json<serde_json::Value> {
+    Json(json!({
+        "account": caller.account.id,
+        "login": caller.account.login,
+        "display_name": caller.account.display_name,
+        "email": caller.account.email,
+        "role": role_name(caller.account.role),
+    }))
+}

@@ -1,0 +1,203 @@
+//! The state every handler shares: the ledger, the model folded from it, the document
+//! store and the keys.
+//!
+//! Commands append to the ledger and then wait until the model has applied their
+//! events, so the response and every later read see them. One follower task per chain
+//! applies new events to the model in position order.
+
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::time::Duration;
+
+use consign_ledger::{AppendRequest, Appended, Clock, EmbeddedLedger, LedgerError};
+use consign_notifier::LinkKey;
+use consign_projections::model::Model;
+use consign_schemas::{ChainId, DeliveryId, Position};
+use tokio::sync::watch;
+
+use super::error::ApiError;
+use super::limits::Limits;
+use super::sessions::Sessions;
+use crate::blobs::{BlobStore, KeyEncryptionKey};
+use super::recipient::Grants;
+use crate::web::throttle::{Throttle, ThrottleConfig};
+
+/// Maximum time a command waits for the model to apply its own events.
+const APPLY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Shared server state.
+#[derive(Debug)]
+pub struct Core {
+    pub ledger: Arc<EmbeddedLedger>,
+    model: RwLock<Model>,
+    /// Bumped after every applied event, so waiters re-check the model.
+    applied: watch::Sender<u64>,
+    pub blobs: BlobStore,
+    pub kek: KeyEncryptionKey,
+    pub links: LinkKey,
+    pub clock: Clock,
+    pub limits: Limits,
+    pub sessions: Sessions,
+    pub(crate) throttle: Throttle,
+    pub(crate) grants: Grants,
+    /// Set when the server runs behind HTTPS, so cookies carry `Secure`.
+    pub secure_cookies: bool,
+    /// The follower tasks, stopped when the state is dropped so that they release the
+    /// ledger's database.
+    followers: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
+}
+
+impl Drop for Core {
+    fn drop(&mut self) {
+        let followers = self.followers.get_mut().map(std::mem::take).unwrap_or_default();
+        for follower in followers {
+            follower.abort();
+        }
+    }
+}
+
+/// Everything [`Core::new`] needs besides the model.
+#[derive(Debug)]
+pub struct CoreParts {
+    pub ledger: Arc<EmbeddedLedger>,
+    pub blobs: BlobStore,
+    pub kek: KeyEncryptionKey,
+    pub links: LinkKey,
+    pub clock: Clock,
+    pub limits: Limits,
+    pub secure_cookies: bool,
+}
+
+impl Core {
+    /// Builds the state, reads every chain into the model, and starts one follower task
+    /// per chain that applies later events.
+    ///
+    /// # Errors
+    ///
+    /// The ledger cannot be read, or its events do not apply in order.
+    pub async fn start(parts: CoreParts) -> Result<Arc<Self>, LedgerError> {
+        let (applied, _) = watch::channel(0);
+        let core = Arc::new(Self {
+            ledger: parts.ledger,
+            model: RwLock::new(Model::new()),
+            applied,
+            blobs: parts.blobs,
+            kek: parts.kek,
+            links: parts.links,
+            clock: parts.clock,
+            limits: parts.limits,
+            sessions: Sessions::default(),
+            throttle: Throttle::new(ThrottleConfig::default()),
+            grants: Grants::default(),
+            secure_cookies: parts.secure_cookies,
+            followers: std::sync::Mutex::new(Vec::new()),
+        });
+
+        let heads: Vec<(ChainId, Position)> = core
+            .ledger
+            .chains()
+            .map(|chain| Ok((chain, core.ledger.next_position(chain)?)))
+            .collect::<Result<_, LedgerError>>()?;
+        for chain in core.ledger.chains() {
+            let subscription = core.ledger.subscribe(chain, Position::new(0))?;
+            let follower = tokio::spawn(follow(Arc::downgrade(&core), subscription));
+            core.followers
+                .lock()
+                .expect("the follower list lock is never poisoned")
+                .push(follower.abort_handle());
+        }
+        for (chain, head) in heads {
+            if head.get() > 0 {
+                core.wait_applied(chain, Position::new(head.get() - 1))
+                    .await
+                    .map_err(|error| LedgerError::Corrupt {
+                        dir: core.ledger.dir().to_path_buf(),
+                        reason: error.to_string(),
+                    })?;
+            }
+        }
+        tracing::info!(
+            chains = core.ledger.chain_count(),
+            "model folded from the ledger"
+        );
+        Ok(core)
+    }
+
+    /// Reads the model.
+    pub fn model(&self) -> RwLockReadGuard<'_, Model> {
+        self.model.read().expect("the model lock is never poisoned")
+    }
+
+    /// Returns a receiver that changes after every applied event.
+    pub fn applied_changes(&self) -> watch::Receiver<u64> {
+        self.applied.subscribe()
+    }
+
+    /// Returns the chain that stores a delivery's events.
+    pub fn chain_of(&self, delivery: DeliveryId) -> ChainId {
+        consign_ledger::workload::chain_for_delivery(delivery, self.ledger.chain_count())
+    }
+
+    /// Appends durably and waits until the model has applied the appended events.
+    ///
+    /// # Errors
+    ///
+    /// [`ApiError::Unavailable`] when the ledger cannot write, and an internal error if
+    /// the model does not catch up in time.
+    pub async fn append(&self, request: AppendRequest) -> Result<Appended, ApiError> {
+        let appended = self.ledger.append(request).await?;
+        if let Some(last) = appended.events.last() {
+            self.wait_applied(appended.chain, last.position).await?;
+        }
+        Ok(appended)
+    }
+
+    /// Waits until the model has applied `position` of `chain`.
+    ///
+    /// # Errors
+    ///
+    /// [`ApiError::Internal`] after 30 seconds.
+    pub async fn wait_applied(&self, chain: ChainId, position: Position) -> Result<(), ApiError> {
+        let mut changes = self.applied.subscribe();
+        let wait = async {
+            while self.model().next_position(chain) <= position {
+                if changes.changed().await.is_err() {
+                    break;
+                }
+            }
+        };
+        tokio::time::timeout(APPLY_TIMEOUT, wait)
+            .await
+            .map_err(|_| ApiError::Internal {
+                message: format!(
+                    "the model did not apply {chain}:{position} within {APPLY_TIMEOUT:?}"
+                ),
+            })
+    }
+}
+
+/// Applies one chain's events to the model until the ledger or the server closes.
+async fn follow(core: std::sync::Weak<Core>, mut subscription: consign_ledger::Subscription) {
+    loop {
+        let event = match subscription.next().await {
+            Ok(event) => event,
+            Err(LedgerError::Closed) => return,
+            Err(error) => {
+                tracing::error!(%error, "the model stopped following a chain");
+                return;
+            }
+        };
+        let Some(core) = core.upgrade() else {
+            return;
+        };
+        let applied = core
+            .model
+            .write()
+            .expect("the model lock is never poisoned")
+            .apply(&event);
+        if let Err(error) = applied {
+            tracing::error!(%error, "the model stopped following a chain");
+            return;
+        }
+        core.applied.send_modify(|count| *count += 1);
+    }
+}

@@ -1,0 +1,158 @@
+//! The API's error type: every failure a handler returns, with its HTTP status and a
+//! JSON body that names the offending field or limit and says what to do.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use consign_ledger::LedgerError;
+use serde_json::json;
+
+use crate::blobs::BlobError;
+
+/// A failed API request.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is malformed (not JSON, not multipart, a missing part).
+    #[error("{message}")]
+    BadRequest { field: Option<String>, message: String },
+
+    /// A field has an invalid value.
+    #[error("{message}")]
+    Invalid { field: String, message: String },
+
+    /// A configured limit was exceeded: a document too large (413) or too many of
+    /// something (422).
+    #[error("{message}")]
+    LimitExceeded {
+        status: StatusCode,
+        limit: &'static str,
+        message: String,
+    },
+
+    #[error("log in first: send `Authorization: Bearer TOKEN` from POST /api/login")]
+    Unauthenticated,
+
+    #[error("the login or the password is wrong")]
+    BadCredentials,
+
+    #[error("this route needs the {needed} role; the account has the {actual} role")]
+    Forbidden { needed: String, actual: String },
+
+    #[error("{what} not found")]
+    NotFound { what: String },
+
+    #[error("{message}")]
+    Conflict { message: String },
+
+    /// The ledger or the disk cannot take the request now; nothing was recorded.
+    #[error("{message}")]
+    Unavailable { message: String },
+
+    #[error("internal error: {message}")]
+    Internal { message: String },
+}
+
+impl ApiError {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::BadRequest {
+            field: None,
+            message: message.into(),
+        }
+    }
+
+    pub fn not_found(what: impl Into<String>) -> Self {
+        Self::NotFound { what: what.into() }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::LimitExceeded { status, .. } => *status,
+            ApiError::Unauthenticated | ApiError::BadCredentials => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest { .. } => "bad_request",
+            ApiError::Invalid { .. } => "invalid_field",
+            ApiError::LimitExceeded { .. } => "limit_exceeded",
+            ApiError::Unauthenticated => "unauthenticated",
+            ApiError::BadCredentials => "bad_credentials",
+            ApiError::Forbidden { .. } => "forbidden",
+            ApiError::NotFound { .. } => "not_found",
+            ApiError::Conflict { .. } => "conflict",
+            ApiError::Unavailable { .. } => "unavailable",
+            ApiError::Internal { .. } => "internal",
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(error = %self, status = status.as_u16(), "request failed");
+        }
+        let mut body = json!({ "error": self.code(), "message": self.to_string() });
+        match &self {
+            ApiError::Invalid { field, .. } => body["field"] = json!(field),
+            ApiError::BadRequest {
+                field: Some(field), ..
+            } => body["field"] = json!(field),
+            ApiError::LimitExceeded { limit, .. } => body["limit"] = json!(limit),
+            _ => {}
+        }
+        (status, Json(body)).into_response()
+    }
+}
+
+impl From<LedgerError> for ApiError {
+    fn from(error: LedgerError) -> Self {
+        match error {
+            LedgerError::DiskFull { .. } | LedgerError::Closed | LedgerError::Storage { .. } => {
+                ApiError::Unavailable {
+                    message: format!("the ledger cannot record this now, so nothing was recorded: {error}"),
+                }
+            }
+            other => ApiError::Internal {
+                message: other.to_string(),
+            },
+        }
+    }
+}
+
+impl From<BlobError> for ApiError {
+    fn from(error: BlobError) -> Self {
+        match error {
+            BlobError::TooLarge { limit, .. } => ApiError::LimitExceeded {
+                status: StatusCode::PAYLOAD_TOO_LARGE,
+                limit: "max_document_bytes",
+                message: format!(
+                    "a document is larger than the limit of {limit} bytes (max_document_bytes); \
+                     nothing was stored"
+                ),
+            },
+            BlobError::Source { source } => ApiError::BadRequest {
+                field: Some("document".to_owned()),
+                message: format!("the upload was cut off or malformed, so nothing was stored: {source}"),
+            },
+            other => ApiError::Unavailable {
+                message: format!("the document store failed, so nothing was stored: {other}"),
+            },
+        }
+    }
+}

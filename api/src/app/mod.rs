@@ -1,0 +1,68 @@
+//! The HTTP application: the JSON API for senders and administrators, and the recipient
+//! pages, over one shared [`Core`].
+//!
+//! | route | who | what |
+//! | --- | --- | --- |
+//! | `POST /api/login`, `POST /api/logout`, `GET /api/me` | anyone, then the caller | sessions |
+//! | `POST /api/accounts` | admin | open an account |
+//! | `GET /api/lists`, `PUT /api/lists/{name}` | sender | mailing lists |
+//! | `POST /api/deliveries` | sender | submit (multipart) |
+//! | `GET /api/deliveries`, `GET /api/deliveries/{id}` | sender (own), admin, auditor | status |
+//! | `POST /api/deliveries/{id}/withdraw` | sender (own) | withdraw |
+//! | `GET /api/openapi.json` | anyone | the API description |
+//! | `GET, POST /d/{token}`, `GET /d/{token}/documents/{id}` | recipient with the link | pages and downloads |
+
+mod accounts;
+mod auth;
+mod core;
+mod deliveries;
+mod error;
+mod limits;
+mod names;
+mod openapi;
+mod passwords;
+mod recipient;
+mod recipients;
+mod request;
+pub mod scheduler;
+mod sessions;
+mod submit;
+mod text;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post, put};
+
+pub use accounts::{ACCOUNT_CHAIN, CLI_ACTOR, NewAccount, account_request, login_taken};
+pub use core::{Core, CoreParts};
+pub use error::ApiError;
+pub use limits::Limits;
+pub use passwords::{check_account_password, hash_blocking as hash_password};
+
+/// Builds the router over `core`.
+pub fn router(core: Arc<Core>) -> Router {
+    let api = Router::new()
+        .route("/login", post(auth::login))
+        .route("/logout", post(auth::logout))
+        .route("/me", get(auth::me))
+        .route("/accounts", post(accounts::create))
+        .route("/lists", get(accounts::get_lists))
+        .route("/lists/{name}", put(accounts::put_list))
+        .route(
+            "/deliveries",
+            post(submit::submit)
+                .layer(DefaultBodyLimit::disable())
+                .get(deliveries::list),
+        )
+        .route("/deliveries/{id}", get(deliveries::get))
+        .route("/deliveries/{id}/withdraw", post(deliveries::withdraw))
+        .route("/openapi.json", get(openapi::document));
+
+    Router::new()
+        .nest("/api", api)
+        .route("/d/{token}", get(recipient::page).post(recipient::password))
+        .route("/d/{token}/documents/{document}", get(recipient::download))
+        .with_state(core)
+}

@@ -1,0 +1,170 @@
+//! `GET /d/{token}/documents/{id}`: a document download with Range support.
+//!
+//! The body streams from the blob store. A response that covers the whole document
+//! records `DocumentDownloaded` once its last byte has been handed to the connection
+//! and, for the whole document, the BLAKE3 check at the end of the stream passed. A
+//! read error aborts the response, so the client sees a failed download rather than a
+//! short file.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::header::{
+    ACCEPT_RANGES, CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, LOCATION,
+};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use consign_schemas::events::DocumentDownloaded;
+use consign_schemas::{DocumentId, Event};
+use futures::StreamExt;
+
+use super::{Resolved, has_grant, record, resolve, set_private_headers, unavailable};
+use crate::app::core::Core;
+use crate::app::error::ApiError;
+use crate::blobs::{BlobStream, StorageKey, StoredBlob};
+use crate::web::disposition::content_disposition;
+use crate::web::range::{RangeDecision, evaluate, unsatisfied_content_range};
+
+/// Handles a download; see the module documentation.
+pub async fn download(
+    State(core): State<Arc<Core>>,
+    Path((token, document)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let Some(resolved) = resolve(&core, &token) else {
+        return Ok(super::unknown_link());
+    };
+    if let Some(response) = unavailable(&core, &resolved).await? {
+        return Ok(response);
+    }
+    if resolved.delivery.options.access_password_hash.is_some() && !has_grant(&core, &headers, &resolved) {
+        let mut response = StatusCode::SEE_OTHER.into_response();
+        if let Ok(location) = HeaderValue::from_str(&format!("/d/{token}")) {
+            response.headers_mut().insert(LOCATION, location);
+        }
+        set_private_headers(response.headers_mut());
+        return Ok(response);
+    }
+
+    let document = document
+        .parse::<DocumentId>()
+        .ok()
+        .filter(|id| resolved.delivery.documents.contains(id))
+        .ok_or_else(|| ApiError::not_found(format!("document {document:?} in this delivery")))?;
+    let record_of = core
+        .model()
+        .document(document)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(format!("document {document}")))?;
+    let blob = StoredBlob {
+        storage_key: StorageKey::parse(&record_of.storage_key)?,
+        size: record_of.size,
+        content_hash: record_of.content_hash,
+        encryption: record_of.encryption.clone(),
+    };
+
+    let etag = format!("\"{}\"", record_of.content_hash);
+    let size = record_of.size;
+    let decision = evaluate(&headers, size, &etag);
+    let kek = blob.encryption.as_ref().map(|_| &core.kek);
+    let (status, stream, length, whole) = match decision {
+        RangeDecision::Unsatisfiable => {
+            let mut response = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
+            response
+                .headers_mut()
+                .insert(CONTENT_RANGE, unsatisfied_content_range(size));
+            set_private_headers(response.headers_mut());
+            return Ok(response);
+        }
+        RangeDecision::Full => (StatusCode::OK, core.blobs.open_read(&blob, kek).await?, size, true),
+        RangeDecision::Partial(range) => {
+            let stream = core.blobs.read_range(&blob, kek, range.start, range.len).await?;
+            let whole = range.start == 0 && range.len == size;
+            (StatusCode::PARTIAL_CONTENT, stream, range.len, whole)
+        }
+    };
+
+    let body = if whole {
+        Body::from_stream(record_when_complete(Arc::clone(&core), resolved, document, size, stream))
+    } else {
+        Body::from_stream(stream)
+    };
+    let mut response = (status, body).into_response();
+    let response_headers = response.headers_mut();
+    response_headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_str(&record_of.media_type)
+            .unwrap_or(HeaderValue::from_static("application/octet-stream")),
+    );
+    response_headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
+    response_headers.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    response_headers.insert(CONTENT_DISPOSITION, content_disposition(&record_of.file_name));
+    if let Ok(value) = HeaderValue::from_str(&etag) {
+        response_headers.insert(ETAG, value);
+    }
+    if let RangeDecision::Partial(range) = decision {
+        response_headers.insert(CONTENT_RANGE, range.content_range(size));
+    }
+    set_private_headers(response_headers);
+    Ok(response)
+}
+
+/// Passes the stream through one chunk behind, and records the download when the
+/// stream ended without error.
+///
+/// Holding the last chunk back until the blob stream has ended means its end-of-stream
+/// checks (the BLAKE3 comparison of a whole document) decide before the client gets
+/// its last byte: a failed check aborts the response one chunk short.
+fn record_when_complete(
+    core: Arc<Core>,
+    resolved: Resolved,
+    document: DocumentId,
+    size: u64,
+    stream: BlobStream,
+) -> impl futures::Stream<Item = Result<bytes::Bytes, crate::blobs::BlobError>> {
+    struct State {
+        stream: BlobStream,
+        held: Option<bytes::Bytes>,
+        pending: Option<(Arc<Core>, Resolved)>,
+    }
+    let start = State {
+        stream,
+        held: None,
+        pending: Some((core, resolved)),
+    };
+    futures::stream::unfold(Some(start), move |state| async move {
+        let mut state = state?;
+        loop {
+            match state.stream.next().await {
+                Some(Ok(chunk)) => {
+                    if let Some(previous) = state.held.replace(chunk) {
+                        return Some((Ok(previous), Some(state)));
+                    }
+                }
+                Some(Err(error)) => return Some((Err(error), None)),
+                None => {
+                    if let Some((core, resolved)) = state.pending.take() {
+                        spawn_record(core, resolved, document, size);
+                    }
+                    let last = state.held.take()?;
+                    return Some((Ok(last), None));
+                }
+            }
+        }
+    })
+}
+
+fn spawn_record(core: Arc<Core>, resolved: Resolved, document: DocumentId, size: u64) {
+    tokio::spawn(async move {
+        let event = Event::DocumentDownloaded(DocumentDownloaded {
+            delivery: resolved.delivery.id,
+            recipient: resolved.recipient.id,
+            document,
+            bytes: size,
+        });
+        if let Err(error) = record(&core, &resolved, event).await {
+            tracing::error!(%error, delivery = %resolved.delivery.id, %document, "cannot record a completed download");
+        }
+    });
+}

@@ -1,0 +1,114 @@
+//! Recipients as a sender gives them: addresses, addresses with names, and mailing lists.
+
+use std::collections::HashSet;
+
+use consign_projections::model::Model;
+use consign_schemas::AccountId;
+use consign_schemas::events::Mailbox;
+use serde::Deserialize;
+
+use super::error::ApiError;
+use super::text::check_line;
+
+/// One recipient in a request: `"ada@example.org"` or
+/// `{"address": "ada@example.org", "name": "Ada Lovelace"}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RecipientInput {
+    Address(String),
+    Named {
+        address: String,
+        #[serde(default)]
+        name: Option<String>,
+    },
+}
+
+/// Checks one recipient and returns its mailbox, with the address trimmed.
+///
+/// # Errors
+///
+/// [`ApiError::Invalid`] on `field` for an address that cannot receive mail or a name
+/// with control characters.
+pub fn parse_mailbox(field: &str, input: &RecipientInput) -> Result<Mailbox, ApiError> {
+    let (address, name) = match input {
+        RecipientInput::Address(address) => (address, None),
+        RecipientInput::Named { address, name } => (address, name.as_ref()),
+    };
+    check_line(field, address, 254)?;
+    if let Some(name) = name {
+        check_line(&format!("{field}.name"), name, 200)?;
+    }
+    let mailbox = Mailbox {
+        address: address.trim().to_owned(),
+        display_name: name.map(|name| name.trim().to_owned()).filter(|name| !name.is_empty()),
+    };
+    consign_notifier::check_mailbox(&mailbox).map_err(|error| {
+        ApiError::invalid(
+            field,
+            format!("{field}: {error}; give an address such as name@example.org"),
+        )
+    })?;
+    Ok(mailbox)
+}
+
+/// A recipient after list expansion, with the list it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedRecipient {
+    pub mailbox: Mailbox,
+    pub via_list: Option<String>,
+}
+
+/// Checks the addresses, expands the sender's mailing lists and drops repeated
+/// addresses (compared without regard to case), keeping the first.
+///
+/// # Errors
+///
+/// [`ApiError::Invalid`] for a bad address, an unknown list, or no recipient at all;
+/// [`ApiError::LimitExceeded`] for more than `max` recipients.
+pub fn resolve(
+    model: &Model,
+    sender: AccountId,
+    addresses: &[RecipientInput],
+    lists: &[String],
+    max: usize,
+) -> Result<Vec<ResolvedRecipient>, ApiError> {
+    let mut resolved = Vec::new();
+    for (index, input) in addresses.iter().enumerate() {
+        resolved.push(ResolvedRecipient {
+            mailbox: parse_mailbox(&format!("recipients[{index}]"), input)?,
+            via_list: None,
+        });
+    }
+    for (index, name) in lists.iter().enumerate() {
+        let members = model.mailing_list(sender, name).ok_or_else(|| {
+            ApiError::invalid(
+                format!("lists[{index}]"),
+                format!("no mailing list named {name:?}; create it with PUT /api/lists/NAME"),
+            )
+        })?;
+        resolved.extend(members.iter().map(|mailbox| ResolvedRecipient {
+            mailbox: mailbox.clone(),
+            via_list: Some(name.clone()),
+        }));
+    }
+
+    let mut seen = HashSet::new();
+    resolved.retain(|recipient| seen.insert(recipient.mailbox.address.to_lowercase()));
+    if resolved.is_empty() {
+        return Err(ApiError::invalid(
+            "recipients",
+            "no recipient: give at least one address in recipients or a list in lists",
+        ));
+    }
+    if resolved.len() > max {
+        return Err(ApiError::LimitExceeded {
+            status: axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            limit: "max_recipients",
+            message: format!(
+                "{} recipients after expanding lists; the limit is {max} (max_recipients)",
+                resolved.len()
+            ),
+        });
+    }
+    Ok(resolved)
+}

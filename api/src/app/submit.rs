@@ -1,0 +1,337 @@
+//! `POST /api/deliveries`: a multipart submission streamed into the document store and
+//! recorded as one atomic append.
+//!
+//! The first part is `metadata` (JSON, see [`super::request`]); every later part is a
+//! `document` with a file name. The metadata is checked before any document is read.
+//! Each document streams through the blob store, which hashes it and, when asked,
+//! encrypts it, with fixed-size buffers. On any failure every document stored so far
+//! is deleted and nothing is appended. On success the `DocumentUploaded` events, the
+//! `DeliverySubmitted` event and, without a delivery date, `DeliveryReleased` are
+//! appended in one request to the delivery's chain.
+
+use std::sync::Arc;
+
+use axum::extract::multipart::Field;
+use axum::extract::{Multipart, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use consign_ledger::{AppendRequest, NewEvent};
+use consign_notifier::token_hash;
+use consign_schemas::events::{
+    DeliveryOptions, DeliveryReleased, DeliverySubmitted, DocumentUploaded, RecipientEntry, Role,
+};
+use consign_schemas::{Actor, DeliveryId, DocumentId, Event, IdempotencyKey, RecipientId};
+use serde_json::json;
+
+use super::auth::Caller;
+use super::core::Core;
+use super::error::ApiError;
+use super::names::{check_file_name, check_media_type};
+use super::passwords;
+use super::request::{Plan, plan};
+use crate::blobs::{BlobLimits, StoredBlob};
+
+/// Maximum size of the metadata part.
+const MAX_METADATA_BYTES: usize = 1024 * 1024;
+
+/// One stored document of the submission in progress.
+struct Upload {
+    id: DocumentId,
+    file_name: String,
+    media_type: String,
+    blob: StoredBlob,
+}
+
+/// Handles a submission; see the module documentation.
+pub async fn submit(
+    State(core): State<Arc<Core>>,
+    caller: Caller,
+    headers: HeaderMap,
+    mut multipart: Multipart,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    caller.require(&[Role::Sender])?;
+    let idempotency = idempotency_key(&headers, &caller)?;
+
+    let metadata = next_field(&mut multipart).await?.ok_or_else(|| {
+        ApiError::bad_request("the request has no parts; send a metadata part, then documents")
+    })?;
+    if metadata.name() != Some("metadata") {
+        return Err(ApiError::BadRequest {
+            field: Some("metadata".to_owned()),
+            message: format!(
+                "the first part is {:?}; the metadata part must come before the documents",
+                metadata.name().unwrap_or("")
+            ),
+        });
+    }
+    let json = read_small(metadata, MAX_METADATA_BYTES).await?;
+    let plan = {
+        let model = core.model();
+        plan(&json, &model, caller.account.id, &core.limits, core.clock.now())?
+    };
+
+    let mut uploads = Vec::new();
+    let stored = store_documents(&core, &plan, &mut multipart, &mut uploads).await;
+    let outcome = match stored {
+        Ok(()) => record(&core, &caller, plan, &uploads, idempotency).await,
+        Err(error) => Err(error),
+    };
+    if outcome.is_err() || matches!(outcome, Ok((_, true))) {
+        discard(&core, &uploads).await;
+    }
+    let (body, _) = outcome?;
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+/// Reads the optional `Idempotency-Key` header into a ledger key scoped to the caller.
+fn idempotency_key(headers: &HeaderMap, caller: &Caller) -> Result<Option<IdempotencyKey>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let text = value
+        .to_str()
+        .ok()
+        .filter(|text| !text.is_empty() && text.len() <= 100)
+        .ok_or_else(|| {
+            ApiError::invalid("Idempotency-Key", "Idempotency-Key must be 1 to 100 visible ASCII characters")
+        })?;
+    IdempotencyKey::new(format!("submit/{}/{text}", caller.account.id))
+        .map(Some)
+        .map_err(|error| ApiError::invalid("Idempotency-Key", error.to_string()))
+}
+
+async fn next_field<'a>(multipart: &'a mut Multipart) -> Result<Option<Field<'a>>, ApiError> {
+    multipart.next_field().await.map_err(|error| ApiError::BadRequest {
+        field: None,
+        message: format!("the multipart body is malformed or was cut off: {error}"),
+    })
+}
+
+async fn read_small(mut field: Field<'_>, max: usize) -> Result<Vec<u8>, ApiError> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = field.chunk().await.map_err(|error| ApiError::BadRequest {
+        field: Some("metadata".to_owned()),
+        message: format!("the metadata part was cut off: {error}"),
+    })? {
+        if bytes.len() + chunk.len() > max {
+            return Err(ApiError::LimitExceeded {
+                status: StatusCode::PAYLOAD_TOO_LARGE,
+                limit: "metadata",
+                message: format!("the metadata part is larger than {max} bytes"),
+            });
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
+/// Streams every document part into the blob store, pushing each stored one to
+/// `uploads` so the caller can delete them all on failure.
+async fn store_documents(
+    core: &Core,
+    plan: &Plan,
+    multipart: &mut Multipart,
+    uploads: &mut Vec<Upload>,
+) -> Result<(), ApiError> {
+    let limits = BlobLimits {
+        max_size: core.limits.max_document_bytes,
+    };
+    while let Some(field) = next_field(multipart).await? {
+        let index = uploads.len();
+        if field.name() != Some("document") {
+            return Err(ApiError::BadRequest {
+                field: Some(format!("documents[{index}]")),
+                message: format!(
+                    "unexpected part {:?} after metadata; every later part must be named document",
+                    field.name().unwrap_or("")
+                ),
+            });
+        }
+        if index >= core.limits.max_documents {
+            return Err(ApiError::LimitExceeded {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                limit: "max_documents",
+                message: format!(
+                    "more than {} documents; the limit is max_documents",
+                    core.limits.max_documents
+                ),
+            });
+        }
+        let file_name = check_file_name(&format!("documents[{index}].file_name"), field.file_name())?;
+        let media_type = check_media_type(&format!("documents[{index}].content_type"), field.content_type())?;
+
+        let kek = plan.encrypt.then_some(&core.kek);
+        let blob = core.blobs.put(field, &limits, kek).await?;
+        tracing::debug!(blob.key = %blob.storage_key, size = blob.size, "document stored");
+        uploads.push(Upload {
+            id: DocumentId::random(),
+            file_name,
+            media_type,
+            blob,
+        });
+    }
+    if uploads.is_empty() {
+        return Err(ApiError::invalid(
+            "documents",
+            "no document: add at least one part named document with a file name",
+        ));
+    }
+    Ok(())
+}
+
+/// Appends the submission. Returns the response body and whether the idempotency key
+/// replayed an earlier submission, whose documents were stored already.
+async fn record(
+    core: &Core,
+    caller: &Caller,
+    plan: Plan,
+    uploads: &[Upload],
+    idempotency: Option<IdempotencyKey>,
+) -> Result<(serde_json::Value, bool), ApiError> {
+    let delivery = DeliveryId::random();
+    let chain = core.chain_of(delivery);
+    let actor = Actor::Account(caller.account.id);
+    let password_hash = match plan.password.clone() {
+        Some(password) => Some(passwords::hash(password).await?),
+        None => None,
+    };
+
+    let recipients: Vec<RecipientEntry> = plan
+        .recipients
+        .iter()
+        .map(|resolved| {
+            let recipient = RecipientId::random();
+            let token = core.links.token(delivery, recipient);
+            RecipientEntry {
+                recipient,
+                mailbox: resolved.mailbox.clone(),
+                via_list: resolved.via_list.clone(),
+                access_token_hash: token_hash(token.as_str()),
+            }
+        })
+        .collect();
+    let mut events: Vec<NewEvent> = uploads
+        .iter()
+        .map(|upload| NewEvent {
+            actor: actor.clone(),
+            event: Event::DocumentUploaded(DocumentUploaded {
+                document: upload.id,
+                account: caller.account.id,
+                file_name: upload.file_name.clone(),
+                media_type: upload.media_type.clone(),
+                size: upload.blob.size,
+                content_hash: upload.blob.content_hash,
+                storage_key: upload.blob.storage_key.as_str().to_owned(),
+                encryption: upload.blob.encryption.clone(),
+            }),
+        })
+        .collect();
+    let released = plan.deliver_at.is_none();
+    events.push(NewEvent {
+        actor: actor.clone(),
+        event: Event::DeliverySubmitted(DeliverySubmitted {
+            delivery,
+            sender: caller.account.id,
+            recipients: recipients.clone(),
+            documents: uploads.iter().map(|upload| upload.id).collect(),
+            subject: plan.subject,
+            message: plan.message,
+            options: DeliveryOptions {
+                priority: plan.priority,
+                encrypt_at_rest: plan.encrypt,
+                receipt_requested: plan.receipt,
+                expires_at: plan.expires_at,
+                deliver_at: plan.deliver_at,
+                billing_code: plan.billing_code,
+                access_password_hash: password_hash,
+                require_tls: plan.require_tls,
+                // NOTE: the option is recorded, but no PostmarkIssued event is signed yet:
+                // signing keys and the postmark format are not built.
+                postmark: plan.postmark,
+            },
+        }),
+    });
+    if released {
+        events.push(NewEvent {
+            actor: Actor::System(consign_schemas::SystemComponent::Scheduler),
+            event: Event::DeliveryReleased(DeliveryReleased { delivery }),
+        });
+    }
+
+    let submitted_index = uploads.len();
+    let mut request = AppendRequest::new(chain, events);
+    request.idempotency_key = idempotency;
+    let appended = core.append(request).await?;
+    let submitted = appended.events[submitted_index];
+
+    if appended.replayed {
+        return Ok((replayed_body(core, appended.chain, submitted.position)?, true));
+    }
+    tracing::info!(
+        %delivery,
+        sender = %caller.account.id,
+        chain = %chain,
+        position = %submitted.position,
+        documents = uploads.len(),
+        recipients = recipients.len(),
+        "delivery submitted"
+    );
+    Ok((
+        json!({
+            "delivery": delivery,
+            "chain": chain,
+            "position": submitted.position,
+            "hash": submitted.hash,
+            "status": if released { "released" } else { "scheduled" },
+            "documents": uploads.iter().map(|upload| json!({
+                "document": upload.id,
+                "file_name": upload.file_name,
+                "media_type": upload.media_type,
+                "size": upload.blob.size,
+                "blake3": upload.blob.content_hash,
+            })).collect::<Vec<_>>(),
+            "recipients": recipients.iter().map(|entry| json!({
+                "recipient": entry.recipient,
+                "address": entry.mailbox.address,
+            })).collect::<Vec<_>>(),
+        }),
+        false,
+    ))
+}
+
+/// Describes the earlier submission that an idempotency key replayed.
+fn replayed_body(
+    core: &Core,
+    chain: consign_schemas::ChainId,
+    position: consign_schemas::Position,
+) -> Result<serde_json::Value, ApiError> {
+    let original = core
+        .ledger
+        .read(chain, position, 1)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::Internal {
+            message: format!("replayed submission at {chain}:{position} is missing"),
+        })?;
+    let Event::DeliverySubmitted(submitted) = &original.envelope.event else {
+        return Err(ApiError::Conflict {
+            message: "the Idempotency-Key was used for a different request".to_owned(),
+        });
+    };
+    Ok(json!({
+        "delivery": submitted.delivery,
+        "chain": chain,
+        "position": position,
+        "hash": original.hash,
+        "replayed": true,
+    }))
+}
+
+/// Deletes the documents of a failed or replayed submission.
+async fn discard(core: &Core, uploads: &[Upload]) {
+    for upload in uploads {
+        if let Err(error) = core.blobs.delete(&upload.blob.storage_key).await {
+            tracing::error!(%error, blob.key = %upload.blob.storage_key, "cannot delete a document of a failed submission");
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! `consign account create`: opens an account on the command line, for the first
+//! administrator and for scripts. It needs the data directory to itself, so it runs
+//! while the server is stopped; with the server running, `POST /api/accounts` does the
+//! same for an administrator.
+
+use std::io::BufRead;
+
+use anyhow::{Context, bail};
+use consign_ledger::{EmbeddedLedger, EmbeddedOptions};
+use consign_projections::model::Model;
+use consign_schemas::Position;
+use consign_schemas::events::Role;
+
+use super::{DataDirArgs, Outcome};
+use crate::app::{ACCOUNT_CHAIN, CLI_ACTOR, NewAccount, account_request, hash_password, login_taken};
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum RoleArg {
+    Admin,
+    Sender,
+    Billing,
+    Auditor,
+}
+
+impl From<RoleArg> for Role {
+    fn from(role: RoleArg) -> Self {
+        match role {
+            RoleArg::Admin => Role::Admin,
+            RoleArg::Sender => Role::Sender,
+            RoleArg::Billing => Role::Billing,
+            RoleArg::Auditor => Role::Auditor,
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CreateArgs {
+    #[command(flatten)]
+    pub data: DataDirArgs,
+
+    /// Login name: letters, digits, '.', '_', '-' or '@', up to 64 characters.
+    #[arg(long)]
+    pub login: String,
+
+    /// What the account may do.
+    #[arg(long, value_enum)]
+    pub role: RoleArg,
+
+    /// E-mail address of the account; receipts go there.
+    #[arg(long)]
+    pub email: String,
+
+    /// Name shown to recipients (default: the login).
+    #[arg(long)]
+    pub name: Option<String>,
+
+    /// Read the password from the first line of standard input. Without it, the
+    /// password comes from the CONSIGN_ACCOUNT_PASSWORD environment variable.
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+/// Runs `consign account create`.
+///
+/// # Errors
+///
+/// No password was given, an input is invalid, the login is taken, or the ledger
+/// cannot be opened or written.
+pub fn create(args: CreateArgs) -> anyhow::Result<Outcome> {
+    let password = read_password(args.password_stdin)?;
+    let account = NewAccount {
+        login: args.login.clone(),
+        display_name: args.name.clone().unwrap_or_else(|| args.login.clone()),
+        email: args.email.clone(),
+        role: args.role.into(),
+        password,
+    };
+    let (id, position) = open_account(&args.data.data_dir, &account)?;
+    println!(
+        "opened account {} ({id}) with role {:?} at position {}",
+        account.login.trim(),
+        args.role,
+        position
+    );
+    Ok(Outcome::Success)
+}
+
+/// Opens `account` in the ledger at `data_dir`, which no other process may hold open,
+/// and returns its id and position on the account chain.
+///
+/// # Errors
+///
+/// An input is invalid, the login is taken, or the ledger cannot be opened or written.
+pub fn open_account(
+    data_dir: &std::path::Path,
+    account: &NewAccount,
+) -> anyhow::Result<(consign_schemas::AccountId, Position)> {
+    crate::app::check_account_password("password", &account.password).map_err(anyhow::Error::msg)?;
+    let ledger = EmbeddedLedger::open(data_dir, EmbeddedOptions::default())
+        .with_context(|| format!("cannot open the ledger in {}", data_dir.display()))?;
+    let mut model = Model::new();
+    let mut from = Position::new(0);
+    loop {
+        let events = ledger.read(ACCOUNT_CHAIN, from, 10_000)?;
+        let Some(last) = events.last() else { break };
+        from = last.position().next();
+        for event in &events {
+            model.apply(event)?;
+        }
+    }
+
+    let hash = hash_password(&account.password).map_err(anyhow::Error::msg)?;
+    let (id, request) =
+        account_request(&model, account, hash, CLI_ACTOR).map_err(anyhow::Error::msg)?;
+    let appended = ledger.append_blocking(request)?;
+    if appended.replayed {
+        bail!(login_taken(&account.login));
+    }
+    Ok((id, appended.events[0].position))
+}
+
+fn read_password(from_stdin: bool) -> anyhow::Result<String> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("cannot read the password from standard input")?;
+        let password = line.trim_end_matches(['\r', '\n']).to_owned();
+        if password.is_empty() {
+            bail!("standard input had no password; pipe one line with the password");
+        }
+        return Ok(password);
+    }
+    match std::env::var("CONSIGN_ACCOUNT_PASSWORD") {
+        Ok(password) if !password.is_empty() => Ok(password),
+        _ => bail!(
+            "no password given: pipe it with --password-stdin, or set CONSIGN_ACCOUNT_PASSWORD"
+        ),
+    }
+}
