@@ -19,7 +19,7 @@ const STYLE: &str = "body{font-family:system-ui,sans-serif;line-height:1.5;margi
 max-width:50rem;padding:1rem;color:#1a1a1a;background:#fff}\
 h1{font-size:1.5rem}table{border-collapse:collapse;width:100%}\
 th,td{border-bottom:1px solid #ccc;padding:.5rem;text-align:left;vertical-align:top}\
-.scroll{overflow-x:auto}code{word-break:break-all;font-size:.85rem}\
+.scroll{overflow-x:auto}code{word-break:break-all;font-size:.8rem}\
 .error{color:#a00000;border-left:4px solid #a00000;padding-left:.5rem}\
 .visually-hidden{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}\
 input,button{font-size:1rem;padding:.5rem}label{display:block;margin-bottom:.25rem}\
@@ -164,8 +164,8 @@ pub(crate) fn delivery_page(page: &DeliveryPage<'_>) -> String {
         body.push_str(
             "<div class=\"scroll\"><table>\n\
              <caption class=\"visually-hidden\">Documents in this delivery</caption>\n\
-             <thead><tr><th scope=\"col\">Name</th><th scope=\"col\">Size</th>\
-             <th scope=\"col\">BLAKE3 hash</th><th scope=\"col\">Download</th></tr></thead>\n\
+             <thead><tr><th scope=\"col\">Document</th><th scope=\"col\">Size</th>\
+             <th scope=\"col\">BLAKE3 hash</th></tr></thead>\n\
              <tbody>\n",
         );
         for row in page.documents {
@@ -178,15 +178,20 @@ pub(crate) fn delivery_page(page: &DeliveryPage<'_>) -> String {
 
 fn push_document_row(body: &mut String, row: &DocumentRow<'_>) {
     let name = escape(row.name);
+    let human = human_size(row.size);
+    // Sizes below 1 KiB are already exact in the human form.
+    let exact = if row.size < 1024 {
+        String::new()
+    } else {
+        format!("<br><small>{} bytes</small>", group_digits(row.size))
+    };
     let _ = writeln!(
         body,
-        "<tr><td>{name}</td><td>{}<br><small>{} bytes</small></td>\
-         <td><code>{}</code></td>\
-         <td><a href=\"{}\" download>Download<span class=\"visually-hidden\"> {name}</span></a></td></tr>",
-        escape(&human_size(row.size)),
-        group_digits(row.size),
-        escape(row.blake3_hex),
+        "<tr><td>{name}<br><a href=\"{}\" download>Download\
+         <span class=\"visually-hidden\"> {name}</span></a></td>\
+         <td>{human}{exact}</td><td><code>{}</code></td></tr>",
         escape(row.href),
+        escape(row.blake3_hex),
     );
 }
 

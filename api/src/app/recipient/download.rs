@@ -110,12 +110,15 @@ pub async fn download(
     Ok(response)
 }
 
-/// Passes the stream through one chunk behind, and records the download when the
-/// stream ended without error.
+/// Passes the stream through one chunk behind, and records the download before the
+/// last chunk goes out.
 ///
 /// Holding the last chunk back until the blob stream has ended means its end-of-stream
 /// checks (the BLAKE3 comparison of a whole document) decide before the client gets
-/// its last byte: a failed check aborts the response one chunk short.
+/// its last byte, and the `DocumentDownloaded` event is durable before the download
+/// completes. A failed check or a failed append aborts the response one chunk short,
+/// so no client ever holds a whole document whose download is not on the ledger.
+/// The request stays in flight until then, so a graceful shutdown waits for it.
 fn record_when_complete(
     core: Arc<Core>,
     resolved: Resolved,
@@ -126,12 +129,14 @@ fn record_when_complete(
     struct State {
         stream: BlobStream,
         held: Option<bytes::Bytes>,
-        pending: Option<(Arc<Core>, Resolved)>,
+        core: Arc<Core>,
+        resolved: Resolved,
     }
     let start = State {
         stream,
         held: None,
-        pending: Some((core, resolved)),
+        core,
+        resolved,
     };
     futures::stream::unfold(Some(start), move |state| async move {
         let mut state = state?;
@@ -144,8 +149,15 @@ fn record_when_complete(
                 }
                 Some(Err(error)) => return Some((Err(error), None)),
                 None => {
-                    if let Some((core, resolved)) = state.pending.take() {
-                        spawn_record(core, resolved, document, size);
+                    let event = Event::DocumentDownloaded(DocumentDownloaded {
+                        delivery: state.resolved.delivery.id,
+                        recipient: state.resolved.recipient.id,
+                        document,
+                        bytes: size,
+                    });
+                    if let Err(error) = record(&state.core, &state.resolved, event).await {
+                        tracing::error!(%error, delivery = %state.resolved.delivery.id, %document, "cannot record a completed download; aborting it");
+                        return Some((Err(crate::blobs::BlobError::Source { source: error.to_string().into() }), None));
                     }
                     let last = state.held.take()?;
                     return Some((Ok(last), None));
@@ -153,18 +165,4 @@ fn record_when_complete(
             }
         }
     })
-}
-
-fn spawn_record(core: Arc<Core>, resolved: Resolved, document: DocumentId, size: u64) {
-    tokio::spawn(async move {
-        let event = Event::DocumentDownloaded(DocumentDownloaded {
-            delivery: resolved.delivery.id,
-            recipient: resolved.recipient.id,
-            document,
-            bytes: size,
-        });
-        if let Err(error) = record(&core, &resolved, event).await {
-            tracing::error!(%error, delivery = %resolved.delivery.id, %document, "cannot record a completed download");
-        }
-    });
 }

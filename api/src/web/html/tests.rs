@@ -127,13 +127,14 @@ fn delivery_page_lists_documents() {
     assert!(html.contains("From: Example Notary"));
     assert!(html.contains("Hello,<br>\nplease find the lease.<br>\n<br>\nRegards"));
     assert!(html.contains("1.5 MiB<br><small>1,572,864 bytes</small>"));
-    assert!(html.contains("12 bytes<br><small>12 bytes</small>"));
+    assert!(html.contains("<td>12 bytes</td>"));
 
     assert_eq!(html.matches(hash).count(), 2);
     assert!(html.contains("href=\"/r/token/documents/0\""));
     assert!(html.contains("href=\"/r/token/documents/1\""));
     assert!(html.contains("Договор.pdf"));
     assert!(html.contains("<th scope=\"col\">BLAKE3 hash</th>"));
+    assert!(html.contains("Download<span class=\"visually-hidden\"> contract.pdf</span>"));
     assert!(html.contains(
         "Available until <time datetime=\"2026-12-04T10:00:00Z\">2026-12-04 10:00 UTC</time>."
     ));
@@ -221,23 +222,4 @@ fn wait_texts() {
     assert_eq!(wait_text(30), "30 seconds");
     assert_eq!(wait_text(120), "2 minutes");
     assert_eq!(wait_text(121), "3 minutes");
-}
-
-#[test]
-fn scratch_write_pages() {
-    let hash = "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262";
-    let documents = [
-        DocumentRow { name: "Signed lease agreement 2026 (final version).pdf", size: 1_572_864, blake3_hex: hash, href: "/d/t/documents/0" },
-        DocumentRow { name: "Договор.pdf", size: 12, blake3_hex: hash, href: "/d/t/documents/1" },
-    ];
-    let html = delivery_page(&DeliveryPage {
-        sender_name: "Example Notary <notary@example.org>",
-        subject: "Signed lease & annex",
-        message: "Hello,\nplease find the lease.\n\nRegards",
-        documents: &documents,
-        expires_at: Some(timestamp("2026-12-04T10:00:00Z")),
-    });
-    std::fs::write("/tmp/page_delivery.html", html).unwrap();
-    std::fs::write("/tmp/page_password.html", password_page(&PasswordPage { error: Some("Wrong password. Ask the sender if you do not have it."), retry_after_seconds: Some(4) })).unwrap();
-    std::fs::write("/tmp/page_status.html", status_page(&StatusPage::NotYetReleased { release_at: timestamp("2027-01-15T08:30:00Z") })).unwrap();
 }
