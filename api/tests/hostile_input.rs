@@ -92,7 +92,7 @@ async fn submit(server: &Server, token: &str, parts: &[Part]) -> reqwest::Respon
         .unwrap()
 }
 
-/// A valid metadata object that each case changes in one place.
+/// Returns a valid metadata object, which each case changes in one place.
 fn valid_metadata() -> Value {
     json!({
         "recipients": ["bob@recipients.test"],
@@ -139,7 +139,7 @@ async fn snapshot(server: &Server) -> Snapshot {
     }
 }
 
-/// Counts the files below `dir`, recursively; a missing folder counts as empty.
+/// Counts the files below `dir` recursively. A missing folder counts as empty.
 fn count_files(dir: &Path) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
@@ -177,7 +177,7 @@ fn limit(status: u16, name: &str) -> Rejection {
     }
 }
 
-/// Checks a response against `expected` and that nothing changed since `before`;
+/// Checks a response against `expected` and that nothing changed since `before`, and
 /// returns the JSON body for further checks.
 async fn assert_rejected(
     server: &Server,
@@ -193,7 +193,11 @@ async fn assert_rejected(
         .unwrap_or_else(|error| panic!("{case}: the body is not JSON ({error}): {text}"));
     assert!(body["error"].is_string(), "{case}: no error code in {body}");
     assert!(body["message"].is_string(), "{case}: no message in {body}");
-    assert_eq!(body[expected.key], expected.value.as_str(), "{case}: {body}");
+    assert_eq!(
+        body[expected.key],
+        expected.value.as_str(),
+        "{case}: {body}"
+    );
     let after = snapshot(server).await;
     assert_eq!(&after, before, "{case}: the server wrote something");
     body
@@ -219,13 +223,23 @@ async fn header_injection_rejected() {
             ("subject", with("subject", json!(attack)), "subject"),
             (
                 "display name",
-                with("recipients", json!([{ "address": "bob@recipients.test", "name": attack }])),
+                with(
+                    "recipients",
+                    json!([{ "address": "bob@recipients.test", "name": attack }]),
+                ),
                 "recipients[0].name",
             ),
-            ("billing code", with("billing_code", json!(attack)), "billing_code"),
+            (
+                "billing code",
+                with("billing_code", json!(attack)),
+                "billing_code",
+            ),
             (
                 "address",
-                with("recipients", json!([format!("bob@recipients.test{line_break}Bcc: x@evil.test")])),
+                with(
+                    "recipients",
+                    json!([format!("bob@recipients.test{line_break}Bcc: x@evil.test")]),
+                ),
                 "recipients[0]",
             ),
             (
@@ -236,7 +250,12 @@ async fn header_injection_rejected() {
         ];
         for (case, metadata_value, expected) in cases {
             let case = format!("{case} with {line_break:?}");
-            let response = submit(&server, &token, &[metadata(&metadata_value), document("a.pdf")]).await;
+            let response = submit(
+                &server,
+                &token,
+                &[metadata(&metadata_value), document("a.pdf")],
+            )
+            .await;
             assert_rejected(&server, &case, response, &field(422, expected), &before).await;
         }
     }
@@ -262,7 +281,14 @@ async fn header_injection_rejected() {
         .send()
         .await
         .unwrap();
-    assert_rejected(&server, "list member", response, &field(422, "members[0]"), &before).await;
+    assert_rejected(
+        &server,
+        "list member",
+        response,
+        &field(422, "members[0]"),
+        &before,
+    )
+    .await;
 
     server.stop().await;
 }
@@ -283,8 +309,8 @@ async fn file_names_rejected() {
         ("tab", Some("contract\t.pdf".to_owned())),
         ("C1 control", Some("contract\u{9b}.pdf".to_owned())),
         ("next line", Some("contract\u{85}.pdf".to_owned())),
-        // CR LF ends the part header in the middle of the quoted name, so the server
-        // sees no file name at all, and `Bcc` becomes a header of the part only.
+        // CR LF ends the part header inside the quoted name, so the server parses no
+        // file name at all, and `Bcc` becomes a header of that part only.
         ("header injection", Some(format!("contract.pdf{INJECTION}"))),
         ("empty", Some(String::new())),
         ("blank", Some("   ".to_owned())),
@@ -301,7 +327,14 @@ async fn file_names_rejected() {
             },
         ];
         let response = submit(&server, &token, &parts).await;
-        assert_rejected(&server, case, response, &field(422, "documents[0].file_name"), &before).await;
+        assert_rejected(
+            &server,
+            case,
+            response,
+            &field(422, "documents[0].file_name"),
+            &before,
+        )
+        .await;
     }
 
     // A bad second name after a stored first document: the first is deleted again.
@@ -312,7 +345,14 @@ async fn file_names_rejected() {
     ];
     let response = submit(&server, &token, &parts).await;
     let case = "traversal in the second document";
-    assert_rejected(&server, case, response, &field(422, "documents[1].file_name"), &before).await;
+    assert_rejected(
+        &server,
+        case,
+        response,
+        &field(422, "documents[1].file_name"),
+        &before,
+    )
+    .await;
 
     server.stop().await;
 }
@@ -336,7 +376,14 @@ async fn limits_rejected() {
         content: vec![0x5a; 2 * 1024 * 1024],
     };
     let response = submit(&server, &token, &[metadata(&valid_metadata()), oversized]).await;
-    assert_rejected(&server, "2 MB document", response, &limit(413, "max_document_bytes"), &before).await;
+    assert_rejected(
+        &server,
+        "2 MB document",
+        response,
+        &limit(413, "max_document_bytes"),
+        &before,
+    )
+    .await;
 
     let three = [
         metadata(&valid_metadata()),
@@ -345,27 +392,59 @@ async fn limits_rejected() {
         document("three.pdf"),
     ];
     let response = submit(&server, &token, &three).await;
-    assert_rejected(&server, "three documents", response, &limit(422, "max_documents"), &before).await;
+    assert_rejected(
+        &server,
+        "three documents",
+        response,
+        &limit(422, "max_documents"),
+        &before,
+    )
+    .await;
 
     let four = with(
         "recipients",
-        json!(["a@recipients.test", "b@recipients.test", "c@recipients.test", "d@recipients.test"]),
+        json!([
+            "a@recipients.test",
+            "b@recipients.test",
+            "c@recipients.test",
+            "d@recipients.test"
+        ]),
     );
     let response = submit(&server, &token, &[metadata(&four), document("a.pdf")]).await;
-    assert_rejected(&server, "four recipients", response, &limit(422, "max_recipients"), &before).await;
+    assert_rejected(
+        &server,
+        "four recipients",
+        response,
+        &limit(422, "max_recipients"),
+        &before,
+    )
+    .await;
 
     // Exactly at every limit is accepted, which shows the cases above fail only by
     // exceeding them.
     let at_limits = with(
         "recipients",
-        json!(["a@recipients.test", "b@recipients.test", "c@recipients.test"]),
+        json!([
+            "a@recipients.test",
+            "b@recipients.test",
+            "c@recipients.test"
+        ]),
     );
     let full_size = Part::Document {
         file_name: Some("exact.bin".to_owned()),
         content: vec![0x5a; 1_000_000],
     };
-    let response = submit(&server, &token, &[metadata(&at_limits), full_size, document("two.pdf")]).await;
+    let response = submit(
+        &server,
+        &token,
+        &[metadata(&at_limits), full_size, document("two.pdf")],
+    )
+    .await;
     assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+    // An accepted submission changes the snapshot, which shows that it detects writes.
+    let after = snapshot(&server).await;
+    assert_ne!(after.heads, before.heads);
+    assert_eq!(after.objects, 2);
 
     server.stop().await;
 }
@@ -428,16 +507,37 @@ async fn addresses_rejected() {
         let plain = with("recipients", json!(["ok@recipients.test", address]));
         let response = submit(&server, &token, &[metadata(&plain), document("a.pdf")]).await;
         let case = format!("address {address:?}");
-        assert_rejected(&server, &case, response, &field(422, "recipients[1]"), &before).await;
+        assert_rejected(
+            &server,
+            &case,
+            response,
+            &field(422, "recipients[1]"),
+            &before,
+        )
+        .await;
 
         let named = with("recipients", json!([{ "address": address, "name": "Bob" }]));
         let response = submit(&server, &token, &[metadata(&named), document("a.pdf")]).await;
         let case = format!("named address {address:?}");
-        assert_rejected(&server, &case, response, &field(422, "recipients[0]"), &before).await;
+        assert_rejected(
+            &server,
+            &case,
+            response,
+            &field(422, "recipients[0]"),
+            &before,
+        )
+        .await;
     }
     let none = with("recipients", json!([]));
     let response = submit(&server, &token, &[metadata(&none), document("a.pdf")]).await;
-    assert_rejected(&server, "no recipient", response, &field(422, "recipients"), &before).await;
+    assert_rejected(
+        &server,
+        "no recipient",
+        response,
+        &field(422, "recipients"),
+        &before,
+    )
+    .await;
 
     server.stop().await;
 }
@@ -456,25 +556,54 @@ async fn dates_rejected() {
         metadata
     };
     let cases = [
-        ("past delivery date", dates(&[("deliver_at", "2020-01-01T09:00:00Z")]), "deliver_at"),
-        ("past expiry date", dates(&[("expires_at", "2020-01-01T09:00:00+01:00")]), "expires_at"),
-        ("unparseable", dates(&[("deliver_at", "next tuesday at nine")]), "deliver_at"),
-        ("date without time", dates(&[("expires_at", "2099-01-01")]), "expires_at"),
-        ("local time without a zone", dates(&[("deliver_at", "2099-06-01T09:00")]), "deliver_at"),
+        (
+            "past delivery date",
+            dates(&[("deliver_at", "2020-01-01T09:00:00Z")]),
+            "deliver_at",
+        ),
+        (
+            "past expiry date",
+            dates(&[("expires_at", "2020-01-01T09:00:00+01:00")]),
+            "expires_at",
+        ),
+        (
+            "unparseable",
+            dates(&[("deliver_at", "next tuesday at nine")]),
+            "deliver_at",
+        ),
+        (
+            "date without time",
+            dates(&[("expires_at", "2099-01-01")]),
+            "expires_at",
+        ),
+        (
+            "local time without a zone",
+            dates(&[("deliver_at", "2099-06-01T09:00")]),
+            "deliver_at",
+        ),
         (
             "DST gap in 2026",
-            dates(&[("deliver_at", "2026-03-29T02:30"), ("time_zone", "Europe/Paris")]),
+            dates(&[
+                ("deliver_at", "2026-03-29T02:30"),
+                ("time_zone", "Europe/Paris"),
+            ]),
             "deliver_at",
         ),
         (
             "DST gap in the future",
-            dates(&[("deliver_at", "2099-03-29T02:30"), ("time_zone", "Europe/Paris")]),
+            dates(&[
+                ("deliver_at", "2099-03-29T02:30"),
+                ("time_zone", "Europe/Paris"),
+            ]),
             "deliver_at",
         ),
         (
             "unknown zone",
-            dates(&[("deliver_at", "2099-06-01T09:00"), ("time_zone", "Mars/Olympus_Mons")]),
-            "deliver_at",
+            dates(&[
+                ("deliver_at", "2099-06-01T09:00"),
+                ("time_zone", "Mars/Olympus_Mons"),
+            ]),
+            "time_zone",
         ),
         (
             "expiry before delivery",
@@ -494,7 +623,12 @@ async fn dates_rejected() {
         ),
     ];
     for (case, metadata_value, expected) in cases {
-        let response = submit(&server, &token, &[metadata(&metadata_value), document("a.pdf")]).await;
+        let response = submit(
+            &server,
+            &token,
+            &[metadata(&metadata_value), document("a.pdf")],
+        )
+        .await;
         let body = assert_rejected(&server, case, response, &field(422, expected), &before).await;
         if case == "DST gap in the future" {
             let message = body["message"].as_str().unwrap();
@@ -513,23 +647,66 @@ async fn metadata_rejected() {
 
     let not_json = Part::Metadata("{\"subject\": \"Contract\", recipients".to_owned());
     let response = submit(&server, &token, &[not_json, document("a.pdf")]).await;
-    assert_rejected(&server, "not JSON", response, &field(400, "metadata"), &before).await;
+    assert_rejected(
+        &server,
+        "not JSON",
+        response,
+        &field(400, "metadata"),
+        &before,
+    )
+    .await;
 
     let not_object = Part::Metadata("[\"bob@recipients.test\"]".to_owned());
     let response = submit(&server, &token, &[not_object, document("a.pdf")]).await;
-    assert_rejected(&server, "not an object", response, &field(400, "metadata"), &before).await;
+    assert_rejected(
+        &server,
+        "not an object",
+        response,
+        &field(400, "metadata"),
+        &before,
+    )
+    .await;
 
-    let response = submit(&server, &token, &[document("a.pdf"), metadata(&valid_metadata())]).await;
-    assert_rejected(&server, "document first", response, &field(400, "metadata"), &before).await;
+    let response = submit(
+        &server,
+        &token,
+        &[document("a.pdf"), metadata(&valid_metadata())],
+    )
+    .await;
+    assert_rejected(
+        &server,
+        "document first",
+        response,
+        &field(400, "metadata"),
+        &before,
+    )
+    .await;
 
     let unknown = with("bcc", json!("x@evil.test"));
     let response = submit(&server, &token, &[metadata(&unknown), document("a.pdf")]).await;
-    let body = assert_rejected(&server, "unknown field", response, &field(400, "metadata"), &before).await;
+    let body = assert_rejected(
+        &server,
+        "unknown field",
+        response,
+        &field(400, "metadata"),
+        &before,
+    )
+    .await;
     let message = body["message"].as_str().unwrap();
-    assert!(message.contains("bcc"), "the message does not name the unknown field: {message}");
+    assert!(
+        message.contains("bcc"),
+        "the message does not name the unknown field: {message}"
+    );
 
     let response = submit(&server, &token, &[metadata(&valid_metadata())]).await;
-    assert_rejected(&server, "no document", response, &field(422, "documents"), &before).await;
+    assert_rejected(
+        &server,
+        "no document",
+        response,
+        &field(422, "documents"),
+        &before,
+    )
+    .await;
 
     server.stop().await;
 }
@@ -588,7 +765,8 @@ async fn non_ascii_file_names_round_trip() {
         assert_eq!(detail["documents"][index]["file_name"], *name);
     }
 
-    let messages = wait_for_messages(&server.data_dir.join("outbox"), 1, Duration::from_secs(30)).await;
+    let messages =
+        wait_for_messages(&server.data_dir.join("outbox"), 1, Duration::from_secs(30)).await;
     let link = links_in(&messages[0], &server.base).remove(0);
     for (index, name) in names.iter().enumerate() {
         let id = submitted["documents"][index]["document"].as_str().unwrap();
@@ -599,7 +777,10 @@ async fn non_ascii_file_names_round_trip() {
             .await
             .unwrap();
         assert_eq!(response.status(), 200, "{name}");
-        let disposition = response.headers()["content-disposition"].to_str().unwrap().to_owned();
+        let disposition = response.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .to_owned();
         assert!(disposition.is_ascii(), "{disposition}");
         assert_eq!(extended_file_name(&disposition), *name, "{disposition}");
         let content = response.bytes().await.unwrap();
@@ -611,7 +792,9 @@ async fn non_ascii_file_names_round_trip() {
 
 /// Returns the lower-case header names of a message, in order.
 fn header_names(message: &[u8]) -> Vec<String> {
-    let parsed = mail_parser::MessageParser::default().parse(message).unwrap();
+    let parsed = mail_parser::MessageParser::default()
+        .parse(message)
+        .unwrap();
     parsed
         .headers()
         .iter()
@@ -628,10 +811,22 @@ async fn message_cannot_add_headers() {
     let plain = with("message", json!("Please sign."));
     let response = submit(&server, &token, &[metadata(&plain), document("a.pdf")]).await;
     assert_eq!(response.status(), 201);
-    let baseline = wait_for_messages(&outbox, 1, Duration::from_secs(30)).await.remove(0);
+    let baseline = wait_for_messages(&outbox, 1, Duration::from_secs(30))
+        .await
+        .remove(0);
 
-    let hostile = format!("Please sign.{INJECTION}\r\nX-Injected: yes\r\n\r\nBcc: y@evil.test\nSubject: other");
-    let response = submit(&server, &token, &[metadata(&with("message", json!(hostile))), document("a.pdf")]).await;
+    let hostile = format!(
+        "Please sign.{INJECTION}\r\nX-Injected: yes\r\n\r\nBcc: y@evil.test\nSubject: other"
+    );
+    let response = submit(
+        &server,
+        &token,
+        &[
+            metadata(&with("message", json!(hostile))),
+            document("a.pdf"),
+        ],
+    )
+    .await;
     assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
     let messages = wait_for_messages(&outbox, 2, Duration::from_secs(30)).await;
     let attacked = messages
@@ -642,9 +837,15 @@ async fn message_cannot_add_headers() {
     let names = header_names(&attacked);
     assert!(!names.iter().any(|name| name == "bcc"), "{names:?}");
     assert!(!names.iter().any(|name| name == "x-injected"), "{names:?}");
-    assert_eq!(names.iter().filter(|name| *name == "subject").count(), 1, "{names:?}");
+    assert_eq!(
+        names.iter().filter(|name| *name == "subject").count(),
+        1,
+        "{names:?}"
+    );
     assert_eq!(names, header_names(&baseline));
-    let parsed = mail_parser::MessageParser::default().parse(&attacked).unwrap();
+    let parsed = mail_parser::MessageParser::default()
+        .parse(&attacked)
+        .unwrap();
     let recipients: Vec<String> = parsed
         .to()
         .unwrap()

@@ -17,6 +17,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::{Caller, role_name};
+use super::body::ApiJson;
 use super::core::Core;
 use super::error::ApiError;
 use super::passwords;
@@ -105,9 +106,10 @@ fn check_login(login: &str) -> Result<(), ApiError> {
 pub async fn create(
     State(core): State<Arc<Core>>,
     caller: Caller,
-    Json(account): Json<NewAccount>,
+    body: Result<ApiJson<NewAccount>, ApiError>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     caller.require(&[Role::Admin])?;
+    let ApiJson(account) = body?;
     passwords::check_account_password("password", &account.password)?;
     let hash = passwords::hash(account.password.clone()).await?;
     let actor = Actor::Account(caller.account.id);
@@ -141,9 +143,10 @@ pub async fn put_list(
     State(core): State<Arc<Core>>,
     caller: Caller,
     Path(name): Path<String>,
-    Json(body): Json<ListBody>,
+    body: Result<ApiJson<ListBody>, ApiError>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     caller.require(&[Role::Sender])?;
+    let ApiJson(body) = body?;
     check_line("name", &name, 100)?;
     if name.trim().is_empty() {
         return Err(ApiError::invalid("name", "the list name is empty"));

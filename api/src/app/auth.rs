@@ -16,6 +16,7 @@ use consign_schemas::events::Role;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::body::ApiJson;
 use super::core::Core;
 use super::error::ApiError;
 use super::passwords;
@@ -105,7 +106,7 @@ pub struct LoginRequest {
 /// `POST /api/login`: checks the password and opens a session.
 pub async fn login(
     State(core): State<Arc<Core>>,
-    Json(request): Json<LoginRequest>,
+    ApiJson(request): ApiJson<LoginRequest>,
 ) -> Result<Response, ApiError> {
     if request.password.len() > passwords::MAX_PASSWORD_BYTES {
         return Err(ApiError::BadCredentials);
@@ -140,8 +141,13 @@ pub async fn login(
     Ok(response)
 }
 
-/// `POST /api/logout`: ends the caller's session.
-pub async fn logout(State(core): State<Arc<Core>>, headers: HeaderMap) -> Response {
+/// `POST /api/logout`: ends the caller's session. Like every route but login and the
+/// API description, it needs a live session, so a request without one gets 401.
+pub async fn logout(
+    State(core): State<Arc<Core>>,
+    _caller: Caller,
+    headers: HeaderMap,
+) -> Response {
     if let Some(token) = session_token(&headers) {
         core.sessions.close(&token);
     }

@@ -60,11 +60,12 @@ pub async fn withdraw(
     State(core): State<Arc<Core>>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Option<Json<WithdrawBody>>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(&[Role::Sender])?;
     let id = parse_id(&id)?;
-    let reason = body.map(|Json(body)| body.reason).unwrap_or_default();
+    let reason = withdraw_reason(&headers, &body)?;
     check_line("reason", &reason, 500)?;
     {
         let model = core.model();
@@ -105,6 +106,26 @@ pub async fn withdraw(
         "status": "withdrawn",
         "position": appended.events[0].position,
     })))
+}
+
+/// Reads the optional JSON body of a withdrawal: none, or `{"reason": "..."}`.
+fn withdraw_reason(headers: &axum::http::HeaderMap, body: &[u8]) -> Result<String, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(String::new());
+    }
+    let is_json = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"));
+    if !is_json {
+        return Err(ApiError::bad_request(
+            "the body must be JSON with Content-Type: application/json, or empty",
+        ));
+    }
+    let parsed: WithdrawBody = serde_json::from_slice(body).map_err(|error| {
+        ApiError::bad_request(format!("the body is not a withdrawal: {error}"))
+    })?;
+    Ok(parsed.reason)
 }
 
 fn parse_id(text: &str) -> Result<DeliveryId, ApiError> {

@@ -14,6 +14,7 @@
 
 mod accounts;
 mod auth;
+mod body;
 mod core;
 mod deliveries;
 mod error;

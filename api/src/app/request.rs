@@ -10,7 +10,7 @@ use super::error::ApiError;
 use super::limits::Limits;
 use super::recipients::{RecipientInput, ResolvedRecipient, resolve};
 use super::text::{check_line, check_text};
-use crate::zoned::parse_sender_time;
+use crate::zoned::{TimeInputError, parse_sender_time};
 
 /// Minimum length of an access password, in characters.
 pub const MIN_ACCESS_PASSWORD_CHARS: usize = 8;
@@ -166,8 +166,14 @@ fn parse_future(
     let Some(text) = text else {
         return Ok(None);
     };
-    let time = parse_sender_time(text, zone)
-        .map_err(|error| ApiError::invalid(field, format!("{field}: {error}")))?;
+    let time = parse_sender_time(text, zone).map_err(|error| {
+        // A zone the database does not know is the time zone's fault, not the date's.
+        let field = match error {
+            TimeInputError::UnknownZone { .. } => "time_zone",
+            _ => field,
+        };
+        ApiError::invalid(field, format!("{field}: {error}"))
+    })?;
     if time.instant <= now {
         return Err(ApiError::invalid(
             field,

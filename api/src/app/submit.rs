@@ -12,6 +12,7 @@
 use std::sync::Arc;
 
 use axum::extract::multipart::Field;
+use axum::extract::multipart::MultipartRejection;
 use axum::extract::{Multipart, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
@@ -47,9 +48,10 @@ pub async fn submit(
     State(core): State<Arc<Core>>,
     caller: Caller,
     headers: HeaderMap,
-    mut multipart: Multipart,
+    body: Result<Multipart, MultipartRejection>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     caller.require(&[Role::Sender])?;
+    let mut multipart = super::body::multipart(body)?;
     let idempotency = idempotency_key(&headers, &caller)?;
 
     let metadata = next_field(&mut multipart).await?.ok_or_else(|| {

@@ -25,6 +25,7 @@ mod chunk;
 mod error;
 mod key;
 mod read;
+mod sink;
 mod write;
 
 #[cfg(test)]

@@ -9,14 +9,11 @@ use std::pin::pin;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use tokio::fs::{File, OpenOptions};
-use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
 
 use super::chunk::{CHUNK_SIZE, ChunkCipher, MAX_SEALED_SIZE, TAG_SIZE};
+use super::sink::FileSink;
 use super::{BlobError, BlobLimits, BlobStore, KeyEncryptionKey, StorageKey, StoredBlob};
 use consign_schemas::ContentHash;
-
-/// Size of the buffer between the hashing loop and the file.
-const WRITE_BUFFER_SIZE: usize = 256 * 1024;
 
 /// See [`BlobStore::put`].
 pub(super) async fn put<S, E>(
@@ -55,7 +52,7 @@ where
         None => limits.max_size,
     };
 
-    let mut writer = BufWriter::with_capacity(WRITE_BUFFER_SIZE, file);
+    let mut writer = FileSink::new(file.into_std().await);
     let mut hasher = blake3::Hasher::new();
     let mut size: u64 = 0;
     let mut source = pin!(source);
@@ -91,14 +88,9 @@ where
     }
 
     writer
-        .flush()
+        .finish()
         .await
-        .map_err(BlobError::io("writing", &temp_path))?;
-    let file = writer.into_inner();
-    file.sync_all()
-        .await
-        .map_err(BlobError::io("fsyncing", &temp_path))?;
-    drop(file);
+        .map_err(BlobError::io("writing and fsyncing", &temp_path))?;
 
     install(store, temp, &storage_key).await?;
     let content_hash = ContentHash::from_bytes(*hasher.finalize().as_bytes());
@@ -194,11 +186,7 @@ impl Sealer {
 
     /// Adds plaintext. A full chunk is sealed only when more plaintext arrives, because
     /// until then it may be the final chunk, which is sealed with a different nonce.
-    async fn push<W: AsyncWrite + Unpin>(
-        &mut self,
-        mut data: &[u8],
-        writer: &mut W,
-    ) -> std::io::Result<()> {
+    async fn push(&mut self, mut data: &[u8], writer: &mut FileSink) -> std::io::Result<()> {
         while !data.is_empty() {
             if self.buffer.len() == CHUNK_SIZE {
                 self.seal_and_write(false, writer).await?;
@@ -211,15 +199,11 @@ impl Sealer {
     }
 
     /// Seals the buffered plaintext as the final chunk (empty for an empty document).
-    async fn finish<W: AsyncWrite + Unpin>(mut self, writer: &mut W) -> std::io::Result<()> {
+    async fn finish(mut self, writer: &mut FileSink) -> std::io::Result<()> {
         self.seal_and_write(true, writer).await
     }
 
-    async fn seal_and_write<W: AsyncWrite + Unpin>(
-        &mut self,
-        last: bool,
-        writer: &mut W,
-    ) -> std::io::Result<()> {
+    async fn seal_and_write(&mut self, last: bool, writer: &mut FileSink) -> std::io::Result<()> {
         // `put` caps encrypted input at MAX_SEALED_SIZE, which keeps the index within the
         // 32-bit counter, so this error is not reached.
         self.cipher
