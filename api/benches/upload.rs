@@ -110,8 +110,8 @@ fn start_server(data_dir: &Path) -> ServerProcess {
     ServerProcess { child, base }
 }
 
-/// A document of `bytes` bytes as a stream of one repeated random chunk, so the client
-/// spends no time or memory making it.
+/// Builds a document of `bytes` bytes as a stream of one repeated random chunk, so the
+/// client spends no time or memory making it.
 fn document(bytes: u64) -> reqwest::Body {
     let chunk = Bytes::from((0..CHUNK).map(|_| rand::random::<u8>()).collect::<Vec<u8>>());
     let chunks = bytes.div_ceil(CHUNK as u64);

@@ -6,16 +6,21 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use consign_api::cli::{Cli, Outcome};
+use consign_api::logging::LogFormat;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    consign_api::logging::init(cli.log_format);
+    let format = cli.log_format;
+    consign_api::logging::init(format);
 
     match consign_api::cli::run(cli) {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::CheckFailed) => ExitCode::from(1),
         Err(error) => {
-            eprintln!("error: {error:#}");
+            match format {
+                LogFormat::Text => eprintln!("error: {error:#}"),
+                LogFormat::Json => tracing::error!(error = format!("{error:#}"), "command failed"),
+            }
             ExitCode::from(2)
         }
     }

@@ -1,5 +1,5 @@
 //! Runs the README's walkthrough exactly as written, with bash, against the `consign`
-//! binary of this build. It listens on 127.0.0.1:8080 as the README says, so that
+//! binary of this build. It listens on 127.0.0.1:8080 as the README shows, so that
 //! port must be free while the test runs.
 
 use std::process::Command;

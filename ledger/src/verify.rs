@@ -113,13 +113,17 @@ struct Checked {
     result: Result<(EventHash, EventHash), BreakReason>,
     /// The `previous` field of an event that decoded, even if a later check failed.
     previous: Option<EventHash>,
+    /// The hash of the stored bytes, when a hash was recorded beside them.
+    computed: Option<EventHash>,
 }
 
 fn check_one(chain: ChainId, raw: &RawEvent) -> Checked {
     let mut decoded_previous = None;
+    let mut computed_hash = None;
     let mut result = || {
         let recorded = raw.recorded_hash.ok_or(BreakReason::MissingHash)?;
         let computed = hash_stored_event(&raw.bytes);
+        computed_hash = Some(computed);
         if computed != recorded {
             return Err(BreakReason::HashMismatch { recorded, computed });
         }
@@ -140,6 +144,7 @@ fn check_one(chain: ChainId, raw: &RawEvent) -> Checked {
         position: raw.position,
         result,
         previous: decoded_previous,
+        computed: computed_hash,
     }
 }
 
@@ -221,6 +226,9 @@ impl ChainVerifier {
             && found_position.get().checked_add(1) == Some(item.position.get())
             && item.previous.is_some()
             && item.previous == self.accepted_link
+            // A copy of the event just accepted is misplaced where it sits, not a sign
+            // that the accepted one was inserted.
+            && item.computed != Some(self.previous)
         {
             let inserted_at = *found_position;
             self.expected = inserted_at;

@@ -179,6 +179,19 @@ proptest! {
     }
 
     #[test]
+    fn copied_event_reported_where_it_was_copied(position in 0..EVENTS - 1) {
+        let dir = tampered(|db, events| {
+            let value = db.get_cf(events, key(position)).unwrap().unwrap();
+            db.put_cf(events, key(position + 1), value).unwrap();
+        });
+
+        let found = first_break(dir.path()).expect("a copied event is detected");
+        prop_assert_eq!(found.position, Position::new(position + 1));
+        let misplaced = BreakReason::Misplaced { found_chain: CHAIN, found_position: Position::new(position) };
+        prop_assert_eq!(found.reason, misplaced);
+    }
+
+    #[test]
     fn replaced_event_is_broken_link(position in 1..EVENTS) {
         let dir = tampered(|db, events| {
             let original = db.get_cf(events, key(position)).unwrap().unwrap();

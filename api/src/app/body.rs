@@ -1,5 +1,5 @@
-//! Request body extractors whose failures are [`ApiError`]s, so that a malformed body is
-//! answered with the same JSON error shape as every other failure.
+//! Request body extractors whose failures are [`ApiError`]s, so that a malformed body
+//! gets the same JSON error shape as every other failure.
 
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::rejection::JsonRejection;

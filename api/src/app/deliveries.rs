@@ -1,6 +1,6 @@
 //! The sender's view of its deliveries, and withdrawal.
 //!
-//! A sender sees only its own deliveries: another sender's delivery is answered with
+//! A sender sees only its own deliveries: another sender's delivery gets
 //! 404, the same as one that does not exist. Administrators and auditors see every
 //! delivery.
 

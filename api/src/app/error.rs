@@ -1,5 +1,5 @@
 //! The API's error type: every failure a handler returns, with its HTTP status and a
-//! JSON body that names the offending field or limit and says what to do.
+//! JSON body that names the offending field or limit and what to do.
 
 use axum::Json;
 use axum::http::StatusCode;

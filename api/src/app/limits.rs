@@ -1,6 +1,6 @@
 //! Configurable limits on submissions.
 
-/// Limits a submission must stay within. Exceeding one is answered with 413 (a document
+/// Limits a submission must stay within. Exceeding one gives 413 (a document
 /// too large) or 422 (too many documents or recipients, a text too long), naming the
 /// limit, and nothing is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

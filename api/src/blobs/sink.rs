@@ -1,6 +1,7 @@
-//! A file written on a blocking thread of its own, fed with buffers over a channel, so
-//! that hashing and sealing the next bytes overlap with writing the previous ones and
-//! each byte is copied once on its way to the file.
+//! A file written on a blocking thread of its own, fed with buffers over a channel.
+//!
+//! Hashing and sealing the next bytes overlap with writing the previous ones, and each
+//! byte is copied once on its way to the file.
 
 use std::fs::File;
 use std::io::Write;

@@ -42,7 +42,7 @@ pub struct CreateArgs {
     #[arg(long)]
     pub login: String,
 
-    /// What the account may do.
+    /// Role of the account, which decides the routes it may use.
     #[arg(long, value_enum)]
     pub role: RoleArg,
 

@@ -31,7 +31,7 @@ pub fn password_of(login: &str) -> String {
     format!("{login}{PASSWORD_SUFFIX}")
 }
 
-/// Opens an account in a data directory that no server holds open.
+/// Opens an account in a data directory that no server has open.
 pub async fn open_account(data_dir: &Path, login: &str, role: Role) {
     let data_dir = data_dir.to_path_buf();
     let login = login.to_owned();
@@ -155,7 +155,7 @@ pub fn read_messages(dir: &Path) -> Vec<Vec<u8>> {
     paths.iter().filter_map(|path| std::fs::read(path).ok()).collect()
 }
 
-/// Waits until `dir` holds at least `count` messages.
+/// Waits until `dir` contains at least `count` messages.
 pub async fn wait_for_messages(dir: &Path, count: usize, timeout: Duration) -> Vec<Vec<u8>> {
     let deadline = Instant::now() + timeout;
     loop {

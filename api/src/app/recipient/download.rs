@@ -117,7 +117,7 @@ pub async fn download(
 /// checks (the BLAKE3 comparison of a whole document) decide before the client gets
 /// its last byte, and the `DocumentDownloaded` event is durable before the download
 /// completes. A failed check or a failed append aborts the response one chunk short,
-/// so no client ever holds a whole document whose download is not on the ledger.
+/// so no client ever has a whole document whose download is not on the ledger.
 /// The request stays in flight until then, so a graceful shutdown waits for it.
 fn record_when_complete(
     core: Arc<Core>,
