@@ -19,13 +19,13 @@ use axum::routing::get;
 use consign_ledger::{Clock, EmbeddedLedger, EmbeddedOptions};
 use consign_notifier::{Dispatcher, DispatcherConfig};
 use consign_notifier::{
-    Composer, ComposerConfig, LinkKey, Mailer, MessageIdDomain, SmtpConfig,
+    Composer, ComposerConfig, LinkKey, Mailer, MessageIdDomain, SmtpConfig, SmtpSecurity,
 };
 use serde_json::json;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::{Core, CoreParts, Limits};
+use crate::app::{Core, CoreParts, Limits, MailTransport, Transport};
 use crate::blobs::{BlobStore, KeyEncryptionKey};
 use crate::cli::DataDirArgs;
 use crate::listen::{ListenConfig, TlsFiles};
@@ -44,9 +44,10 @@ pub struct ServeArgs {
     #[arg(long, env = "CONSIGN_PUBLIC_URL")]
     pub public_url: Option<String>,
 
-    /// SMTP relay as smtp://[USER:PASSWORD@]HOST[:PORT] (STARTTLS when offered; add
-    /// ?tls=required to insist) or smtps://HOST[:PORT] (implicit TLS). Without it,
-    /// e-mails are written as .eml files to the outbox folder.
+    /// SMTP relay: smtp://[USER:PASSWORD@]HOST[:PORT] (plain),
+    /// smtp://HOST[:PORT]?tls=starttls (STARTTLS required) or smtps://HOST[:PORT]
+    /// (implicit TLS). Without it, e-mails are written as .eml files to the outbox
+    /// folder.
     #[arg(long, env = "CONSIGN_SMTP")]
     pub smtp: Option<String>,
 
@@ -124,7 +125,12 @@ pub async fn run(
     let blobs = BlobStore::open(data_dir.join("blobs"))?;
     let tls = args.tls_cert.clone().zip(args.tls_key.clone());
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let mailer = mailer(&args)?;
+    let (mailer, mail_transport) = mailer(&args)?;
+    let links_https = tls.is_some()
+        || args
+            .public_url
+            .as_deref()
+            .is_some_and(|url| url.starts_with("https://"));
     // Checked before listening, so a bad From address or URL stops the start at once.
     composer(&args, args.public_url.as_deref().unwrap_or("http://127.0.0.1"))?;
 
@@ -141,6 +147,10 @@ pub async fn run(
             ..Limits::default()
         },
         secure_cookies: tls.is_some(),
+        transport: Transport {
+            mail: mail_transport,
+            links_https,
+        },
     })
     .await
     .context("cannot fold the ledger into the model")?;
@@ -232,18 +242,22 @@ pub async fn run(
 }
 
 /// Builds the SMTP mailer, or the outbox mailer when no relay is configured.
-fn mailer(args: &ServeArgs) -> anyhow::Result<Mailer> {
+fn mailer(args: &ServeArgs) -> anyhow::Result<(Mailer, MailTransport)> {
     if let Some(url) = &args.smtp {
         let config = url.parse::<SmtpConfig>()?;
         tracing::info!(relay = %config, "e-mail goes through the SMTP relay");
-        return Ok(Mailer::smtp(&config)?);
+        let transport = match config.security {
+            SmtpSecurity::Plain => MailTransport::Plain,
+            SmtpSecurity::StartTls | SmtpSecurity::ImplicitTls => MailTransport::Tls,
+        };
+        return Ok((Mailer::smtp(&config)?, transport));
     }
     let outbox = args
         .outbox
         .clone()
         .unwrap_or_else(|| args.data.data_dir.join("outbox"));
     tracing::info!(outbox = %outbox.display(), "no --smtp given: e-mails are written as .eml files to the outbox folder");
-    Ok(Mailer::outbox(outbox)?)
+    Ok((Mailer::outbox(outbox)?, MailTransport::Outbox))
 }
 
 fn composer(args: &ServeArgs, public_url: &str) -> anyhow::Result<Composer> {

@@ -15,7 +15,7 @@ use consign_schemas::{ChainId, DeliveryId, Position};
 use tokio::sync::watch;
 
 use super::error::ApiError;
-use super::limits::Limits;
+use super::limits::{Limits, Transport};
 use super::sessions::Sessions;
 use crate::blobs::{BlobStore, KeyEncryptionKey};
 use super::recipient::Grants;
@@ -36,6 +36,7 @@ pub struct Core {
     pub links: LinkKey,
     pub clock: Clock,
     pub limits: Limits,
+    pub transport: Transport,
     pub sessions: Sessions,
     pub(crate) throttle: Throttle,
     pub(crate) grants: Grants,
@@ -65,6 +66,7 @@ pub struct CoreParts {
     pub clock: Clock,
     pub limits: Limits,
     pub secure_cookies: bool,
+    pub transport: Transport,
 }
 
 impl Core {
@@ -85,6 +87,7 @@ impl Core {
             links: parts.links,
             clock: parts.clock,
             limits: parts.limits,
+            transport: parts.transport,
             sessions: Sessions::default(),
             throttle: Throttle::new(ThrottleConfig::default()),
             grants: Grants::default(),

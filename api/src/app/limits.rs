@@ -1,4 +1,5 @@
-//! Configurable limits on submissions.
+//! Configurable limits on submissions, and the transport security a delivery may
+//! require.
 
 /// Limits a submission must stay within. Exceeding one gives 413 (a document
 /// too large) or 422 (too many documents or recipients, a text too long), naming the
@@ -27,4 +28,24 @@ impl Default for Limits {
             max_message_chars: 20_000,
         }
     }
+}
+
+/// How e-mails and links reach recipients, for the `require_tls` option.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transport {
+    pub mail: MailTransport,
+    /// True when links are https URLs: the server serves TLS itself, or its public URL
+    /// is https (TLS ends at a proxy in front of it).
+    pub links_https: bool,
+}
+
+/// The e-mail path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailTransport {
+    /// SMTP without TLS.
+    Plain,
+    /// SMTP with STARTTLS required or implicit TLS.
+    Tls,
+    /// `.eml` files in a local folder: nothing crosses a network.
+    Outbox,
 }

@@ -39,7 +39,7 @@ use axum::routing::{get, post, put};
 pub use accounts::{ACCOUNT_CHAIN, CLI_ACTOR, NewAccount, account_request, login_taken};
 pub use core::{Core, CoreParts};
 pub use error::ApiError;
-pub use limits::Limits;
+pub use limits::{Limits, MailTransport, Transport};
 pub use passwords::{check_account_password, hash_blocking as hash_password};
 
 /// Builds the router over `core`.

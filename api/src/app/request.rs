@@ -7,7 +7,7 @@ use consign_schemas::{AccountId, Timestamp};
 use serde::Deserialize;
 
 use super::error::ApiError;
-use super::limits::Limits;
+use super::limits::{Limits, MailTransport, Transport};
 use super::recipients::{RecipientInput, ResolvedRecipient, resolve};
 use super::text::{check_line, check_text};
 use crate::zoned::{TimeInputError, parse_sender_time};
@@ -78,6 +78,7 @@ pub fn plan(
     model: &Model,
     sender: AccountId,
     limits: &Limits,
+    transport: &Transport,
     now: Timestamp,
 ) -> Result<Plan, ApiError> {
     let metadata: SubmissionMetadata = serde_json::from_slice(json).map_err(|error| {
@@ -97,6 +98,9 @@ pub fn plan(
     }
     if let Some(password) = &metadata.password {
         check_access_password(password)?;
+    }
+    if metadata.require_tls {
+        check_tls_available(transport)?;
     }
     let zone = metadata.time_zone.as_deref();
     let deliver_at = parse_future("deliver_at", metadata.deliver_at.as_deref(), zone, now)?;
@@ -131,6 +135,26 @@ pub fn plan(
         postmark: metadata.postmark,
         require_tls: metadata.require_tls,
     })
+}
+
+/// Checks that this server can honour `require_tls`: e-mail over TLS (or into a local
+/// outbox) and https links.
+fn check_tls_available(transport: &Transport) -> Result<(), ApiError> {
+    if transport.mail == MailTransport::Plain {
+        return Err(ApiError::invalid(
+            "require_tls",
+            "require_tls is not available: this server sends e-mail over SMTP without TLS; \
+             the operator must configure --smtp with ?tls=starttls or smtps://",
+        ));
+    }
+    if !transport.links_https {
+        return Err(ApiError::invalid(
+            "require_tls",
+            "require_tls is not available: this server's links are not https; the operator \
+             must serve TLS (--tls-cert, --tls-key) or set an https --public-url",
+        ));
+    }
+    Ok(())
 }
 
 fn check_access_password(password: &str) -> Result<(), ApiError> {

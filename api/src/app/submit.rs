@@ -69,7 +69,14 @@ pub async fn submit(
     let json = read_small(metadata, MAX_METADATA_BYTES).await?;
     let plan = {
         let model = core.model();
-        plan(&json, &model, caller.account.id, &core.limits, core.clock.now())?
+        plan(
+            &json,
+            &model,
+            caller.account.id,
+            &core.limits,
+            &core.transport,
+            core.clock.now(),
+        )?
     };
 
     let mut uploads = Vec::new();
