@@ -160,10 +160,14 @@ pub async fn run(
     let stop = CancellationToken::new();
     let stopping = {
         let stop = stop.clone();
+        let failed = core.failed.clone();
         async move {
             tokio::select! {
                 () = shutdown => {}
                 () = stop.cancelled() => {}
+                () = failed.cancelled() => {
+                    tracing::error!("the model stopped following the ledger; stopping the server");
+                }
             }
         }
     };
@@ -233,8 +237,12 @@ pub async fn run(
     stop.cancel();
     let scheduled = scheduler.await.context("the scheduler task panicked")?;
     let notified = notifier.await.context("the notifier task panicked")?;
+    let failed = core.failed.is_cancelled();
     drop(core);
     served.context("the HTTP server failed")?;
+    if failed {
+        anyhow::bail!("the model stopped following the ledger; see the error logged before");
+    }
     scheduled.context("the scheduler stopped")?;
     notified.context("the notifier stopped")?;
     tracing::info!("consign stopped; the ledger is closed");

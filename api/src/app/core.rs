@@ -13,6 +13,7 @@ use consign_notifier::LinkKey;
 use consign_projections::model::Model;
 use consign_schemas::{ChainId, DeliveryId, Position};
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use super::error::ApiError;
 use super::limits::{Limits, Transport};
@@ -42,6 +43,9 @@ pub struct Core {
     pub(crate) grants: Grants,
     /// Set when the server runs behind HTTPS, so cookies carry `Secure`.
     pub secure_cookies: bool,
+    /// Cancelled when a follower stops on an error: the model no longer follows the
+    /// ledger, so the server must stop rather than answer from stale state.
+    pub failed: CancellationToken,
     /// The follower tasks, stopped when the state is dropped so that they release the
     /// ledger's database.
     followers: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
@@ -92,6 +96,7 @@ impl Core {
             throttle: Throttle::new(ThrottleConfig::default()),
             grants: Grants::default(),
             secure_cookies: parts.secure_cookies,
+            failed: CancellationToken::new(),
             followers: std::sync::Mutex::new(Vec::new()),
         });
 
@@ -108,14 +113,21 @@ impl Core {
                 .expect("the follower list lock is never poisoned")
                 .push(follower.abort_handle());
         }
+        // A large ledger takes a while to fold, so this waits as long as the followers
+        // make progress, and fails only when one stops (it logged why).
+        let mut changes = core.applied.subscribe();
         for (chain, head) in heads {
-            if head.get() > 0 {
-                core.wait_applied(chain, Position::new(head.get() - 1))
-                    .await
-                    .map_err(|error| LedgerError::Corrupt {
+            while core.model().next_position(chain) < head {
+                let progressed = tokio::time::timeout(APPLY_TIMEOUT, changes.changed()).await;
+                if !matches!(progressed, Ok(Ok(()))) {
+                    return Err(LedgerError::Corrupt {
                         dir: core.ledger.dir().to_path_buf(),
-                        reason: error.to_string(),
-                    })?;
+                        reason: format!(
+                            "the model stopped at {chain}:{} before the head {head}",
+                            core.model().next_position(chain)
+                        ),
+                    });
+                }
             }
         }
         tracing::info!(
@@ -186,6 +198,9 @@ async fn follow(core: std::sync::Weak<Core>, mut subscription: consign_ledger::S
             Err(LedgerError::Closed) => return,
             Err(error) => {
                 tracing::error!(%error, "the model stopped following a chain");
+                if let Some(core) = core.upgrade() {
+                    core.failed.cancel();
+                }
                 return;
             }
         };
@@ -199,6 +214,7 @@ async fn follow(core: std::sync::Weak<Core>, mut subscription: consign_ledger::S
             .apply(&event);
         if let Err(error) = applied {
             tracing::error!(%error, "the model stopped following a chain");
+            core.failed.cancel();
             return;
         }
         core.applied.send_modify(|count| *count += 1);

@@ -2,6 +2,8 @@
 
 use std::sync::OnceLock;
 
+use tokio::sync::Semaphore;
+
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
@@ -14,6 +16,17 @@ pub const MIN_ACCOUNT_PASSWORD_CHARS: usize = 12;
 /// Maximum length of any password, in bytes, so hashing cost stays bounded.
 pub const MAX_PASSWORD_BYTES: usize = 1024;
 
+/// Maximum number of Argon2id computations at once. Each takes 19 MiB and tens of
+/// milliseconds of one core, so a flood of logins queues here instead of exhausting
+/// memory on the blocking thread pool.
+const MAX_CONCURRENT_HASHES: usize = 4;
+
+/// Waits for a turn to run one Argon2id computation.
+async fn turn() -> tokio::sync::SemaphorePermit<'static> {
+    static TURNS: Semaphore = Semaphore::const_new(MAX_CONCURRENT_HASHES);
+    TURNS.acquire().await.expect("the semaphore is never closed")
+}
+
 /// Hashes a password with Argon2id and the crate's default cost (19 MiB, 2 passes),
 /// returning the PHC string.
 ///
@@ -21,6 +34,7 @@ pub const MAX_PASSWORD_BYTES: usize = 1024;
 ///
 /// [`ApiError::Internal`] if hashing fails, which only a broken parameter set causes.
 pub async fn hash(password: String) -> Result<String, ApiError> {
+    let _turn = turn().await;
     tokio::task::spawn_blocking(move || hash_blocking(&password))
         .await
         .map_err(|error| ApiError::Internal {
@@ -46,6 +60,7 @@ pub fn hash_blocking(password: &str) -> Result<String, ApiError> {
 /// Checks `password` against a PHC string. With `None` it checks against a fixed
 /// dummy hash and returns false, so an unknown login takes as long as a wrong password.
 pub async fn verify(password: String, phc: Option<String>) -> bool {
+    let _turn = turn().await;
     let checked = tokio::task::spawn_blocking(move || {
         let phc = phc.as_deref().unwrap_or_else(|| dummy_hash());
         let Ok(parsed) = PasswordHash::new(phc) else {
