@@ -26,6 +26,8 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{Core, CoreParts, Limits, MailTransport, Transport};
+use consign_projections::billing::RateTable;
+use consign_projections::{ALL_VIEWS, ViewStore, ViewStoreOptions};
 use crate::blobs::{BlobStore, KeyEncryptionKey};
 use crate::cli::DataDirArgs;
 use crate::listen::{ListenConfig, TlsFiles};
@@ -74,6 +76,12 @@ pub struct ServeArgs {
     /// Number of chains of a new ledger; an existing ledger keeps its own.
     #[arg(long, env = "CONSIGN_CHAINS", value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub chains: Option<u32>,
+
+    /// JSON file of billing rates in cents: per_delivery, per_recipient, per_gib,
+    /// per_normal_priority, per_high_priority, per_urgent_priority, per_postmark.
+    /// Without it, billing exports show usage only.
+    #[arg(long, env = "CONSIGN_RATES")]
+    pub rates: Option<PathBuf>,
 
     /// Maximum size of one document, in bytes.
     #[arg(long, env = "CONSIGN_MAX_DOCUMENT_BYTES", default_value_t = Limits::default().max_document_bytes)]
@@ -134,6 +142,12 @@ pub async fn run(
     // Checked before listening, so a bad From address or URL stops the start at once.
     composer(&args, args.public_url.as_deref().unwrap_or("http://127.0.0.1"))?;
 
+    let rates = match &args.rates {
+        Some(path) => Some(load_rates(path)?),
+        None => None,
+    };
+    let views = open_views(&ledger, &data_dir.join("views")).await?;
+
     let core = Core::start(CoreParts {
         ledger: Arc::clone(&ledger),
         blobs,
@@ -151,6 +165,8 @@ pub async fn run(
             mail: mail_transport,
             links_https,
         },
+        views: Arc::clone(&views),
+        rates,
     })
     .await
     .context("cannot fold the ledger into the model")?;
@@ -228,6 +244,25 @@ pub async fn run(
             result
         }
     });
+    let projector = tokio::spawn({
+        let ledger = Arc::clone(&ledger);
+        let views = Arc::clone(&views);
+        let stop = stop.clone();
+        async move {
+            let result = consign_projections::follow(
+                &ledger,
+                &views,
+                &ALL_VIEWS,
+                stop.clone().cancelled_owned(),
+            )
+            .await;
+            if let Err(error) = &result {
+                tracing::error!(%error, "the views stopped following the ledger; stopping the server");
+                stop.cancel();
+            }
+            result
+        }
+    });
     tracing::info!(data_dir = %data_dir.display(), %public_url, "consign serving");
     if let Some(bound) = bound {
         let _ = bound.send(address);
@@ -237,6 +272,7 @@ pub async fn run(
     stop.cancel();
     let scheduled = scheduler.await.context("the scheduler task panicked")?;
     let notified = notifier.await.context("the notifier task panicked")?;
+    let projected = projector.await.context("the view follower task panicked")?;
     let failed = core.failed.is_cancelled();
     drop(core);
     served.context("the HTTP server failed")?;
@@ -245,6 +281,7 @@ pub async fn run(
     }
     scheduled.context("the scheduler stopped")?;
     notified.context("the notifier stopped")?;
+    projected.context("the views stopped")?;
     tracing::info!("consign stopped; the ledger is closed");
     Ok(())
 }
@@ -283,6 +320,48 @@ fn message_id_domain(public_url: &str) -> anyhow::Result<MessageIdDomain> {
         .and_then(|url| url.host_str().map(str::to_owned))
         .unwrap_or_else(|| "localhost".to_owned());
     Ok(MessageIdDomain::new(&host)?)
+}
+
+/// Reads the billing rate table.
+fn load_rates(path: &std::path::Path) -> anyhow::Result<RateTable> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the rates file {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| {
+        format!(
+            "invalid rates file {}: expected a JSON object of integer cents with the keys \
+             per_delivery, per_recipient, per_gib, per_normal_priority, per_high_priority, \
+             per_urgent_priority and per_postmark",
+            path.display()
+        )
+    })
+}
+
+/// Opens the view store and applies every event it has not seen, with a log line for
+/// each ten percent on a large ledger.
+async fn open_views(ledger: &Arc<EmbeddedLedger>, dir: &std::path::Path) -> anyhow::Result<Arc<ViewStore>> {
+    let options = ViewStoreOptions::new(ledger.chain_count());
+    let views = ViewStore::open(dir, &options, &ALL_VIEWS)
+        .with_context(|| format!("cannot open the views in {}", dir.display()))?;
+    let views = Arc::new(views);
+    let caught_up = tokio::task::spawn_blocking({
+        let ledger = Arc::clone(ledger);
+        let views = Arc::clone(&views);
+        move || {
+            let mut logged = 0;
+            consign_projections::catch_up(&ledger, &views, &ALL_VIEWS, |progress| {
+                let tenth = (progress.applied * 10).checked_div(progress.total).unwrap_or(10);
+                if tenth > logged {
+                    logged = tenth;
+                    tracing::info!(applied = progress.applied, total = progress.total, "views catching up");
+                }
+            })
+        }
+    })
+    .await
+    .context("the view catch-up task panicked")?
+    .context("cannot bring the views up to the ledger")?;
+    tracing::info!(applied = caught_up.applied, "views up to date");
+    Ok(views)
 }
 
 /// Loads the key that wraps document keys, creating it on first start.

@@ -15,7 +15,7 @@ use support::{Server, open_account};
 
 /// The routes under /api that `consign_api::app::router` serves, as in
 /// `api/src/app/mod.rs`, with lower-case methods as OpenAPI writes them.
-const ROUTES: [(&str, &str); 11] = [
+const ROUTES: [(&str, &str); 17] = [
     ("post", "/api/login"),
     ("post", "/api/logout"),
     ("get", "/api/me"),
@@ -27,6 +27,12 @@ const ROUTES: [(&str, &str); 11] = [
     ("get", "/api/deliveries/{id}"),
     ("post", "/api/deliveries/{id}/withdraw"),
     ("get", "/api/openapi.json"),
+    ("get", "/api/tracking/deliveries"),
+    ("get", "/api/tracking/deliveries/{id}"),
+    ("get", "/api/tracking/deliveries/{id}/events"),
+    ("get", "/api/billing/usage"),
+    ("get", "/api/audit/deliveries/{id}"),
+    ("get", "/api/audit/search"),
 ];
 
 /// Method keys of an OpenAPI path item.

@@ -17,14 +17,21 @@ fn walkthrough() -> String {
 
 #[test]
 fn readme_walkthrough_runs_as_written() {
+    // Another server on the port would answer the walkthrough's requests instead.
+    let probe = std::net::TcpListener::bind("127.0.0.1:8080");
+    assert!(probe.is_ok(), "127.0.0.1:8080 is in use; stop what listens there: {probe:?}");
+    drop(probe);
+
     let target = tempfile::tempdir().unwrap();
     let release = target.path().join("release");
     std::fs::create_dir(&release).unwrap();
     std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_consign"), release.join("consign")).unwrap();
 
     let script = format!("set -euo pipefail\n{}", walkthrough());
-    let output = Command::new("bash")
-        .arg("-c")
+    // The walkthrough waits in loops for the server and the e-mail; a broken step
+    // must fail the test rather than hang it.
+    let output = Command::new("timeout")
+        .args(["120", "bash", "-c"])
         .arg(&script)
         .env("CARGO_TARGET_DIR", target.path())
         .output()

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use consign_ledger::{AppendRequest, Appended, Clock, EmbeddedLedger, LedgerError};
 use consign_notifier::LinkKey;
+use consign_projections::billing::RateTable;
 use consign_projections::model::Model;
+use consign_projections::ViewStore;
 use consign_schemas::{ChainId, DeliveryId, Position};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -38,6 +40,10 @@ pub struct Core {
     pub clock: Clock,
     pub limits: Limits,
     pub transport: Transport,
+    /// The persisted views, kept live by a follower task of the server.
+    pub views: Arc<ViewStore>,
+    /// Prices for billing exports, if configured.
+    pub rates: Option<RateTable>,
     pub sessions: Sessions,
     pub(crate) throttle: Throttle,
     pub(crate) grants: Grants,
@@ -71,6 +77,8 @@ pub struct CoreParts {
     pub limits: Limits,
     pub secure_cookies: bool,
     pub transport: Transport,
+    pub views: Arc<ViewStore>,
+    pub rates: Option<RateTable>,
 }
 
 impl Core {
@@ -92,6 +100,8 @@ impl Core {
             clock: parts.clock,
             limits: parts.limits,
             transport: parts.transport,
+            views: parts.views,
+            rates: parts.rates,
             sessions: Sessions::default(),
             throttle: Throttle::new(ThrottleConfig::default()),
             grants: Grants::default(),

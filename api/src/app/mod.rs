@@ -9,6 +9,9 @@
 //! | `POST /api/deliveries` | sender | submit (multipart) |
 //! | `GET /api/deliveries`, `GET /api/deliveries/{id}` | sender (own), admin, auditor | status |
 //! | `POST /api/deliveries/{id}/withdraw` | sender (own) | withdraw |
+//! | `GET /api/tracking/deliveries[/{id}[/events]]` | sender (own), admin, auditor | tracking view, live stream |
+//! | `GET /api/billing/usage` | billing, admin | usage and amounts, JSON or CSV, as of a position |
+//! | `GET /api/audit/deliveries/{id}`, `GET /api/audit/search` | auditor, admin | history with hashes |
 //! | `GET /api/openapi.json` | anyone | the API description |
 //! | `GET, POST /d/{token}`, `GET /d/{token}/documents/{id}` | recipient with the link | pages and downloads |
 
@@ -29,6 +32,7 @@ pub mod scheduler;
 mod sessions;
 mod submit;
 mod text;
+mod views;
 
 use std::sync::Arc;
 
@@ -59,7 +63,13 @@ pub fn router(core: Arc<Core>) -> Router {
         )
         .route("/deliveries/{id}", get(deliveries::get))
         .route("/deliveries/{id}/withdraw", post(deliveries::withdraw))
-        .route("/openapi.json", get(openapi::document));
+        .route("/openapi.json", get(openapi::document))
+        .route("/tracking/deliveries", get(views::list))
+        .route("/tracking/deliveries/{id}", get(views::get))
+        .route("/tracking/deliveries/{id}/events", get(views::stream))
+        .route("/billing/usage", get(views::usage))
+        .route("/audit/deliveries/{id}", get(views::history))
+        .route("/audit/search", get(views::search));
 
     Router::new()
         .nest("/api", api)

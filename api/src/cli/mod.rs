@@ -2,6 +2,7 @@
 
 pub mod account;
 mod ledger;
+mod projections;
 
 use std::path::PathBuf;
 
@@ -49,6 +50,9 @@ pub enum Command {
     /// Manage accounts while the server is stopped.
     #[command(subcommand)]
     Account(AccountCommand),
+    /// Rebuild, catch up and inspect the persisted views while the server is stopped.
+    #[command(subcommand)]
+    Projections(projections::ProjectionsCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -94,5 +98,6 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Ledger(LedgerCommand::Dump(args)) => ledger::dump(args),
         Command::Ledger(LedgerCommand::Generate(args)) => ledger::generate(args),
         Command::Account(AccountCommand::Create(args)) => account::create(args),
+        Command::Projections(command) => projections::run(command),
     }
 }

@@ -1,0 +1,402 @@
+//! Routes over the persisted views: tracking for senders (with a live stream), billing
+//! for the billing department, and the audit history for auditors.
+//!
+//! Every read takes an optional `after=CHAIN:POSITION` (the `chain` and `position` a
+//! submission returned): the read waits until the view has applied that event, so a
+//! client sees its own write at once.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use consign_projections::audit::{self, AuditSearch};
+use consign_projections::billing::{self, Month, UsageQuery};
+use consign_projections::tracking::{self, DeliveryFilter, DeliveryTracking, ListCursor, TrackingStatus};
+use consign_projections::{Positions, ProjectionError};
+use consign_schemas::events::Role;
+use consign_schemas::{ChainId, ContentHash, DeliveryId, Position, Timestamp};
+use futures::Stream;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::auth::Caller;
+use super::core::Core;
+use super::error::ApiError;
+
+/// Longest wait for `after`.
+const AFTER_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl From<ProjectionError> for ApiError {
+    fn from(error: ProjectionError) -> Self {
+        ApiError::Internal {
+            message: format!("a view could not be read: {error}"),
+        }
+    }
+}
+
+/// Parses `CHAIN:POSITION`.
+fn parse_point(field: &str, text: &str) -> Result<(ChainId, Position), ApiError> {
+    let parsed = text.split_once(':').and_then(|(chain, position)| {
+        Some((ChainId::new(chain.parse().ok()?), Position::new(position.parse().ok()?)))
+    });
+    parsed.ok_or_else(|| {
+        ApiError::invalid(field, format!("{field} {text:?} is not CHAIN:POSITION, such as 0:42"))
+    })
+}
+
+/// Waits until `view` has applied `after`, if given.
+async fn wait_after(core: &Core, view: &str, after: Option<&str>) -> Result<(), ApiError> {
+    let Some(after) = after else {
+        return Ok(());
+    };
+    let (chain, position) = parse_point("after", after)?;
+    if chain.get() >= core.ledger.chain_count() || position >= core.ledger.next_position(chain)? {
+        return Err(ApiError::invalid(
+            "after",
+            format!("after {after:?} is not an event of this ledger"),
+        ));
+    }
+    tokio::time::timeout(AFTER_TIMEOUT, core.views.wait_for(view, chain, position))
+        .await
+        .map_err(|_| ApiError::Unavailable {
+            message: format!("the {view} view has not reached {after} within {AFTER_TIMEOUT:?}; retry"),
+        })??;
+    Ok(())
+}
+
+/// Parses an RFC 3339 time.
+fn parse_time(field: &str, text: &str) -> Result<Timestamp, ApiError> {
+    let instant: jiff::Timestamp = text.parse().map_err(|error| {
+        ApiError::invalid(field, format!("{field} {text:?} is not an RFC 3339 time such as 2026-12-01T00:00:00Z: {error}"))
+    })?;
+    Ok(Timestamp::from_micros(instant.as_microsecond()))
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    status: Option<TrackingStatus>,
+    from: Option<String>,
+    before: Option<String>,
+    billing_code: Option<String>,
+    recipient: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+    after: Option<String>,
+}
+
+/// `GET /api/tracking/deliveries`: the caller's deliveries from the tracking view, newest
+/// first, with filters and paging.
+pub async fn list(
+    State(core): State<Arc<Core>>,
+    caller: Caller,
+    Query(params): Query<ListParams>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(&[Role::Sender])?;
+    wait_after(&core, "tracking", params.after.as_deref()).await?;
+    let filter = DeliveryFilter {
+        status: params.status,
+        submitted_from: params.from.as_deref().map(|text| parse_time("from", text)).transpose()?,
+        submitted_before: params.before.as_deref().map(|text| parse_time("before", text)).transpose()?,
+        billing_code: params.billing_code,
+        recipient_address: params.recipient,
+    };
+    let cursor = params
+        .cursor
+        .as_deref()
+        .map(|text| text.parse::<ListCursor>().map_err(|error| ApiError::invalid("cursor", error.to_string())))
+        .transpose()?;
+    let page = tracking::list_deliveries(
+        &core.views,
+        caller.account.id,
+        &filter,
+        params.limit.unwrap_or(50),
+        cursor.as_ref(),
+    )?;
+    Ok(Json(json!({
+        "deliveries": page.deliveries,
+        "next_cursor": page.next_cursor.map(|cursor| cursor.to_string()),
+        "positions": core.views.positions("tracking")?,
+    })))
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AfterParams {
+    after: Option<String>,
+}
+
+/// Reads a delivery's tracking record if the caller may see it.
+fn visible_tracking(core: &Core, caller: &Caller, id: &str) -> Result<DeliveryTracking, ApiError> {
+    let not_found = || ApiError::not_found(format!("delivery {id:?}"));
+    let id: DeliveryId = id.parse().map_err(|_| not_found())?;
+    let record = tracking::delivery(&core.views, id)?.ok_or_else(not_found)?;
+    let allowed = match caller.account.role {
+        Role::Admin | Role::Auditor => true,
+        Role::Sender => record.summary.sender == caller.account.id,
+        Role::Billing => false,
+    };
+    if !allowed {
+        return Err(not_found());
+    }
+    Ok(record)
+}
+
+fn tracking_json(record: &DeliveryTracking) -> Value {
+    json!({ "summary": record.summary, "recipients": record.recipients })
+}
+
+/// `GET /api/tracking/deliveries/{id}`: one delivery with every recipient's steps.
+pub async fn get(
+    State(core): State<Arc<Core>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(params): Query<AfterParams>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(&[Role::Sender, Role::Admin, Role::Auditor])?;
+    wait_after(&core, "tracking", params.after.as_deref()).await?;
+    let record = visible_tracking(&core, &caller, &id)?;
+    Ok(Json(tracking_json(&record)))
+}
+
+/// `GET /api/tracking/deliveries/{id}/events`: server-sent events with the delivery's
+/// tracking record, first as it is and then after every change.
+pub async fn stream(
+    State(core): State<Arc<Core>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    caller.require(&[Role::Sender, Role::Admin, Role::Auditor])?;
+    let first = visible_tracking(&core, &caller, &id)?;
+    let delivery = first.summary.delivery;
+    let chain = core.chain_of(delivery);
+
+    let start = (core, None::<Value>, Some(first));
+    let events = futures::stream::unfold(start, move |(core, sent, pending)| async move {
+        let mut pending = pending;
+        loop {
+            if let Some(record) = pending.take() {
+                let body = tracking_json(&record);
+                if sent.as_ref() != Some(&body) {
+                    let event = SseEvent::default().event("tracking").data(body.to_string());
+                    return Some((Ok(event), (core, Some(body), None)));
+                }
+            }
+            let next = core.views.position("tracking", chain).ok()?;
+            core.views.wait_for("tracking", chain, next).await.ok()?;
+            pending = tracking::delivery(&core.views, delivery).ok()?;
+        }
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageParams {
+    from: String,
+    to: String,
+    billing_code: Option<String>,
+    /// `json` (default) or `csv`.
+    format: Option<String>,
+    /// `CHAIN:POSITION,...`: the next position of each chain to count up to, to
+    /// reproduce an earlier export exactly.
+    as_of: Option<String>,
+    after: Option<String>,
+}
+
+/// `GET /api/billing/usage`: usage per account, billing code and month, priced with the
+/// configured rates, as JSON or CSV, stating the ledger positions it reflects.
+pub async fn usage(
+    State(core): State<Arc<Core>>,
+    caller: Caller,
+    Query(params): Query<UsageParams>,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Billing, Role::Admin])?;
+    let month = |field: &str, text: &str| {
+        text.parse::<Month>()
+            .map_err(|error| ApiError::invalid(field, format!("{field}: {error}")))
+    };
+    let query = UsageQuery {
+        from: month("from", &params.from)?,
+        to: month("to", &params.to)?,
+        billing_code: params.billing_code.clone(),
+    };
+    let csv = match params.format.as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(other) => return Err(ApiError::invalid("format", format!("format {other:?} is not json or csv"))),
+    };
+
+    let report = match params.as_of.as_deref() {
+        Some(as_of) => {
+            let positions = parse_positions(as_of)?;
+            let core = Arc::clone(&core);
+            tokio::task::spawn_blocking(move || billing::billing_as_of(&core.ledger, &positions, &query))
+                .await
+                .map_err(|error| ApiError::Internal {
+                    message: format!("the as-of computation failed: {error}"),
+                })?
+                .map_err(|error| ApiError::invalid("as_of", error.to_string()))?
+        }
+        None => {
+            wait_after(&core, "billing", params.after.as_deref()).await?;
+            billing::usage(&core.views, &query)?
+        }
+    };
+
+    let mut body = Vec::new();
+    if csv {
+        billing::write_csv(&report, core.rates.as_ref(), &mut body)?;
+        Ok(([(CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response())
+    } else {
+        billing::write_json(&report, core.rates.as_ref(), &mut body)?;
+        Ok(([(CONTENT_TYPE, "application/json")], body).into_response())
+    }
+}
+
+/// Parses `CHAIN:POSITION,CHAIN:POSITION,...`.
+fn parse_positions(text: &str) -> Result<Positions, ApiError> {
+    let mut positions = BTreeMap::new();
+    for part in text.split(',').filter(|part| !part.is_empty()) {
+        let (chain, position) = parse_point("as_of", part)?;
+        positions.insert(chain, position);
+    }
+    Ok(positions)
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryParams {
+    /// `json` (default) or `jsonl`, one entry per line.
+    format: Option<String>,
+    after: Option<String>,
+}
+
+/// `GET /api/audit/deliveries/{id}`: the delivery's ordered history with positions,
+/// hashes and previous hashes, and whether each link verifies against the ledger.
+pub async fn history(
+    State(core): State<Arc<Core>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(params): Query<HistoryParams>,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Auditor, Role::Admin])?;
+    wait_after(&core, "audit", params.after.as_deref()).await?;
+    let not_found = || ApiError::not_found(format!("delivery {id:?}"));
+    let delivery: DeliveryId = id.parse().map_err(|_| not_found())?;
+    let entries = audit::history(&core.views, delivery)?;
+    if entries.is_empty() {
+        return Err(not_found());
+    }
+
+    let mut rows = Vec::with_capacity(entries.len());
+    for entry in &entries {
+        let verified = link_verifies(&core, entry.chain, entry.position, entry.hash, entry.previous)?;
+        rows.push(json!({
+            "chain": entry.chain,
+            "position": entry.position,
+            "hash": entry.hash,
+            "previous": entry.previous,
+            "time": entry.time,
+            "type": entry.kind.name(),
+            "link_verified": verified,
+        }));
+    }
+    match params.format.as_deref() {
+        None | Some("json") => Ok(Json(json!({ "delivery": delivery, "events": rows })).into_response()),
+        Some("jsonl") => {
+            let mut body = String::new();
+            for row in &rows {
+                body.push_str(&row.to_string());
+                body.push('\n');
+            }
+            Ok(([(CONTENT_TYPE, "application/x-ndjson")], body).into_response())
+        }
+        Some(other) => Err(ApiError::invalid("format", format!("format {other:?} is not json or jsonl"))),
+    }
+}
+
+/// Checks one event against the ledger: its stored bytes hash to the recorded hash, it
+/// is the event the view names, and its previous hash is the hash of the event before
+/// it (or the chain's genesis value).
+fn link_verifies(
+    core: &Core,
+    chain: ChainId,
+    position: Position,
+    hash: consign_schemas::EventHash,
+    previous: consign_schemas::EventHash,
+) -> Result<bool, ApiError> {
+    let start = Position::new(position.get().saturating_sub(1));
+    let raws = core.ledger.read_raw(chain, start, 2)?;
+    let Some(event) = raws.iter().find(|raw| raw.position == position) else {
+        return Ok(false);
+    };
+    let computed = consign_schemas::hash_stored_event(&event.bytes);
+    let expected_previous = if position.get() == 0 {
+        Some(consign_schemas::genesis_hash(chain))
+    } else {
+        raws.iter()
+            .find(|raw| raw.position.get() + 1 == position.get())
+            .map(|raw| consign_schemas::hash_stored_event(&raw.bytes))
+    };
+    Ok(event.recorded_hash == Some(computed) && computed == hash && expected_previous == Some(previous))
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SearchParams {
+    sender: Option<String>,
+    recipient: Option<String>,
+    document: Option<String>,
+    from: Option<String>,
+    before: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /api/audit/search`: deliveries by sender, recipient address, document BLAKE3
+/// hash, or submission time range; exactly one criterion.
+pub async fn search(
+    State(core): State<Arc<Core>>,
+    caller: Caller,
+    Query(params): Query<SearchParams>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(&[Role::Auditor, Role::Admin])?;
+    let mut criteria = Vec::new();
+    if let Some(sender) = &params.sender {
+        let account = sender
+            .parse()
+            .map_err(|_| ApiError::invalid("sender", format!("sender {sender:?} is not an account id")))?;
+        criteria.push(AuditSearch::Sender(account));
+    }
+    if let Some(recipient) = &params.recipient {
+        criteria.push(AuditSearch::RecipientAddress(recipient.clone()));
+    }
+    if let Some(document) = &params.document {
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(document, &mut bytes).map_err(|_| {
+            ApiError::invalid("document", format!("document {document:?} is not a BLAKE3 hash of 64 hex digits"))
+        })?;
+        criteria.push(AuditSearch::DocumentHash(ContentHash::from_bytes(bytes)));
+    }
+    if params.from.is_some() || params.before.is_some() {
+        let from = params.from.as_deref().map_or(Ok(Timestamp::from_micros(0)), |text| parse_time("from", text))?;
+        let before = params
+            .before
+            .as_deref()
+            .map_or(Ok(Timestamp::from_micros(i64::MAX)), |text| parse_time("before", text))?;
+        criteria.push(AuditSearch::SubmittedBetween { from, before });
+    }
+    let [criterion] = criteria.as_slice() else {
+        return Err(ApiError::bad_request(
+            "give exactly one of sender, recipient, document, or from/before",
+        ));
+    };
+    let found = audit::search(&core.views, criterion, params.limit.unwrap_or(100).min(1_000))?;
+    Ok(Json(json!({ "deliveries": found })))
+}

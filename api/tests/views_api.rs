@@ -1,0 +1,148 @@
+//! The persisted views through the API: a sender reads its own submission at once with
+//! `after`, watches a recipient's status change live over server-sent events, billing
+//! exports CSV and JSON (also as of an earlier position), and an auditor reads the
+//! history with verified links.
+
+mod support;
+
+use std::time::Duration;
+
+use consign_ledger::Clock;
+use consign_schemas::events::Role;
+use futures::StreamExt;
+use reqwest::multipart::{Form, Part};
+use support::{Server, links_in, open_account, wait_for_messages};
+
+async fn submit(server: &Server, token: &str, billing_code: &str) -> serde_json::Value {
+    let metadata = serde_json::json!({
+        "recipients": ["bob@recipients.test"],
+        "subject": "Views",
+        "billing_code": billing_code,
+    });
+    let form = Form::new()
+        .part("metadata", Part::text(metadata.to_string()))
+        .part("document", Part::bytes(vec![7u8; 1000]).file_name("a.bin"));
+    let response = server
+        .client
+        .post(server.url("/api/deliveries"))
+        .bearer_auth(token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    response.json().await.unwrap()
+}
+
+fn after_of(submitted: &serde_json::Value) -> String {
+    format!("{}:{}", submitted["chain"], submitted["position"])
+}
+
+async fn get_json(server: &Server, token: &str, path: &str) -> (u16, serde_json::Value) {
+    let response = server.client.get(server.url(path)).bearer_auth(token).send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn views_serve_senders_billing_and_auditors() {
+    let work = tempfile::tempdir().unwrap();
+    for (login, role) in [("ada", Role::Sender), ("bill", Role::Billing), ("audrey", Role::Auditor)] {
+        open_account(work.path(), login, role).await;
+    }
+    let server = Server::start(work.path(), Clock::system(), &[]).await;
+    let ada = server.login("ada").await;
+
+    // The sender's own submission is in the tracking view as soon as `after` returns.
+    let submitted = submit(&server, &ada, "LEGAL-7").await;
+    let delivery = submitted["delivery"].as_str().unwrap().to_owned();
+    let path = format!("/api/tracking/deliveries?after={}", after_of(&submitted));
+    let (status, list) = get_json(&server, &ada, &path).await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["deliveries"][0]["delivery"], delivery.as_str());
+
+    // A live stream sees the recipient's download.
+    let events_url = server.url(&format!("/api/tracking/deliveries/{delivery}/events"));
+    let response = server.client.get(&events_url).bearer_auth(&ada).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut stream = response.bytes_stream();
+    let first = tokio::time::timeout(Duration::from_secs(10), stream.next()).await.unwrap().unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("event: tracking"));
+
+    let outbox = work.path().join("outbox");
+    let messages = wait_for_messages(&outbox, 1, Duration::from_secs(10)).await;
+    let link = links_in(&messages[0], &server.base).remove(0);
+    let page = server.client.get(&link).send().await.unwrap().text().await.unwrap();
+    let href = page.split("href=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let document = server.client.get(server.url(&href)).send().await.unwrap();
+    assert_eq!(document.bytes().await.unwrap().len(), 1000);
+
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !seen.contains("downloaded") {
+        let chunk = tokio::time::timeout_at(deadline, stream.next()).await.unwrap().unwrap().unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    drop(stream);
+
+    // Billing: JSON and CSV state the positions they reflect; as-of an earlier
+    // position reproduces the export from before the second submission.
+    let bill = server.login("bill").await;
+    let month = jiff::Timestamp::now().strftime("%Y-%m").to_string();
+    let usage_path = format!("/api/billing/usage?from={month}&to={month}&after={}", after_of(&submitted));
+    let (status, before) = get_json(&server, &bill, &usage_path).await;
+    assert_eq!(status, 200, "{before}");
+    assert!(before["ledger_positions"].is_array(), "{before}");
+
+    let second = submit(&server, &ada, "LEGAL-7").await;
+    let path = format!("/api/billing/usage?from={month}&to={month}&after={}", after_of(&second));
+    let (_, after) = get_json(&server, &bill, &path).await;
+    assert_ne!(before["rows"], after["rows"]);
+
+    let as_of: Vec<String> = submitted_positions(&before);
+    let path = format!("/api/billing/usage?from={month}&to={month}&as_of={}", as_of.join(","));
+    let (status, reproduced) = get_json(&server, &bill, &path).await;
+    assert_eq!(status, 200, "{reproduced}");
+    assert_eq!(reproduced["rows"], before["rows"]);
+
+    let csv = server
+        .client
+        .get(server.url(&format!("/api/billing/usage?from={month}&to={month}&format=csv")))
+        .bearer_auth(&bill)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(csv.headers()["content-type"], "text/csv; charset=utf-8");
+    let csv = csv.text().await.unwrap();
+    assert!(csv.contains("LEGAL-7"), "{csv}");
+
+    let (status, _) = get_json(&server, &ada, &format!("/api/billing/usage?from={month}&to={month}")).await;
+    assert_eq!(status, 403);
+
+    // Audit: the history with verified links, and search by recipient.
+    let audrey = server.login("audrey").await;
+    let (status, history) = get_json(&server, &audrey, &format!("/api/audit/deliveries/{delivery}")).await;
+    assert_eq!(status, 200, "{history}");
+    let events = history["events"].as_array().unwrap();
+    assert!(events.len() >= 5, "{history}");
+    assert!(events.iter().all(|event| event["link_verified"] == true), "{history}");
+    assert_eq!(events[0]["type"], "DocumentUploaded");
+
+    let (status, found) = get_json(&server, &audrey, "/api/audit/search?recipient=BOB@recipients.test").await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["deliveries"].as_array().unwrap().len(), 2, "{found}");
+    let (status, _) = get_json(&server, &ada, &format!("/api/audit/deliveries/{delivery}")).await;
+    assert_eq!(status, 403);
+
+    server.stop().await;
+}
+
+/// Turns the `ledger_positions` of a JSON export into `CHAIN:NEXT_POSITION` items.
+fn submitted_positions(export: &serde_json::Value) -> Vec<String> {
+    export["ledger_positions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| format!("{}:{}", item["chain"], item["next_position"]))
+        .collect()
+}
