@@ -84,16 +84,25 @@ pub struct ServeArgs {
     pub rates: Option<PathBuf>,
 
     /// Maximum size of one document, in bytes.
-    #[arg(long, env = "CONSIGN_MAX_DOCUMENT_BYTES", default_value_t = Limits::default().max_document_bytes)]
+    #[arg(long, env = "CONSIGN_MAX_DOCUMENT_BYTES", default_value_t = Limits::default().max_document_bytes, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_document_bytes: u64,
 
     /// Maximum number of documents in one delivery.
-    #[arg(long, env = "CONSIGN_MAX_DOCUMENTS", default_value_t = Limits::default().max_documents)]
+    #[arg(long, env = "CONSIGN_MAX_DOCUMENTS", default_value_t = Limits::default().max_documents, value_parser = positive)]
     pub max_documents: usize,
 
     /// Maximum number of recipients in one delivery, after expanding mailing lists.
-    #[arg(long, env = "CONSIGN_MAX_RECIPIENTS", default_value_t = Limits::default().max_recipients)]
+    #[arg(long, env = "CONSIGN_MAX_RECIPIENTS", default_value_t = Limits::default().max_recipients, value_parser = positive)]
     pub max_recipients: usize,
+}
+
+/// Parses a count that must be at least 1.
+fn positive(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(count) => Ok(count),
+        Err(error) => Err(error.to_string()),
+    }
 }
 
 /// Runs the server until SIGTERM or Ctrl-C.
@@ -195,15 +204,15 @@ pub async fn run(
         bound_address: Some(bound_sender),
         ..ListenConfig::new(args.listen.clone())
     };
-    let mut server = tokio::spawn(crate::listen::serve(app, config, stopping));
-    let address = tokio::select! {
-        address = bound_receiver => address.ok(),
-        served = &mut server => {
-            served.context("the HTTP server task panicked")?.context("the HTTP server failed")?;
-            None
-        }
-    };
-    let Some(address) = address else {
+    let server = tokio::spawn(crate::listen::serve(app, config, stopping));
+    // The bound address arrives once the socket listens. When binding fails, the
+    // sender is dropped first and the server task then returns the reason.
+    let Ok(address) = bound_receiver.await else {
+        stop.cancel();
+        server
+            .await
+            .context("the HTTP server task panicked")?
+            .context("the HTTP server failed")?;
         anyhow::bail!("the HTTP server stopped before it listened");
     };
 

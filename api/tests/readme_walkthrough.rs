@@ -1,5 +1,5 @@
 //! Runs the README's walkthrough exactly as written, with bash, against the `consign`
-//! binary of this build. It listens on 127.0.0.1:8080 as the README shows, so that
+//! binary of this build. It listens on 127.0.0.1:8181 as the README shows, so that
 //! port must be free while the test runs.
 
 use std::process::Command;
@@ -18,8 +18,8 @@ fn walkthrough() -> String {
 #[test]
 fn readme_walkthrough_runs_as_written() {
     // Another server on the port would answer the walkthrough's requests instead.
-    let probe = std::net::TcpListener::bind("127.0.0.1:8080");
-    assert!(probe.is_ok(), "127.0.0.1:8080 is in use; stop what listens there: {probe:?}");
+    let probe = std::net::TcpListener::bind("127.0.0.1:8181");
+    assert!(probe.is_ok(), "127.0.0.1:8181 is in use; stop what listens there: {probe:?}");
     drop(probe);
 
     let target = tempfile::tempdir().unwrap();

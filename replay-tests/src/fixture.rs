@@ -385,6 +385,25 @@ pub fn apply_in_batches(
     Ok(applied)
 }
 
+/// Encodes a parsed fixture back into file bytes, with the records in the order given.
+/// `encode(&parse(path, bytes)?)` returns `bytes` unchanged, so tests build damaged
+/// fixtures this way. A record without a recorded hash gets 32 zero bytes, which
+/// [`load`] reports as a hash mismatch.
+pub fn encode(parsed: &ParsedFixture) -> Vec<u8> {
+    let mut buffer = header(&parsed.heads);
+    for record in &parsed.records {
+        let hash = record.raw.recorded_hash.unwrap_or(Hash32::from_bytes([0; 32]));
+        push_record(
+            &mut buffer,
+            record.chain,
+            record.raw.position,
+            &hash,
+            &record.raw.bytes,
+        );
+    }
+    buffer
+}
+
 /// Builds the file header for chains with the given event counts.
 fn header(heads: &[Position]) -> Vec<u8> {
     let chains = u32::try_from(heads.len()).expect("a ledger has fewer than 2^32 chains");

@@ -56,6 +56,9 @@ pub fn account_request(
 ) -> Result<(AccountId, AppendRequest), ApiError> {
     check_login(&account.login)?;
     check_line("display_name", &account.display_name, 200)?;
+    if account.display_name.trim().is_empty() {
+        return Err(ApiError::invalid("display_name", "display_name is empty; give the name recipients see"));
+    }
     let mailbox = parse_mailbox("email", &RecipientInput::Address(account.email.clone()))?;
     passwords::check_account_password("password", &account.password)?;
     if model.account_by_login(&account.login).is_some() {

@@ -18,6 +18,10 @@ use serde_json::json;
 
 use super::body::ApiJson;
 use super::core::Core;
+use super::recipient::ClientIp;
+use crate::web::throttle::ThrottleKey;
+use consign_projections::model::Model;
+use std::time::Instant;
 use super::error::ApiError;
 use super::passwords;
 use super::sessions::SESSION_LIFETIME;
@@ -82,9 +86,11 @@ impl FromRequestParts<Arc<Core>> for Caller {
 /// Reads the session token from the bearer header, or else from the session cookie.
 fn session_token(headers: &HeaderMap) -> Option<String> {
     if let Some(value) = headers.get(AUTHORIZATION).and_then(|value| value.to_str().ok()) {
-        return value
-            .strip_prefix("Bearer ")
-            .map(|token| token.trim().to_owned());
+        // The scheme name is case-insensitive (RFC 9110, section 11.1).
+        let (scheme, token) = value.split_once(' ')?;
+        return scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| token.trim().to_owned());
     }
     headers
         .get_all(COOKIE)
@@ -106,17 +112,31 @@ pub struct LoginRequest {
 /// `POST /api/login`: checks the password and opens a session.
 pub async fn login(
     State(core): State<Arc<Core>>,
+    ClientIp(ip): ClientIp,
     ApiJson(request): ApiJson<LoginRequest>,
 ) -> Result<Response, ApiError> {
-    if request.password.len() > passwords::MAX_PASSWORD_BYTES {
+    let shown: String = request.login.chars().take(64).collect();
+    if request.password.len() > passwords::MAX_PASSWORD_BYTES || request.login.len() > 256 {
         return Err(ApiError::BadCredentials);
+    }
+
+    // Guesses are throttled per login and client network, as recipient passwords are,
+    // so a guesser elsewhere cannot lock the account's owner out.
+    let key = ThrottleKey::new(login_throttle_hash(&request.login), ip);
+    if let Err(retry) = core.throttle.check(key, Instant::now()) {
+        tracing::info!(login = %shown.escape_debug(), %ip, "login throttled");
+        return Err(ApiError::Throttled {
+            retry_after_seconds: retry.seconds(),
+        });
     }
     let account = core.model().account_by_login(&request.login).cloned();
     let phc = account.as_ref().map(|account| account.password_hash.clone());
     if !passwords::verify(request.password, phc).await {
-        tracing::info!(login = %request.login.escape_debug(), "login failed");
+        core.throttle.record_failure(key, Instant::now());
+        tracing::info!(login = %shown.escape_debug(), %ip, "login failed");
         return Err(ApiError::BadCredentials);
     }
+    core.throttle.record_success(key);
     let account = account.expect("a verified password belongs to an account");
 
     let token = core.sessions.open(account.id);
@@ -139,6 +159,12 @@ pub async fn login(
         HeaderValue::from_str(&cookie).expect("the cookie is ASCII"),
     );
     Ok(response)
+}
+
+/// Returns the throttle key hash of a login, apart from every link token hash.
+fn login_throttle_hash(login: &str) -> consign_schemas::Hash32 {
+    let key = Model::login_key(login);
+    consign_schemas::Hash32::from_bytes(blake3::derive_key("consign 2026-12-04 login throttle v1", key.as_bytes()))
 }
 
 /// `POST /api/logout`: ends the caller's session. Like every route but login and the

@@ -35,6 +35,9 @@ pub enum ApiError {
     #[error("the login or the password is wrong")]
     BadCredentials,
 
+    #[error("too many failed attempts from this network; retry in {retry_after_seconds} seconds")]
+    Throttled { retry_after_seconds: u64 },
+
     #[error("this route needs the {needed} role; the account has the {actual} role")]
     Forbidden { needed: String, actual: String },
 
@@ -43,6 +46,9 @@ pub enum ApiError {
 
     #[error("{message}")]
     Conflict { message: String },
+
+    #[error("{path} does not take {method}; see /api/openapi.json for its methods")]
+    MethodNotAllowed { method: String, path: String },
 
     /// The ledger or the disk cannot take the request now; nothing was recorded.
     #[error("{message}")]
@@ -78,8 +84,10 @@ impl ApiError {
             ApiError::LimitExceeded { status, .. } => *status,
             ApiError::Unauthenticated | ApiError::BadCredentials => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ApiError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -93,8 +101,10 @@ impl ApiError {
             ApiError::Unauthenticated => "unauthenticated",
             ApiError::BadCredentials => "bad_credentials",
             ApiError::Forbidden { .. } => "forbidden",
+            ApiError::Throttled { .. } => "throttled",
             ApiError::NotFound { .. } => "not_found",
             ApiError::Conflict { .. } => "conflict",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::Unavailable { .. } => "unavailable",
             ApiError::Internal { .. } => "internal",
         }
@@ -107,6 +117,12 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::error!(error = %self, status = status.as_u16(), "request failed");
         }
+        let retry_after = match &self {
+            ApiError::Throttled {
+                retry_after_seconds,
+            } => Some(*retry_after_seconds),
+            _ => None,
+        };
         let mut body = json!({ "error": self.code(), "message": self.to_string() });
         match &self {
             ApiError::Invalid { field, .. } => body["field"] = json!(field),
@@ -116,7 +132,13 @@ impl IntoResponse for ApiError {
             ApiError::LimitExceeded { limit, .. } => body["limit"] = json!(limit),
             _ => {}
         }
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 

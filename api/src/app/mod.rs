@@ -71,9 +71,25 @@ pub fn router(core: Arc<Core>) -> Router {
         .route("/audit/deliveries/{id}", get(views::history))
         .route("/audit/search", get(views::search));
 
+    let api = api
+        .fallback(no_route)
+        .method_not_allowed_fallback(method_not_allowed);
     Router::new()
         .nest("/api", api)
         .route("/d/{token}", get(recipient::page).post(recipient::password))
         .route("/d/{token}/documents/{document}", get(recipient::download))
         .with_state(core)
+}
+
+/// Answers an unknown `/api` path with the usual JSON error.
+async fn no_route(uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!("route {} (see /api/openapi.json)", uri.path()))
+}
+
+/// Answers a known `/api` path with a wrong method with the usual JSON error.
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::MethodNotAllowed {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+    }
 }

@@ -90,6 +90,9 @@ fn dummy_hash() -> &'static str {
 /// [`ApiError::Invalid`] on `field` when it is too short or too long.
 pub fn check_account_password(field: &str, password: &str) -> Result<(), ApiError> {
     let chars = password.chars().count();
+    if password.trim().is_empty() {
+        return Err(ApiError::invalid(field, format!("{field} is blank; choose a real password")));
+    }
     if chars < MIN_ACCOUNT_PASSWORD_CHARS {
         return Err(ApiError::invalid(
             field,

@@ -38,6 +38,7 @@ pub fn parse_mailbox(field: &str, input: &RecipientInput) -> Result<Mailbox, Api
     if let Some(name) = name {
         check_line(&format!("{field}.name"), name, 200)?;
     }
+    check_address_form(field, address.trim())?;
     let mailbox = Mailbox {
         address: address.trim().to_owned(),
         display_name: name.map(|name| name.trim().to_owned()).filter(|name| !name.is_empty()),
@@ -49,6 +50,34 @@ pub fn parse_mailbox(field: &str, input: &RecipientInput) -> Result<Mailbox, Api
         )
     })?;
     Ok(mailbox)
+}
+
+/// Accepts only the address forms that reach a mailbox on the internet: a local part of
+/// letters, digits and `!#$%&'*+-/=?^_`{|}~.` (no quoted forms) and a domain name with at
+/// least one dot (no address literal such as `[127.0.0.1]`, no bare IP address).
+fn check_address_form(field: &str, address: &str) -> Result<(), ApiError> {
+    let invalid = |reason: &str| {
+        ApiError::invalid(
+            field,
+            format!("{field}: invalid address {address:?}: {reason}; give an address such as name@example.org"),
+        )
+    };
+    let (local, domain) = address.rsplit_once('@').ok_or_else(|| invalid("missing '@'"))?;
+    let local_valid = !local.is_empty()
+        && !local.starts_with('.')
+        && !local.ends_with('.')
+        && !local.contains("..")
+        && local
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c));
+    if !local_valid {
+        return Err(invalid("the part before '@' has characters that need quoting, which is not supported"));
+    }
+    let is_ip = domain.parse::<std::net::IpAddr>().is_ok();
+    if domain.starts_with('[') || is_ip || !domain.contains('.') || domain.ends_with('.') {
+        return Err(invalid("the domain must be a name with a dot, such as example.org"));
+    }
+    Ok(())
 }
 
 /// A recipient after list expansion, with the list it came from.

@@ -159,6 +159,12 @@ fn check_tls_available(transport: &Transport) -> Result<(), ApiError> {
 
 fn check_access_password(password: &str) -> Result<(), ApiError> {
     let chars = password.chars().count();
+    if password.trim().is_empty() {
+        return Err(ApiError::invalid(
+            "password",
+            "the access password is blank; choose a real one, or leave it out for no password",
+        ));
+    }
     if chars < MIN_ACCESS_PASSWORD_CHARS {
         return Err(ApiError::invalid(
             "password",

@@ -10,11 +10,14 @@
 //! appended in one request to the delivery's chain.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::multipart::Field;
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::{Multipart, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::header::CONNECTION;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use consign_ledger::{AppendRequest, NewEvent};
 use consign_notifier::token_hash;
@@ -44,8 +47,29 @@ struct Upload {
 }
 
 /// Handles a submission; see the module documentation.
+///
+/// A rejected submission is answered with `Connection: close`: the rest of its body is
+/// never read, so the connection cannot carry another request.
 pub async fn submit(
     State(core): State<Arc<Core>>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Result<Multipart, MultipartRejection>,
+) -> Response {
+    match submit_checked(core, caller, headers, body).await {
+        Ok(created) => created.into_response(),
+        Err(error) => {
+            let mut response = error.into_response();
+            response
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+            response
+        }
+    }
+}
+
+async fn submit_checked(
+    core: Arc<Core>,
     caller: Caller,
     headers: HeaderMap,
     body: Result<Multipart, MultipartRejection>,
@@ -170,7 +194,7 @@ async fn store_documents(
         let media_type = check_media_type(&format!("documents[{index}].content_type"), field.content_type())?;
 
         let kek = plan.encrypt.then_some(&core.kek);
-        let blob = core.blobs.put(field, &limits, kek).await?;
+        let blob = core.blobs.put(with_idle_timeout(field), &limits, kek).await?;
         tracing::debug!(blob.key = %blob.storage_key, size = blob.size, "document stored");
         uploads.push(Upload {
             id: DocumentId::random(),
@@ -186,6 +210,30 @@ async fn store_documents(
         ));
     }
     Ok(())
+}
+
+/// Maximum time between two pieces of a document before the upload counts as stalled.
+const UPLOAD_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Error of an upload that stalled.
+#[derive(Debug, thiserror::Error)]
+#[error("no data arrived for {UPLOAD_IDLE_TIMEOUT:?}; the upload is taken as abandoned")]
+struct UploadStalled;
+
+/// Streams a document part, ending with an error when no data arrives for
+/// [`UPLOAD_IDLE_TIMEOUT`], so a stalled client cannot hold a temp file open forever.
+fn with_idle_timeout(
+    field: Field<'_>,
+) -> impl futures::Stream<Item = Result<bytes::Bytes, Box<dyn std::error::Error + Send + Sync>>> + '_ {
+    futures::stream::unfold(Some(field), |field| async move {
+        let mut field = field?;
+        match tokio::time::timeout(UPLOAD_IDLE_TIMEOUT, field.chunk()).await {
+            Ok(Ok(Some(bytes))) => Some((Ok(bytes), Some(field))),
+            Ok(Ok(None)) => None,
+            Ok(Err(error)) => Some((Err(error.into()), None)),
+            Err(_) => Some((Err(UploadStalled.into()), None)),
+        }
+    })
 }
 
 /// Appends the submission. Returns the response body and whether the idempotency key

@@ -97,6 +97,7 @@ impl BlobStore {
         for folder in [&objects, &tmp] {
             std::fs::create_dir_all(folder).map_err(BlobError::io("creating", folder))?;
         }
+        remove_stale_parts(&tmp)?;
         tracing::info!(dir = %root.display(), "blob store opened");
         Ok(Self { root, objects, tmp })
     }
@@ -206,6 +207,20 @@ impl BlobStore {
     fn object_path(&self, key: &StorageKey) -> PathBuf {
         self.fan_out_dir(key).join(&key.0)
     }
+}
+
+/// Removes the temp files of writes that a crash interrupted. The caller holds the data
+/// directory's lock, so no other writer can own them.
+fn remove_stale_parts(tmp: &Path) -> Result<(), BlobError> {
+    let entries = std::fs::read_dir(tmp).map_err(BlobError::io("listing", tmp))?;
+    for entry in entries {
+        let path = entry.map_err(BlobError::io("listing", tmp))?.path();
+        if path.extension().is_some_and(|extension| extension == "part") {
+            std::fs::remove_file(&path).map_err(BlobError::io("removing", &path))?;
+            tracing::warn!(path = %path.display(), "removed the temp file of an interrupted upload");
+        }
+    }
+    Ok(())
 }
 
 impl StorageKey {

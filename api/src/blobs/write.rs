@@ -28,9 +28,12 @@ where
 {
     let storage_key = StorageKey::generate();
     let temp_path = store.tmp.join(format!("{storage_key}.part"));
+    // Readable by the server's user only: a document not encrypted at rest is the
+    // plaintext itself.
     let file = OpenOptions::new()
         .write(true)
         .create_new(true)
+        .mode(0o600)
         .open(&temp_path)
         .await
         .map_err(BlobError::io("creating temp file", &temp_path))?;

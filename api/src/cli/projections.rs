@@ -1,10 +1,10 @@
 //! `consign projections`: rebuild, catch up and inspect the persisted views in
 //! `DATA_DIR/views` while the server is stopped.
 //!
-//! Every command opens the ledger read-only and the view store with every built-in
-//! view. Each batch of events is written to the view store in one atomic write, so a
-//! command that is killed leaves every view at the end of some batch, and `catch-up`
-//! or another `rebuild` continues from there.
+//! Every command opens the ledger read-only, and the view store with every built-in
+//! view, creating the store if it is missing. Each batch of events is written to the
+//! view store in one atomic write, so a command that is killed leaves every view at the
+//! end of some batch, and `catch-up` or another `rebuild` continues from there.
 
 use std::io::Write;
 use std::path::Path;
@@ -86,7 +86,7 @@ fn rebuild(args: RebuildArgs) -> anyhow::Result<Outcome> {
     let done = catch_up_with_bar(&ledger, &store, &views)?;
     println!(
         "rebuilt {} from position zero: {}",
-        join_names(&views),
+        join_names(&views, "and"),
         describe_run(done, started)
     );
     print_table(&report(&ledger, &store, &views)?)?;
@@ -101,7 +101,7 @@ fn catch_up(args: CatchUpArgs) -> anyhow::Result<Outcome> {
     let done = catch_up_with_bar(&ledger, &store, &views)?;
     println!(
         "caught up {}: {}",
-        join_names(&views),
+        join_names(&views, "and"),
         describe_run(done, started)
     );
     print_table(&report(&ledger, &store, &views)?)?;
@@ -128,8 +128,8 @@ fn select_views(name: Option<&str>) -> anyhow::Result<Vec<&'static dyn Projectio
     match ALL_VIEWS.iter().find(|view| view.name() == name) {
         Some(view) => Ok(vec![*view]),
         None => bail!(
-            "unknown view {name:?}; the views are {}",
-            join_names(&ALL_VIEWS)
+            "view {name:?} does not exist; choose {}",
+            join_names(&ALL_VIEWS, "or")
         ),
     }
 }
@@ -143,7 +143,9 @@ fn open(data_dir: &Path, command: &str) -> anyhow::Result<(EmbeddedLedger, ViewS
     let ledger = match EmbeddedLedger::open(data_dir, options) {
         Ok(ledger) => ledger,
         Err(LedgerError::Locked { dir, holder }) => {
-            let holder = holder.map(|pid| format!(" (pid {pid})")).unwrap_or_default();
+            let holder = holder
+                .map(|pid| format!(" (pid {pid})"))
+                .unwrap_or_default();
             bail!(
                 "data directory {} is in use by another consign process{holder}, such as a \
                  running server; stop it first, then run `consign projections {command}` again",
@@ -165,8 +167,8 @@ fn open(data_dir: &Path, command: &str) -> anyhow::Result<(EmbeddedLedger, ViewS
 
 /// Explains a failure to open the view store, naming the usual cause of a held lock.
 fn view_store_error(dir: &Path, error: ProjectionError) -> anyhow::Error {
-    // NOTE: RocksDB reports a held LOCK file only in its message text, as "While lock
-    // file: DIR/LOCK: Resource temporarily unavailable" (rust-rocksdb 0.23).
+    // NOTE: RocksDB 10.4 (rocksdb crate 0.24) reports a held LOCK file only in its
+    // message text: "IO error: While lock file: DIR/LOCK: Resource temporarily unavailable".
     if let ProjectionError::Storage { reason, .. } = &error
         && reason.contains("lock file")
     {
@@ -192,13 +194,14 @@ fn catch_up_with_bar(
         bar.set_position(done.applied);
     });
     bar.finish_and_clear();
-    result.with_context(|| format!("catch-up of {} stopped", join_names(views)))
+    result.with_context(|| format!("catch-up of {} stopped", join_names(views, "and")))
 }
 
 fn describe_run(done: Progress, started: Instant) -> String {
     let seconds = started.elapsed().as_secs_f64();
+    let noun = if done.applied == 1 { "event" } else { "events" };
     format!(
-        "{} events applied in {seconds:.2} s ({:.0} events/s)",
+        "{} {noun} applied in {seconds:.2} s ({:.0} events/s)",
         done.applied,
         done.applied as f64 / seconds.max(1e-9)
     )
@@ -215,7 +218,10 @@ fn report(
 /// Prints one row per view and chain, with columns aligned.
 fn print_table(report: &[ViewStatus]) -> anyhow::Result<()> {
     let mut rows = vec![
-        ["VIEW", "CHAIN", "POSITION", "HEAD", "LAG", "ENTRIES", "STATE"].map(str::to_owned),
+        [
+            "VIEW", "CHAIN", "POSITION", "HEAD", "LAG", "ENTRIES", "STATE",
+        ]
+        .map(str::to_owned),
     ];
     for view in report {
         for chain in &view.chains {
@@ -279,12 +285,12 @@ fn print_json(report: &[ViewStatus]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Joins view names as "a, b and c".
-fn join_names(views: &[&dyn Projection]) -> String {
+/// Joins view names as "a, b and c", with `conjunction` before the last.
+fn join_names(views: &[&dyn Projection], conjunction: &str) -> String {
     let names: Vec<&str> = views.iter().map(|view| view.name()).collect();
     match names.split_last() {
         None => String::new(),
         Some((last, [])) => (*last).to_owned(),
-        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+        Some((last, rest)) => format!("{} {conjunction} {last}", rest.join(", ")),
     }
 }

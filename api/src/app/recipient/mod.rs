@@ -261,7 +261,9 @@ pub async fn password(
 
     let key = ThrottleKey::new(resolved.token_hash, ip);
     if let Err(retry) = core.throttle.check(key, Instant::now()) {
-        deny(&core, &resolved, DenialReason::Throttled).await?;
+        // A throttled guess is never checked, so it is logged but not recorded: each
+        // one would otherwise add an event that anyone with the link can multiply.
+        tracing::info!(delivery = %resolved.delivery.id, recipient = %resolved.recipient.id, %ip, "password guess throttled");
         let page = PasswordPage {
             error: Some("Too many wrong passwords from this network."),
             retry_after_seconds: Some(retry.seconds()),
