@@ -118,10 +118,10 @@ fn to_value(value: &impl serde::Serialize) -> Value {
     serde_json::to_value(value).expect("view records have string keys and serialize to JSON")
 }
 
-/// Picks deliveries worth pinning in an expected file: for each type in
-/// [`CHOSEN_KINDS`], the delivery of its first event. The preferred chain changes from
-/// one type to the next, so that several chains are covered, and each delivery is
-/// picked once.
+/// Picks deliveries worth pinning in an expected file: the delivery of the first
+/// withdrawal, expiry, purge, failed notification, deferred notification, receipt,
+/// refused visit and release. The preferred chain changes from one type to the next,
+/// so that several chains are covered, and each delivery is picked once.
 pub fn choose_deliveries(recording: &Recording) -> Vec<DeliveryId> {
     let mut chosen: Vec<DeliveryId> = Vec::new();
     for (index, kind) in CHOSEN_KINDS.iter().enumerate() {
@@ -211,7 +211,12 @@ fn compare(path: &str, expected: &Value, actual: &Value, lines: &mut Vec<String>
         }
         (Value::Array(expected), Value::Array(actual)) => {
             for (index, (expected_item, actual_item)) in expected.iter().zip(actual).enumerate() {
-                compare(&format!("{path}[{index}]"), expected_item, actual_item, lines);
+                compare(
+                    &format!("{path}[{index}]"),
+                    expected_item,
+                    actual_item,
+                    lines,
+                );
             }
             if expected.len() != actual.len() {
                 let shorter = expected.len().min(actual.len());

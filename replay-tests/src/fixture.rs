@@ -28,10 +28,17 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use consign_ledger::{
-    BreakReason, ChainBreak, ChainVerifier, EmbeddedLedger, LedgerError, RawEvent, StoredEvent,
+    BreakReason, ChainBreak, ChainVerifier, EmbeddedLedger, RawEvent, StoredEvent,
 };
 use consign_projections::{ALL_VIEWS, ProjectionError, ViewStore, ViewStoreOptions};
-use consign_schemas::{ChainId, Envelope, Hash32, Position};
+use consign_schemas::{ChainId, Envelope, Position};
+
+mod codec;
+mod error;
+
+pub use codec::{encode, parse};
+use codec::{header, push_record};
+pub use error::FixtureError;
 
 /// The first 8 bytes of every fixture file.
 pub const MAGIC: [u8; 8] = *b"CSGNLDGR";
@@ -42,88 +49,13 @@ pub const FORMAT_VERSION: u32 = 1;
 /// Length of a record before its stored bytes: chain, position, hash and length.
 pub const RECORD_HEADER_LEN: usize = 4 + 8 + 32 + 4;
 
-/// Largest chain count a header may give. The embedded ledger allows fewer; the bound
-/// only stops a damaged header from allocating without limit.
-const MAX_CHAINS: u32 = 1 << 16;
+/// Largest chain count a header may give, the embedded ledger's own limit. It also
+/// keeps a damaged header from allocating without bound.
+pub(crate) const MAX_CHAINS: u32 = 65_536;
 
 /// Events read from the ledger per call while recording, and applied per batch while
 /// replaying.
 const BATCH_EVENTS: usize = 1_000;
-
-/// A fixture that failed to record, read or check.
-#[derive(Debug, thiserror::Error)]
-pub enum FixtureError {
-    #[error("cannot read fixture {}: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-
-    #[error("cannot write fixture {}: {source}", path.display())]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-
-    #[error("{} is not a recorded ledger: it does not start with the magic bytes CSGNLDGR", path.display())]
-    NotAFixture { path: PathBuf },
-
-    #[error(
-        "{} has fixture format version {found}, but this build reads only version \
-         {FORMAT_VERSION}; regenerate the fixture",
-        path.display()
-    )]
-    UnsupportedVersion { path: PathBuf, found: u32 },
-
-    #[error("{} gives {chains} chains in its header; the valid range is 1 to {MAX_CHAINS}", path.display())]
-    InvalidChainCount { path: PathBuf, chains: u32 },
-
-    #[error(
-        "{} is truncated at byte {offset}: the {part} needs {needed} bytes, but {available} remain",
-        path.display()
-    )]
-    Truncated {
-        path: PathBuf,
-        offset: u64,
-        part: &'static str,
-        needed: u64,
-        available: u64,
-    },
-
-    #[error(
-        "{}: the record at byte {offset} names chain {chain}, but the header gives {chains} chains",
-        path.display()
-    )]
-    UnknownChain {
-        path: PathBuf,
-        offset: u64,
-        chain: u32,
-        chains: u32,
-    },
-
-    /// A chain check failed: the break names the chain and position.
-    #[error("{}: {chain_break}", path.display())]
-    Broken {
-        path: PathBuf,
-        chain_break: ChainBreak,
-    },
-
-    #[error(
-        "chain {chain} position {position} has no recorded hash, so the ledger cannot be \
-         recorded; check it with `consign ledger verify`"
-    )]
-    MissingHash { chain: ChainId, position: Position },
-
-    #[error("chain {chain} ended at position {found} while recording, before its head {head}")]
-    ShortChain {
-        chain: ChainId,
-        found: Position,
-        head: Position,
-    },
-
-    #[error(transparent)]
-    Ledger(#[from] LedgerError),
-}
 
 /// One record of a fixture file, as found, before any check.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -224,76 +156,6 @@ pub fn load(path: &Path) -> Result<Recording, FixtureError> {
     check_and_decode(path, parsed)
 }
 
-/// Parses the header and the records of fixture `bytes`, read from `path`, without
-/// checking hashes or links.
-///
-/// # Errors
-///
-/// [`FixtureError::NotAFixture`], [`FixtureError::UnsupportedVersion`],
-/// [`FixtureError::InvalidChainCount`], [`FixtureError::Truncated`] and
-/// [`FixtureError::UnknownChain`].
-pub fn parse(path: &Path, bytes: &[u8]) -> Result<ParsedFixture, FixtureError> {
-    let mut cursor = Cursor {
-        path,
-        bytes,
-        offset: 0,
-    };
-    if cursor.take(MAGIC.len(), "magic")? != MAGIC {
-        return Err(FixtureError::NotAFixture {
-            path: path.to_path_buf(),
-        });
-    }
-    let version = cursor.u32("format version")?;
-    if version != FORMAT_VERSION {
-        return Err(FixtureError::UnsupportedVersion {
-            path: path.to_path_buf(),
-            found: version,
-        });
-    }
-    let chains = cursor.u32("chain count")?;
-    if chains == 0 || chains > MAX_CHAINS {
-        return Err(FixtureError::InvalidChainCount {
-            path: path.to_path_buf(),
-            chains,
-        });
-    }
-    let mut heads = Vec::with_capacity(chains as usize);
-    for _ in 0..chains {
-        heads.push(Position::new(cursor.u64("event count")?));
-    }
-
-    let mut records = Vec::new();
-    while cursor.remaining() > 0 {
-        let offset = cursor.offset as u64;
-        let chain = cursor.u32("record chain")?;
-        if chain >= chains {
-            return Err(FixtureError::UnknownChain {
-                path: path.to_path_buf(),
-                offset,
-                chain,
-                chains,
-            });
-        }
-        let position = Position::new(cursor.u64("record position")?);
-        let hash: [u8; 32] = cursor
-            .take(32, "recorded hash")?
-            .try_into()
-            .expect("take returns the requested length");
-        let length = cursor.u32("stored bytes length")? as usize;
-        let stored = cursor.take(length, "stored bytes")?;
-        records.push(Record {
-            chain: ChainId::new(chain),
-            offset,
-            raw: RawEvent {
-                position,
-                recorded_hash: Some(Hash32::from_bytes(hash)),
-                bytes: stored.to_vec(),
-            },
-        });
-    }
-    Ok(ParsedFixture { heads, records })
-}
-
 /// Runs the ledger's chain check over each chain of `parsed` and decodes the events.
 fn check_and_decode(path: &Path, parsed: ParsedFixture) -> Result<Recording, FixtureError> {
     let mut per_chain: Vec<Vec<RawEvent>> = vec![Vec::new(); parsed.heads.len()];
@@ -315,7 +177,9 @@ fn check_and_decode(path: &Path, parsed: ParsedFixture) -> Result<Recording, Fix
 
         let mut events = Vec::with_capacity(raws.len());
         for raw in raws {
-            let hash = raw.recorded_hash.expect("parse records a hash for every event");
+            let hash = raw
+                .recorded_hash
+                .expect("parse records a hash for every event");
             // The verifier decoded every event already, so this cannot fail.
             let envelope = Envelope::decode(&raw.bytes).map_err(|error| FixtureError::Broken {
                 path: path.to_path_buf(),
@@ -385,47 +249,6 @@ pub fn apply_in_batches(
     Ok(applied)
 }
 
-/// Encodes a parsed fixture back into file bytes, with the records in the order given.
-/// `encode(&parse(path, bytes)?)` returns `bytes` unchanged, so tests build damaged
-/// fixtures this way. A record without a recorded hash gets 32 zero bytes, which
-/// [`load`] reports as a hash mismatch.
-pub fn encode(parsed: &ParsedFixture) -> Vec<u8> {
-    let mut buffer = header(&parsed.heads);
-    for record in &parsed.records {
-        let hash = record.raw.recorded_hash.unwrap_or(Hash32::from_bytes([0; 32]));
-        push_record(
-            &mut buffer,
-            record.chain,
-            record.raw.position,
-            &hash,
-            &record.raw.bytes,
-        );
-    }
-    buffer
-}
-
-/// Builds the file header for chains with the given event counts.
-fn header(heads: &[Position]) -> Vec<u8> {
-    let chains = u32::try_from(heads.len()).expect("a ledger has fewer than 2^32 chains");
-    let mut buffer = Vec::with_capacity(16 + 8 * heads.len());
-    buffer.extend_from_slice(&MAGIC);
-    buffer.extend_from_slice(&FORMAT_VERSION.to_be_bytes());
-    buffer.extend_from_slice(&chains.to_be_bytes());
-    for head in heads {
-        buffer.extend_from_slice(&head.get().to_be_bytes());
-    }
-    buffer
-}
-
-fn push_record(buffer: &mut Vec<u8>, chain: ChainId, position: Position, hash: &Hash32, bytes: &[u8]) {
-    let length = u32::try_from(bytes.len()).expect("a stored event is smaller than 4 GiB");
-    buffer.extend_from_slice(&chain.get().to_be_bytes());
-    buffer.extend_from_slice(&position.get().to_be_bytes());
-    buffer.extend_from_slice(hash.as_bytes());
-    buffer.extend_from_slice(&length.to_be_bytes());
-    buffer.extend_from_slice(bytes);
-}
-
 /// Writes `bytes` to a temporary file next to `path`, fsyncs it and renames it over
 /// `path`.
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), FixtureError> {
@@ -442,42 +265,4 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), FixtureError> {
     file.sync_all().map_err(error)?;
     drop(file);
     std::fs::rename(&temporary, path).map_err(error)
-}
-
-/// Reads the fields of a fixture file in order, reporting where it ends too early.
-struct Cursor<'a> {
-    path: &'a Path,
-    bytes: &'a [u8],
-    offset: usize,
-}
-
-impl<'a> Cursor<'a> {
-    fn remaining(&self) -> usize {
-        self.bytes.len() - self.offset
-    }
-
-    fn take(&mut self, length: usize, part: &'static str) -> Result<&'a [u8], FixtureError> {
-        if length > self.remaining() {
-            return Err(FixtureError::Truncated {
-                path: self.path.to_path_buf(),
-                offset: self.offset as u64,
-                part,
-                needed: length as u64,
-                available: self.remaining() as u64,
-            });
-        }
-        let field = &self.bytes[self.offset..self.offset + length];
-        self.offset += length;
-        Ok(field)
-    }
-
-    fn u32(&mut self, part: &'static str) -> Result<u32, FixtureError> {
-        let field = self.take(4, part)?;
-        Ok(u32::from_be_bytes(field.try_into().expect("take returns 4 bytes")))
-    }
-
-    fn u64(&mut self, part: &'static str) -> Result<u64, FixtureError> {
-        let field = self.take(8, part)?;
-        Ok(u64::from_be_bytes(field.try_into().expect("take returns 8 bytes")))
-    }
 }

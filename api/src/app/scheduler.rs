@@ -1,16 +1,19 @@
 //! The scheduler: releases deliveries at their delivery date and expires them at their
 //! expiration date, each exactly once.
 //!
-//! It reads due work from the model and appends `DeliveryReleased` under the
-//! idempotency key `release/DELIVERY` and `DeliveryExpired` under `expire/DELIVERY`.
+//! It reads due work from the persisted `schedule` view and appends `DeliveryReleased`
+//! under the idempotency key `release/DELIVERY` and `DeliveryExpired` under
+//! `expire/DELIVERY`, then waits until the view has applied the event, which removes
+//! the entry.
 //! The keys make each event unique in the ledger even when the scheduler runs again
 //! after a restart, or a release races with another. Between rounds it sleeps until the
-//! next due time, the next applied event, or one minute, whichever comes first.
+//! next due time, the next write to the views, or one minute, whichever comes first.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use consign_ledger::{AppendRequest, NewEvent};
+use consign_projections::schedule::{self, DueKind};
 use consign_schemas::events::{DeliveryExpired, DeliveryReleased};
 use consign_schemas::{Actor, DeliveryId, Event, IdempotencyKey, SystemComponent, Timestamp};
 
@@ -31,7 +34,7 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ApiError> {
     tokio::pin!(shutdown);
-    let mut changes = core.applied_changes();
+    let mut changes = core.views.commits();
     loop {
         let now = core.clock.now();
         let next = round(&core, now).await?;
@@ -45,35 +48,41 @@ pub async fn run(
     }
 }
 
+/// Maximum entries handled in one round; a longer backlog takes several rounds.
+const ROUND_LIMIT: usize = 1_000;
+
 /// Records every release and expiry due at `now`, and returns the next due time.
 ///
 /// # Errors
 ///
-/// As [`run`].
+/// As [`run`], and a view that cannot be read.
 pub async fn round(core: &Core, now: Timestamp) -> Result<Option<Timestamp>, ApiError> {
-    let (releases, expiries) = {
-        let model = core.model();
-        (model.due_releases(now), model.due_expiries(now))
-    };
-    for delivery in releases {
-        let event = Event::DeliveryReleased(DeliveryReleased { delivery });
-        append_once(core, delivery, "release", event).await?;
-        tracing::info!(%delivery, "delivery released at its delivery date");
+    let due = schedule::due_at_or_before(&core.views, now, ROUND_LIMIT)?;
+    for entry in &due {
+        let delivery = entry.delivery;
+        let (action, event) = match entry.kind {
+            DueKind::Release => ("release", Event::DeliveryReleased(DeliveryReleased { delivery })),
+            DueKind::Expiry => ("expire", Event::DeliveryExpired(DeliveryExpired { delivery })),
+        };
+        let recorded = append_once(core, delivery, action, event).await?;
+        if recorded {
+            tracing::info!(%delivery, action, "scheduled step recorded");
+        }
     }
-    for delivery in expiries {
-        let event = Event::DeliveryExpired(DeliveryExpired { delivery });
-        append_once(core, delivery, "expire", event).await?;
-        tracing::info!(%delivery, "delivery expired");
+    if due.len() == ROUND_LIMIT {
+        return Ok(Some(now));
     }
-    Ok(core.model().next_due_after(now))
+    Ok(schedule::next_due_after(&core.views, now)?.map(|entry| entry.at))
 }
 
+/// Appends `event` under its idempotency key and waits until the schedule view has
+/// applied it. Returns false when the key replayed an earlier append.
 async fn append_once(
     core: &Core,
     delivery: DeliveryId,
     action: &str,
     event: Event,
-) -> Result<(), ApiError> {
+) -> Result<bool, ApiError> {
     let key = IdempotencyKey::new(format!("{action}/{delivery}")).expect("the key is short and valid");
     let request = AppendRequest::new(
         core.chain_of(delivery),
@@ -83,5 +92,10 @@ async fn append_once(
         }],
     )
     .with_idempotency_key(key);
-    core.append(request).await.map(|_| ())
+    let appended = core.append(request).await?;
+    let position = appended.events[0].position;
+    core.views
+        .wait_for("schedule", appended.chain, position)
+        .await?;
+    Ok(!appended.replayed)
 }

@@ -180,6 +180,11 @@ impl ViewStore {
         }
     }
 
+    /// Returns a receiver that changes after every write of view state.
+    pub fn commits(&self) -> watch::Receiver<u64> {
+        self.commits.subscribe()
+    }
+
     /// Waits until `view` has applied the event at `position` of `chain`, so that a
     /// read after an append returns the appended events.
     ///

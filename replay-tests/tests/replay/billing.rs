@@ -13,6 +13,9 @@ use crate::common::{FixtureSpec, replay, specs};
 /// A usage row's key: UTC month as `YYYY-MM`, sender account and billing code.
 type RowKey = (String, AccountId, Option<String>);
 
+/// Reads one counter of a usage row.
+type Counter = fn(&Usage) -> u64;
+
 const MICROS_PER_DAY: i64 = 86_400_000_000;
 
 /// Returns the UTC calendar month of `time` as `YYYY-MM`, with the days-to-civil
@@ -92,18 +95,25 @@ fn view_rows(spec: &FixtureSpec) -> BTreeMap<RowKey, Usage> {
         .unwrap()
         .rows
         .into_iter()
-        .map(|row| ((row.month.to_string(), row.account, row.billing_code), row.usage))
+        .map(|row| {
+            (
+                (row.month.to_string(), row.account, row.billing_code),
+                row.usage,
+            )
+        })
         .collect()
 }
 
 /// Keeps one counter of every row.
-fn counter(rows: &BTreeMap<RowKey, Usage>, field: fn(&Usage) -> u64) -> BTreeMap<RowKey, u64> {
-    rows.iter().map(|(key, usage)| (key.clone(), field(usage))).collect()
+fn counter(rows: &BTreeMap<RowKey, Usage>, field: Counter) -> BTreeMap<RowKey, u64> {
+    rows.iter()
+        .map(|(key, usage)| (key.clone(), field(usage)))
+        .collect()
 }
 
 #[test]
 fn billing_matches_raw_count() {
-    let fields: [(&str, fn(&Usage) -> u64); 10] = [
+    let fields: [(&str, Counter); 10] = [
         ("deliveries", |usage| usage.deliveries),
         ("recipients", |usage| usage.recipients),
         ("documents", |usage| usage.documents),

@@ -41,9 +41,23 @@ fn submissions_span_months_and_codes() {
             }
         }
 
-        assert!(months.len() >= 3, "{}: submissions in {} periods", spec.name, months.len());
-        assert!(codes.len() >= 20, "{}: {} billing codes", spec.name, codes.len());
-        assert!(codes.contains(&None), "{}: every submission has a billing code", spec.name);
+        assert!(
+            months.len() >= 3,
+            "{}: submissions in {} periods",
+            spec.name,
+            months.len()
+        );
+        assert!(
+            codes.len() >= 20,
+            "{}: {} billing codes",
+            spec.name,
+            codes.len()
+        );
+        assert!(
+            codes.contains(&None),
+            "{}: every submission has a billing code",
+            spec.name
+        );
     }
 }
 

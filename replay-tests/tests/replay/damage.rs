@@ -4,9 +4,7 @@
 use std::path::PathBuf;
 
 use consign_ledger::BreakReason;
-use consign_replay_tests::fixture::{
-    self, FixtureError, ParsedFixture, RECORD_HEADER_LEN, Record,
-};
+use consign_replay_tests::fixture::{self, FixtureError, ParsedFixture, RECORD_HEADER_LEN, Record};
 use consign_schemas::{ChainId, Envelope, Position, Timestamp, hash_stored_event};
 use tempfile::TempDir;
 
@@ -31,7 +29,10 @@ enum Which {
 
 /// Reads the multi-chain fixture and parses it.
 fn multi_fixture() -> (PathBuf, Vec<u8>, ParsedFixture) {
-    let spec = specs().into_iter().find(|spec| spec.name == "multi").unwrap();
+    let spec = specs()
+        .into_iter()
+        .find(|spec| spec.name == "multi")
+        .unwrap();
     let path = spec.ledger_path();
     let bytes = std::fs::read(&path).unwrap();
     let parsed = fixture::parse(&path, &bytes).unwrap();
@@ -191,7 +192,10 @@ fn foreign_file_rejected() {
         "{not_a_fixture:?}"
     );
     assert!(
-        matches!(newer_version, Err(FixtureError::UnsupportedVersion { found: 2, .. })),
+        matches!(
+            newer_version,
+            Err(FixtureError::UnsupportedVersion { found: 2, .. })
+        ),
         "{newer_version:?}"
     );
 }
@@ -206,9 +210,15 @@ fn record_beyond_chain_count_rejected() {
     let (_dir, result) = load_copy(&fixture::encode(&parsed));
 
     assert!(
-        matches!(result, Err(FixtureError::UnknownChain { chain: 4, chains: 4, .. })),
+        matches!(
+            result,
+            Err(FixtureError::UnknownChain {
+                chain: 4,
+                chains: 4,
+                ..
+            })
+        ),
         "{:?}",
         result.map(|recording| recording.chain_count())
     );
 }
-

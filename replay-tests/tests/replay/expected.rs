@@ -83,7 +83,11 @@ fn fixtures_replay_to_expected() {
                 &json!({ section: &expected[section] }),
                 &json!({ section: &actual[section] }),
             );
-            assert!(lines.is_empty(), "{}", mismatch_message(&spec, section, &lines));
+            assert!(
+                lines.is_empty(),
+                "{}",
+                mismatch_message(&spec, section, &lines)
+            );
         }
         let members: Vec<&str> = expected
             .as_object()

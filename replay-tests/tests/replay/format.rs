@@ -1,17 +1,21 @@
 //! The fixture format: recording a ledger and loading it back gives the ledger's
-//! events, and encoding a parsed file gives its bytes again.
+//! events, a replay of the recording equals a catch-up from the ledger, and encoding a
+//! parsed file gives its bytes again.
 
 use std::time::Duration;
 
+use consign_ledger::EmbeddedLedger;
 use consign_ledger::workload::WorkloadConfig;
+use consign_projections::{ALL_VIEWS, catch_up};
 use consign_replay_tests::fixture;
 use consign_schemas::Position;
+use tempfile::TempDir;
 
-use crate::common::{FixtureSpec, specs};
+use crate::common::{FixtureSpec, digests, replay, specs};
 use crate::regenerate::generate;
 
-#[test]
-fn record_then_load_round_trips() {
+/// Generates a ledger of 12 deliveries over 3 chains in a temporary directory.
+fn small_ledger() -> (TempDir, EmbeddedLedger) {
     let spec = FixtureSpec {
         name: "round-trip",
         config: WorkloadConfig {
@@ -22,8 +26,14 @@ fn record_then_load_round_trips() {
         },
         append_step: Duration::from_secs(60),
     };
-    let ledger_dir = tempfile::tempdir().unwrap();
-    let ledger = generate(&spec, ledger_dir.path());
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = generate(&spec, dir.path());
+    (dir, ledger)
+}
+
+#[test]
+fn record_then_load_round_trips() {
+    let (_ledger_dir, ledger) = small_ledger();
     let file_dir = tempfile::tempdir().unwrap();
     let path = file_dir.path().join("round-trip.ledger");
 
@@ -35,10 +45,26 @@ fn record_then_load_round_trips() {
     for chain in ledger.chains() {
         let stored = ledger.read(chain, Position::ZERO, usize::MAX).unwrap();
         assert_eq!(
-            recording.chains[chain.get() as usize], stored,
+            recording.chains[chain.get() as usize],
+            stored,
             "chain {chain}"
         );
     }
+}
+
+#[test]
+fn replay_equals_catch_up() {
+    let (_ledger_dir, ledger) = small_ledger();
+    let file_dir = tempfile::tempdir().unwrap();
+    let path = file_dir.path().join("round-trip.ledger");
+    fixture::record(&ledger, &path).unwrap();
+    let replayed = replay(&fixture::load(&path).unwrap());
+    let store_dir = tempfile::tempdir().unwrap();
+    let caught_up = fixture::open_store(store_dir.path(), ledger.chain_count()).unwrap();
+
+    catch_up(&ledger, &caught_up, &ALL_VIEWS, |_| {}).unwrap();
+
+    assert_eq!(digests(&replayed.store), digests(&caught_up));
 }
 
 #[test]

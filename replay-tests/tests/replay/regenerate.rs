@@ -13,7 +13,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use consign_ledger::workload::{self, Appender};
-use consign_ledger::{AppendRequest, Appended, EmbeddedLedger, EmbeddedOptions, LedgerError, ManualClock};
+use consign_ledger::{
+    AppendRequest, Appended, EmbeddedLedger, EmbeddedOptions, LedgerError, ManualClock,
+};
 use consign_replay_tests::expected::choose_deliveries;
 use consign_replay_tests::fixture;
 use consign_schemas::EventKind;
@@ -63,7 +65,12 @@ pub fn generate(spec: &FixtureSpec, dir: &Path) -> EmbeddedLedger {
         .build()
         .unwrap();
     runtime
-        .block_on(workload::generate(&appender, spec.config.clone(), 1, |_| {}))
+        .block_on(workload::generate(
+            &appender,
+            spec.config.clone(),
+            1,
+            |_| {},
+        ))
         .unwrap();
     ledger
 }
