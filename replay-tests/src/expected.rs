@@ -1,4 +1,4 @@
-//! The expected output of a replay, as JSON: what the views hold after every event of
+//! The expected output of a replay, as JSON: what the views contain after every event of
 //! a fixture, in a form that reads well in a review and compares path by path.
 //!
 //! [`describe`] builds an object with these members:
@@ -34,7 +34,7 @@ const CHOSEN_KINDS: [EventKind; 8] = [
     EventKind::DeliveryReleased,
 ];
 
-/// Longest rendering of a value in a difference line, in characters.
+/// Maximum length of a value rendered in a difference line, in characters.
 const MAX_RENDERED: usize = 160;
 
 /// Builds the expected-output object of a store that has applied all of `recording`,

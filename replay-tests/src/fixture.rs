@@ -16,7 +16,7 @@
 //! | record | stored bytes | length |
 //!
 //! The event counts let [`load`] tell a file that lost its last events from a complete
-//! one. [`record`] writes the chains one after another in position order; [`load`] also
+//! one. [`record`] writes the chains one after another in position order. [`load`] also
 //! accepts records of different chains interleaved, as long as each chain's records
 //! come in position order.
 //!

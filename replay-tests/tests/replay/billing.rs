@@ -18,9 +18,9 @@ type Counter = fn(&Usage) -> u64;
 
 const MICROS_PER_DAY: i64 = 86_400_000_000;
 
-/// Returns the UTC calendar month of `time` as `YYYY-MM`, with the days-to-civil
-/// algorithm of Howard Hinnant's "chrono-Compatible Low-Level Date Algorithms", so that
-/// the count does not share the view's date code.
+/// Returns the UTC calendar month of `time` as `YYYY-MM`. The date is computed here
+/// from 400-year Gregorian eras of 146,097 days, each starting on 1 March, so that the
+/// count does not share the view's date library.
 fn month_of(time: Timestamp) -> String {
     let days = time.as_micros().div_euclid(MICROS_PER_DAY);
     let shifted = days + 719_468;

@@ -19,9 +19,9 @@ enum Area {
     RecordedHash,
 }
 
-/// Which event of a chain is damaged.
+/// Place of the damaged event in its chain.
 #[derive(Clone, Copy, Debug)]
-enum Which {
+enum Place {
     First,
     Middle,
     Last,
@@ -40,16 +40,16 @@ fn multi_fixture() -> (PathBuf, Vec<u8>, ParsedFixture) {
 }
 
 /// Returns the first, middle or last record of `chain`.
-fn pick(parsed: &ParsedFixture, chain: u32, which: Which) -> Record {
+fn pick(parsed: &ParsedFixture, chain: u32, place: Place) -> Record {
     let records: Vec<&Record> = parsed
         .records
         .iter()
         .filter(|record| record.chain == ChainId::new(chain))
         .collect();
-    let index = match which {
-        Which::First => 0,
-        Which::Middle => records.len() / 2,
-        Which::Last => records.len() - 1,
+    let index = match place {
+        Place::First => 0,
+        Place::Middle => records.len() / 2,
+        Place::Last => records.len() - 1,
     };
     records[index].clone()
 }
@@ -79,14 +79,14 @@ fn broken_at(result: Result<fixture::Recording, FixtureError>) -> (ChainId, Posi
 fn damaged_fixture_reported_at_position() {
     let (_, bytes, parsed) = multi_fixture();
     let cases = [
-        (0, Which::First, Area::StoredBytes(0)),
-        (1, Which::Middle, Area::StoredBytes(50)),
-        (2, Which::Last, Area::StoredBytes(99)),
-        (3, Which::Middle, Area::StoredBytes(30)),
-        (3, Which::Last, Area::RecordedHash),
+        (0, Place::First, Area::StoredBytes(0)),
+        (1, Place::Middle, Area::StoredBytes(50)),
+        (2, Place::Last, Area::StoredBytes(99)),
+        (3, Place::Middle, Area::StoredBytes(30)),
+        (3, Place::Last, Area::RecordedHash),
     ];
-    for (chain, which, area) in cases {
-        let record = pick(&parsed, chain, which);
+    for (chain, place, area) in cases {
+        let record = pick(&parsed, chain, place);
         let offset = record.offset as usize;
         let at = match area {
             Area::StoredBytes(percent) => {
@@ -101,7 +101,7 @@ fn damaged_fixture_reported_at_position() {
         let (_dir, result) = load_copy(&damaged);
         let (found_chain, found_position, reason) = broken_at(result);
 
-        let case = format!("chain {chain}, {which:?} event, {area:?}");
+        let case = format!("chain {chain}, {place:?} event, {area:?}");
         assert_eq!(found_chain, record.chain, "{case}: chain");
         assert_eq!(found_position, record.raw.position, "{case}: position");
         assert!(
@@ -114,7 +114,7 @@ fn damaged_fixture_reported_at_position() {
 #[test]
 fn rewritten_event_breaks_next_link() {
     let (_, _, mut parsed) = multi_fixture();
-    let record = pick(&parsed, 1, Which::Middle);
+    let record = pick(&parsed, 1, Place::Middle);
     let index = parsed.records.iter().position(|r| *r == record).unwrap();
 
     // An attacker changes the time and records the new hash, but leaves the next
@@ -136,7 +136,7 @@ fn rewritten_event_breaks_next_link() {
 #[test]
 fn removed_event_reported_as_gap() {
     let (_, _, mut parsed) = multi_fixture();
-    let record = pick(&parsed, 2, Which::Middle);
+    let record = pick(&parsed, 2, Place::Middle);
     parsed.records.retain(|r| *r != record);
 
     let (_dir, result) = load_copy(&fixture::encode(&parsed));
@@ -150,7 +150,7 @@ fn removed_event_reported_as_gap() {
 #[test]
 fn missing_last_event_reported_as_gap() {
     let (_, _, mut parsed) = multi_fixture();
-    let record = pick(&parsed, 3, Which::Last);
+    let record = pick(&parsed, 3, Place::Last);
     parsed.records.retain(|r| *r != record);
 
     let (_dir, result) = load_copy(&fixture::encode(&parsed));
@@ -164,7 +164,7 @@ fn missing_last_event_reported_as_gap() {
 #[test]
 fn cut_fixture_reported_as_truncated() {
     let (_, bytes, parsed) = multi_fixture();
-    let record = pick(&parsed, 1, Which::Middle);
+    let record = pick(&parsed, 1, Place::Middle);
     let cut = record.offset as usize + RECORD_HEADER_LEN + 3;
 
     let (_dir, result) = load_copy(&bytes[..cut]);
@@ -203,7 +203,7 @@ fn foreign_file_rejected() {
 #[test]
 fn record_beyond_chain_count_rejected() {
     let (_, _, mut parsed) = multi_fixture();
-    let record = pick(&parsed, 0, Which::First);
+    let record = pick(&parsed, 0, Place::First);
     let index = parsed.records.iter().position(|r| *r == record).unwrap();
     parsed.records[index].chain = ChainId::new(4);
 

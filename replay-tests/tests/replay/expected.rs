@@ -12,7 +12,8 @@ use crate::common::{FixtureSpec, UPDATE_VARIABLE, replay, specs, update_requeste
 /// Members of an expected file, each compared on its own so that a failure names one.
 const SECTIONS: [&str; 4] = ["event_counts", "views", "billing", "deliveries"];
 
-/// Difference lines shown in a failure message; the count of the rest is given.
+/// Maximum number of difference lines in a failure message. The message gives the
+/// count of the rest.
 const MAX_SHOWN: usize = 40;
 
 /// Replays `recording` and writes its expected output, with the tracking record and

@@ -1,5 +1,5 @@
 //! `regenerate_fixtures`: records the fixture ledgers anew from the workload generator
-//! and rewrites their expected outputs. It is ignored in normal runs; run it by hand:
+//! and rewrites their expected outputs. It is ignored in normal runs, so run it by hand:
 //!
 //! ```text
 //! CONSIGN_UPDATE_FIXTURES=1 cargo test -p consign-replay-tests --test replay \

@@ -1,6 +1,6 @@
 //! `prefix_restart_equals_one_pass`: views that applied a prefix of each chain, were
-//! closed and reopened, and then applied the rest, hold the same state as views that
-//! applied everything in one pass.
+//! closed and reopened, and then applied the rest, contain the same state as views
+//! that applied everything in one pass.
 
 use std::sync::OnceLock;
 
@@ -46,8 +46,8 @@ fn interleaved(chains: &[&[StoredEvent]]) -> Vec<StoredEvent> {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
 
-    /// `cuts` picks the prefix of each chain; `overlap` events before each cut are
-    /// applied again after the restart, which the views must skip.
+    /// `cuts` picks the prefix of each chain, and the `overlap` events before each cut
+    /// are applied again after the restart, which the views must skip.
     #[test]
     fn prefix_restart_equals_one_pass(
         cuts in proptest::collection::vec(any::<Index>(), 4),
