@@ -55,18 +55,6 @@ pub fn describe(
             .or_default() += 1;
     }
 
-    let mut views = Vec::new();
-    for view in ALL_VIEWS {
-        let digest = store.digest(view.name())?;
-        let positions: Vec<u64> = digest.positions.values().map(|next| next.get()).collect();
-        views.push(json!({
-            "view": digest.view,
-            "state": digest.state.to_hex(),
-            "entries": digest.entries,
-            "positions": positions,
-        }));
-    }
-
     let every_month = UsageQuery {
         from: Month::new(-9999, 1)?,
         to: Month::new(9999, 12)?,
@@ -81,10 +69,31 @@ pub fn describe(
 
     Ok(json!({
         "event_counts": event_counts,
-        "views": views,
+        "views": describe_views(store)?,
         "billing": to_value(&rows),
         "deliveries": chosen,
     }))
+}
+
+/// Builds the list of every built-in view's name, state digest, entry count and next
+/// position per chain.
+///
+/// # Errors
+///
+/// Read failures of the view store.
+pub fn describe_views(store: &ViewStore) -> Result<Value, ProjectionError> {
+    let mut views = Vec::new();
+    for view in ALL_VIEWS {
+        let digest = store.digest(view.name())?;
+        let positions: Vec<u64> = digest.positions.values().map(|next| next.get()).collect();
+        views.push(json!({
+            "view": digest.view,
+            "state": digest.state.to_hex(),
+            "entries": digest.entries,
+            "positions": positions,
+        }));
+    }
+    Ok(Value::Array(views))
 }
 
 /// Builds the tracking record and the audit history of one delivery.

@@ -93,6 +93,7 @@ fn damaged_fixture_reported_at_position() {
                 let length = record.raw.bytes.len();
                 offset + RECORD_HEADER_LEN + (length * percent / 100).min(length - 1)
             }
+            // The sixth byte of the hash, which follows the chain and the position.
             Area::RecordedHash => offset + 4 + 8 + 5,
         };
         let mut damaged = bytes.clone();

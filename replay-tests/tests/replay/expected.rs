@@ -1,8 +1,15 @@
 //! `fixtures_replay_to_expected`: each fixture replayed through every view and compared
 //! with its checked-in expected output. With `CONSIGN_UPDATE_FIXTURES=1` the test
 //! rewrites the expected files instead.
+//!
+//! Besides the members that [`describe`] builds, an expected file has
+//! `midpoint_views`: the view digests after the first half of each chain. The schedule
+//! view is empty once every release and expiry has happened, so only this midpoint
+//! shows its entries.
 
-use consign_replay_tests::expected::{choose_deliveries, describe, differences, listed_deliveries};
+use consign_replay_tests::expected::{
+    choose_deliveries, describe, describe_views, differences, listed_deliveries,
+};
 use consign_replay_tests::fixture::Recording;
 use consign_schemas::DeliveryId;
 use serde_json::{Value, json};
@@ -10,7 +17,13 @@ use serde_json::{Value, json};
 use crate::common::{FixtureSpec, UPDATE_VARIABLE, replay, specs, update_requested};
 
 /// Members of an expected file, each compared on its own so that a failure names one.
-const SECTIONS: [&str; 4] = ["event_counts", "views", "billing", "deliveries"];
+const SECTIONS: [&str; 5] = [
+    "event_counts",
+    "views",
+    "midpoint_views",
+    "billing",
+    "deliveries",
+];
 
 /// Maximum number of difference lines in a failure message. The message gives the
 /// count of the rest.
@@ -19,11 +32,28 @@ const MAX_SHOWN: usize = 40;
 /// Replays `recording` and writes its expected output, with the tracking record and
 /// audit history of `deliveries`, to the expected file of `spec`.
 pub fn write_expected(spec: &FixtureSpec, recording: &Recording, deliveries: &[DeliveryId]) {
-    let replayed = replay(recording);
-    let value = describe(&replayed.store, recording, deliveries).unwrap();
+    let value = replay_output(recording, deliveries);
     let mut text = serde_json::to_string_pretty(&value).unwrap();
     text.push('\n');
     std::fs::write(spec.expected_path(), text).unwrap();
+}
+
+/// Replays `recording` in full and up to the middle of each chain, and builds the
+/// output that an expected file contains.
+fn replay_output(recording: &Recording, deliveries: &[DeliveryId]) -> Value {
+    let replayed = replay(recording);
+    let mut output = describe(&replayed.store, recording, deliveries).unwrap();
+
+    let midpoint = Recording {
+        chains: recording
+            .chains
+            .iter()
+            .map(|events| events[..events.len() / 2].to_vec())
+            .collect(),
+    };
+    let halfway = replay(&midpoint);
+    output["midpoint_views"] = describe_views(&halfway.store).unwrap();
+    output
 }
 
 fn read_expected(spec: &FixtureSpec) -> Value {
@@ -69,8 +99,7 @@ fn fixtures_replay_to_expected() {
 
         let expected = read_expected(&spec);
         let deliveries = listed_deliveries(&expected).unwrap();
-        let replayed = replay(&recording);
-        let actual = describe(&replayed.store, &recording, &deliveries).unwrap();
+        let actual = replay_output(&recording, &deliveries);
 
         assert!(
             deliveries.len() >= 5,
