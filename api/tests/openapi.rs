@@ -15,7 +15,7 @@ use support::{Server, open_account};
 
 /// The routes under /api that `consign_api::app::router` serves, as in
 /// `api/src/app/mod.rs`, with lower-case methods as OpenAPI writes them.
-const ROUTES: [(&str, &str); 17] = [
+const ROUTES: [(&str, &str); 18] = [
     ("post", "/api/login"),
     ("post", "/api/logout"),
     ("get", "/api/me"),
@@ -33,6 +33,7 @@ const ROUTES: [(&str, &str); 17] = [
     ("get", "/api/billing/usage"),
     ("get", "/api/audit/deliveries/{id}"),
     ("get", "/api/audit/search"),
+    ("get", "/api/views/status"),
 ];
 
 /// Method keys of an OpenAPI path item.

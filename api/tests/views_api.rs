@@ -134,6 +134,12 @@ async fn views_serve_senders_billing_and_auditors() {
     let (status, _) = get_json(&server, &ada, &format!("/api/audit/deliveries/{delivery}")).await;
     assert_eq!(status, 403);
 
+    // While serving, the views report their positions and digests.
+    let (status, views) = get_json(&server, &audrey, "/api/views/status").await;
+    assert_eq!(status, 200, "{views}");
+    let names: Vec<&str> = views["views"].as_array().unwrap().iter().map(|view| view["view"].as_str().unwrap()).collect();
+    assert_eq!(names, ["tracking", "billing", "audit", "schedule"]);
+
     server.stop().await;
 }
 

@@ -12,6 +12,7 @@
 //! | `GET /api/tracking/deliveries[/{id}[/events]]` | sender (own), admin, auditor | tracking view, live stream |
 //! | `GET /api/billing/usage` | billing, admin | usage and amounts, JSON or CSV, as of a position |
 //! | `GET /api/audit/deliveries/{id}`, `GET /api/audit/search` | auditor, admin | history with hashes |
+//! | `GET /api/views/status` | admin, auditor | each view's positions, lag and digest |
 //! | `GET /api/openapi.json` | anyone | the API description |
 //! | `GET, POST /d/{token}`, `GET /d/{token}/documents/{id}` | recipient with the link | pages and downloads |
 
@@ -69,7 +70,8 @@ pub fn router(core: Arc<Core>) -> Router {
         .route("/tracking/deliveries/{id}/events", get(views::stream))
         .route("/billing/usage", get(views::usage))
         .route("/audit/deliveries/{id}", get(views::history))
-        .route("/audit/search", get(views::search));
+        .route("/audit/search", get(views::search))
+        .route("/views/status", get(views::status));
 
     let api = api
         .fallback(no_route)

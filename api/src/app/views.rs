@@ -400,3 +400,33 @@ pub async fn search(
     let found = audit::search(&core.views, criterion, params.limit.unwrap_or(100).min(1_000))?;
     Ok(Json(json!({ "deliveries": found })))
 }
+
+/// `GET /api/views/status`: each view's position, lag and state digest, while serving.
+pub async fn status(State(core): State<Arc<Core>>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    caller.require(&[Role::Admin, Role::Auditor])?;
+    let core = Arc::clone(&core);
+    let statuses = tokio::task::spawn_blocking(move || {
+        consign_projections::status(&core.ledger, &core.views, &consign_projections::ALL_VIEWS)
+    })
+    .await
+    .map_err(|error| ApiError::Internal {
+        message: format!("the status task failed: {error}"),
+    })??;
+    let views: Vec<Value> = statuses
+        .iter()
+        .map(|view| {
+            json!({
+                "view": view.view,
+                "state": view.state,
+                "entries": view.entries,
+                "chains": view.chains.iter().map(|chain| json!({
+                    "chain": chain.chain,
+                    "position": chain.position,
+                    "head": chain.head,
+                    "lag": chain.lag,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "views": views })))
+}
