@@ -179,6 +179,18 @@ pub async fn run(
     })
     .await
     .context("cannot fold the ledger into the model")?;
+    let referenced: std::collections::HashSet<String> = core
+        .model()
+        .documents()
+        .map(|document| document.storage_key.clone())
+        .collect();
+    let removed = core
+        .blobs
+        .remove_unreferenced(|key| referenced.contains(key))
+        .context("cannot clean up the document store")?;
+    if removed > 0 {
+        tracing::warn!(removed, "removed documents of submissions that a crash kept off the ledger");
+    }
 
     // Cancelled on shutdown, and by the scheduler or the notifier when it fails, which
     // then stops the whole server.

@@ -179,6 +179,39 @@ impl BlobStore {
         read::open(self, blob, kek, start, len, false).await
     }
 
+    /// Deletes every stored document whose key `is_referenced` rejects, and returns how
+    /// many it deleted. At start, before any upload, the server passes the keys of the
+    /// ledger's `DocumentUploaded` events: a document stored by a submission that a
+    /// crash kept from reaching the ledger is referenced by nothing and never will be.
+    ///
+    /// # Errors
+    ///
+    /// [`BlobError::Io`] if a folder cannot be listed or a file removed.
+    pub fn remove_unreferenced(&self, is_referenced: impl Fn(&str) -> bool) -> Result<u64, BlobError> {
+        let mut removed = 0;
+        let folders = std::fs::read_dir(&self.objects).map_err(BlobError::io("listing", &self.objects))?;
+        for folder in folders {
+            let folder = folder.map_err(BlobError::io("listing", &self.objects))?.path();
+            if !folder.is_dir() {
+                continue;
+            }
+            let files = std::fs::read_dir(&folder).map_err(BlobError::io("listing", &folder))?;
+            for file in files {
+                let path = file.map_err(BlobError::io("listing", &folder))?.path();
+                let Some(name) = path.file_name().and_then(|name| name.to_str()) else {
+                    continue;
+                };
+                if StorageKey::parse(name).is_err() || is_referenced(name) {
+                    continue;
+                }
+                std::fs::remove_file(&path).map_err(BlobError::io("removing", &path))?;
+                tracing::warn!(blob.key = name, "removed a document that no submission on the ledger refers to");
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     /// Deletes a stored document, for purges, and fsyncs its folder. Returns whether a
     /// file was removed: `false` means it was already gone, so a retried purge succeeds.
     ///

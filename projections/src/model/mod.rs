@@ -93,6 +93,11 @@ impl Model {
             .map(|((_, name), members)| (name.as_str(), members.as_slice()))
     }
 
+    /// Returns every document ever uploaded, purged ones included.
+    pub fn documents(&self) -> impl Iterator<Item = &Document> {
+        self.documents.values()
+    }
+
     pub fn document(&self, id: DocumentId) -> Option<&Document> {
         self.documents.get(&id)
     }
