@@ -1,42 +1,65 @@
 //! A file written on a blocking thread of its own, fed with buffers over a channel.
 //!
-//! Hashing and sealing the next bytes overlap with writing the previous ones, and each
-//! byte is copied once on its way to the file.
+//! Receiving and sealing the next bytes overlap with hashing and writing the previous
+//! ones on the other thread. Plain documents pass their received buffers through
+//! without a copy ([`FileSink::send`]); sealed chunks are gathered into larger buffers
+//! ([`FileSink::write_all`]).
 
 use std::fs::File;
 use std::io::Write;
 
 use bytes::{Bytes, BytesMut};
-use tokio::sync::mpsc;
+use std::sync::Arc;
+
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
 /// Size of the buffers handed to the writing thread.
 const BUFFER_SIZE: usize = 256 * 1024;
 
-/// Buffers in flight between the async side and the writing thread.
-const BUFFERS_IN_FLIGHT: usize = 4;
+/// Buffers in flight between the async side and the writing thread, at most.
+const BUFFERS_IN_FLIGHT: usize = 16;
+
+/// Bytes in flight between the async side and the writing thread, at most, counted in
+/// KiB. Received buffers vary in size, so the count of buffers alone does not bound
+/// the memory of an upload.
+const KIB_IN_FLIGHT: u32 = 1024;
 
 /// The async side of a file being written.
 pub(super) struct FileSink {
     buffer: BytesMut,
-    sender: Option<mpsc::Sender<Bytes>>,
-    writer: JoinHandle<std::io::Result<()>>,
+    sender: Option<mpsc::Sender<(Bytes, u32)>>,
+    /// Permits of [`KIB_IN_FLIGHT`], taken by the async side and returned by the
+    /// writing thread once a buffer is written.
+    budget: Arc<Semaphore>,
+    writer: JoinHandle<std::io::Result<Option<blake3::Hash>>>,
 }
 
 impl FileSink {
-    /// Starts the writing thread for `file`.
-    pub(super) fn new(file: File) -> Self {
-        let (sender, mut receiver) = mpsc::channel::<Bytes>(BUFFERS_IN_FLIGHT);
+    /// Starts the writing thread for `file`. With `hash`, the thread also computes the
+    /// BLAKE3 hash of everything written, which [`FileSink::finish`] returns.
+    pub(super) fn new(file: File, hash: bool) -> Self {
+        let (sender, mut receiver) = mpsc::channel::<(Bytes, u32)>(BUFFERS_IN_FLIGHT);
+        let budget = Arc::new(Semaphore::new(KIB_IN_FLIGHT as usize));
+        let returned = Arc::clone(&budget);
         let writer = tokio::task::spawn_blocking(move || {
             let mut file = file;
-            while let Some(bytes) = receiver.blocking_recv() {
+            let mut hasher = hash.then(blake3::Hasher::new);
+            while let Some((bytes, permits)) = receiver.blocking_recv() {
+                if let Some(hasher) = &mut hasher {
+                    hasher.update(&bytes);
+                }
                 file.write_all(&bytes)?;
+                drop(bytes);
+                returned.add_permits(permits as usize);
             }
-            file.sync_all()
+            file.sync_all()?;
+            Ok(hasher.map(|hasher| hasher.finalize()))
         });
         Self {
             buffer: BytesMut::with_capacity(BUFFER_SIZE),
             sender: Some(sender),
+            budget,
             writer,
         }
     }
@@ -54,10 +77,29 @@ impl FileSink {
         Ok(())
     }
 
+    /// Hands `bytes` to the writing thread as they are, after anything buffered.
+    pub(super) async fn send(&mut self, bytes: Bytes) -> std::io::Result<()> {
+        if !self.buffer.is_empty() {
+            self.send_buffer().await?;
+        }
+        self.send_bytes(bytes).await
+    }
+
     async fn send_buffer(&mut self) -> std::io::Result<()> {
         let full = std::mem::replace(&mut self.buffer, BytesMut::with_capacity(BUFFER_SIZE));
+        self.send_bytes(full.freeze()).await
+    }
+
+    async fn send_bytes(&mut self, bytes: Bytes) -> std::io::Result<()> {
+        let kib = u32::try_from(bytes.len().div_ceil(1024)).unwrap_or(u32::MAX);
+        let permits = kib.clamp(1, KIB_IN_FLIGHT);
+        self.budget
+            .acquire_many(permits)
+            .await
+            .expect("the budget is never closed")
+            .forget();
         let sender = self.sender.as_ref().expect("the sender lives until finish");
-        if sender.send(full.freeze()).await.is_err() {
+        if sender.send((bytes, permits)).await.is_err() {
             // The writing thread stopped early, which only a write error causes.
             return Err(self.stop().await.err().unwrap_or_else(|| {
                 std::io::Error::other("the file writer stopped before the end")
@@ -67,14 +109,15 @@ impl FileSink {
     }
 
     /// Writes what is buffered, fsyncs the file and waits for the writing thread.
-    pub(super) async fn finish(mut self) -> std::io::Result<()> {
+    /// Returns the hash of everything written when the sink was made with `hash`.
+    pub(super) async fn finish(mut self) -> std::io::Result<Option<blake3::Hash>> {
         if !self.buffer.is_empty() {
             self.send_buffer().await?;
         }
         self.stop().await
     }
 
-    async fn stop(&mut self) -> std::io::Result<()> {
+    async fn stop(&mut self) -> std::io::Result<Option<blake3::Hash>> {
         self.sender = None;
         (&mut self.writer)
             .await

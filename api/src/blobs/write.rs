@@ -55,7 +55,9 @@ where
         None => limits.max_size,
     };
 
-    let mut writer = FileSink::new(file.into_std().await);
+    // A plain document is hashed on the writing thread, which sees the plaintext; a
+    // sealed one here, before sealing.
+    let mut writer = FileSink::new(file.into_std().await, sealer.is_none());
     let mut hasher = blake3::Hasher::new();
     let mut size: u64 = 0;
     let mut source = pin!(source);
@@ -76,10 +78,12 @@ where
             });
         }
 
-        hasher.update(&bytes);
         let written = match &mut sealer {
-            Some(sealer) => sealer.push(&bytes, &mut writer).await,
-            None => writer.write_all(&bytes).await,
+            Some(sealer) => {
+                hasher.update(&bytes);
+                sealer.push(&bytes, &mut writer).await
+            }
+            None => writer.send(bytes).await,
         };
         written.map_err(BlobError::io("writing", &temp_path))?;
     }
@@ -90,13 +94,14 @@ where
             .map_err(BlobError::io("writing", &temp_path))?;
     }
 
-    writer
+    let written_hash = writer
         .finish()
         .await
         .map_err(BlobError::io("writing and fsyncing", &temp_path))?;
+    let hash = written_hash.unwrap_or_else(|| hasher.finalize());
 
     install(store, temp, &storage_key).await?;
-    let content_hash = ContentHash::from_bytes(*hasher.finalize().as_bytes());
+    let content_hash = ContentHash::from_bytes(*hash.as_bytes());
     tracing::info!(
         blob.key = %storage_key,
         blob.size = size,
