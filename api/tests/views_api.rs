@@ -152,3 +152,51 @@ fn submitted_positions(export: &serde_json::Value) -> Vec<String> {
         .map(|item| format!("{}:{}", item["chain"], item["next_position"]))
         .collect()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_rates_price_the_usage() {
+    let work = tempfile::tempdir().unwrap();
+    open_account(work.path(), "ada", Role::Sender).await;
+    open_account(work.path(), "bill", Role::Billing).await;
+    let rates = work.path().join("rates.json");
+    std::fs::write(
+        &rates,
+        r#"{"per_delivery": 100, "per_recipient": 25, "per_gib": 1000, "per_normal_priority": 0,
+            "per_high_priority": 50, "per_urgent_priority": 200, "per_postmark": 30}"#,
+    )
+    .unwrap();
+    let server = Server::start(work.path(), Clock::system(), &["--rates", rates.to_str().unwrap()]).await;
+    let ada = server.login("ada").await;
+    let submitted = submit(&server, &ada, "LEGAL-7").await;
+
+    let bill = server.login("bill").await;
+    let month = jiff::Timestamp::now().strftime("%Y-%m").to_string();
+    let path = format!("/api/billing/usage?from={month}&to={month}&after={}", after_of(&submitted));
+    let (status, usage) = get_json(&server, &bill, &path).await;
+
+    assert_eq!(status, 200, "{usage}");
+    let row = &usage["rows"][0];
+    assert_eq!(row["usage"]["deliveries"], 1, "{usage}");
+    // One delivery (100) to one recipient (25), 1,000 bytes (0 cents), normal priority.
+    assert_eq!(row["amounts"]["total"], 125, "{usage}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_rates_file_stops_the_start() {
+    let work = tempfile::tempdir().unwrap();
+    let rates = work.path().join("rates.json");
+    std::fs::write(&rates, r#"{"per_delivery": "one dollar"}"#).unwrap();
+    let argv = ["consign", "serve", "--listen", "127.0.0.1:0", "--rates", rates.to_str().unwrap(), "--data-dir", work.path().to_str().unwrap()];
+    let consign_api::cli::Command::Serve(args) = <consign_api::cli::Cli as clap::Parser>::parse_from(argv).command else {
+        unreachable!("the arguments name the serve subcommand");
+    };
+
+    let error = consign_api::serve::run(args, Clock::system(), None, std::future::pending())
+        .await
+        .unwrap_err();
+
+    let message = format!("{error:#}");
+    assert!(message.contains("invalid rates file"), "{message}");
+    assert!(message.contains("per_delivery"), "{message}");
+}
