@@ -315,15 +315,19 @@ async fn record(
         });
     }
 
+    let fingerprint = Fingerprint::new(
+        &events[uploads.len()].event,
+        uploads.iter().map(|upload| upload.blob.content_hash),
+    );
     let submitted_index = uploads.len();
     let mut request = AppendRequest::new(chain, events);
     request.idempotency_key = idempotency;
     let appended = core.append(request).await?;
+    if appended.replayed {
+        return Ok((replayed_body(core, &appended, &fingerprint)?, true));
+    }
     let submitted = appended.events[submitted_index];
 
-    if appended.replayed {
-        return Ok((replayed_body(core, appended.chain, submitted.position)?, true));
-    }
     tracing::info!(
         %delivery,
         sender = %caller.account.id,
@@ -356,31 +360,101 @@ async fn record(
     ))
 }
 
-/// Describes the earlier submission that an idempotency key replayed.
+/// What a retried submission must repeat for its idempotency key to replay the first:
+/// the subject, the recipients' addresses and the documents' contents.
+#[derive(Debug, PartialEq, Eq)]
+struct Fingerprint {
+    subject: String,
+    addresses: Vec<String>,
+    documents: Vec<consign_schemas::ContentHash>,
+}
+
+impl Fingerprint {
+    /// Takes the fingerprint of a `DeliverySubmitted` event and its documents' hashes.
+    fn new(
+        submitted: &Event,
+        documents: impl Iterator<Item = consign_schemas::ContentHash>,
+    ) -> Self {
+        let (subject, mut addresses) = match submitted {
+            Event::DeliverySubmitted(submitted) => (
+                submitted.subject.clone(),
+                submitted
+                    .recipients
+                    .iter()
+                    .map(|entry| entry.mailbox.address.to_lowercase())
+                    .collect::<Vec<_>>(),
+            ),
+            _ => (String::new(), Vec::new()),
+        };
+        addresses.sort();
+        Self {
+            subject,
+            addresses,
+            documents: documents.collect(),
+        }
+    }
+}
+
+/// Describes the earlier submission that an idempotency key replayed, after checking
+/// that the retry repeats it.
 fn replayed_body(
     core: &Core,
-    chain: consign_schemas::ChainId,
-    position: consign_schemas::Position,
+    appended: &consign_ledger::Appended,
+    retry: &Fingerprint,
 ) -> Result<serde_json::Value, ApiError> {
-    let original = core
-        .ledger
-        .read(chain, position, 1)?
-        .into_iter()
-        .next()
-        .ok_or_else(|| ApiError::Internal {
-            message: format!("replayed submission at {chain}:{position} is missing"),
-        })?;
-    let Event::DeliverySubmitted(submitted) = &original.envelope.event else {
+    let chain = appended.chain;
+    let first = appended.events[0].position;
+    let originals = core.ledger.read(chain, first, appended.events.len())?;
+    let documents: Vec<&DocumentUploaded> = originals
+        .iter()
+        .filter_map(|stored| match &stored.envelope.event {
+            Event::DocumentUploaded(uploaded) => Some(uploaded),
+            _ => None,
+        })
+        .collect();
+    let Some(submitted) = originals
+        .iter()
+        .find(|stored| matches!(stored.envelope.event, Event::DeliverySubmitted(_)))
+    else {
         return Err(ApiError::Conflict {
-            message: "the Idempotency-Key was used for a different request".to_owned(),
+            message: "the Idempotency-Key was used for a request that is not a submission; use a new key".to_owned(),
         });
     };
+    let original = Fingerprint::new(
+        &submitted.envelope.event,
+        documents.iter().map(|document| document.content_hash),
+    );
+    if &original != retry {
+        return Err(ApiError::Conflict {
+            message: "the Idempotency-Key was used for a different submission (subject, \
+                      recipients or documents differ); use a new key for a new submission"
+                .to_owned(),
+        });
+    }
+    let Event::DeliverySubmitted(event) = &submitted.envelope.event else {
+        unreachable!("found as a DeliverySubmitted event above");
+    };
+    let released = originals
+        .iter()
+        .any(|stored| matches!(stored.envelope.event, Event::DeliveryReleased(_)));
     Ok(json!({
-        "delivery": submitted.delivery,
+        "delivery": event.delivery,
         "chain": chain,
-        "position": position,
-        "hash": original.hash,
+        "position": submitted.position(),
+        "hash": submitted.hash,
+        "status": if released { "released" } else { "scheduled" },
         "replayed": true,
+        "documents": documents.iter().map(|document| json!({
+            "document": document.document,
+            "file_name": document.file_name,
+            "media_type": document.media_type,
+            "size": document.size,
+            "blake3": document.content_hash,
+        })).collect::<Vec<_>>(),
+        "recipients": event.recipients.iter().map(|entry| json!({
+            "recipient": entry.recipient,
+            "address": entry.mailbox.address,
+        })).collect::<Vec<_>>(),
     }))
 }
 

@@ -1,0 +1,66 @@
+//! A submission retried with its `Idempotency-Key` returns the first delivery and
+//! stores nothing new; the same key on a different submission is rejected.
+
+mod support;
+
+use std::path::Path;
+
+use consign_ledger::Clock;
+use consign_schemas::events::Role;
+use reqwest::multipart::{Form, Part};
+use support::{Server, open_account};
+
+async fn submit(server: &Server, token: &str, subject: &str, content: &[u8]) -> (u16, serde_json::Value) {
+    let metadata = serde_json::json!({ "recipients": ["bob@recipients.test"], "subject": subject });
+    let form = Form::new()
+        .part("metadata", Part::text(metadata.to_string()))
+        .part("document", Part::bytes(content.to_vec()).file_name("a.txt"));
+    let response = server
+        .client
+        .post(server.url("/api/deliveries"))
+        .bearer_auth(token)
+        .header("Idempotency-Key", "order-2026-0042")
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+fn count_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .map(|entry| entry.unwrap().path())
+                .map(|path| if path.is_dir() { count_files(&path) } else { 1 })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retried_submission_replays_the_first() {
+    let work = tempfile::tempdir().unwrap();
+    open_account(work.path(), "ada", Role::Sender).await;
+    let server = Server::start(work.path(), Clock::system(), &[]).await;
+    let token = server.login("ada").await;
+    let objects = work.path().join("blobs").join("objects");
+
+    let (status, first) = submit(&server, &token, "Invoice 42", b"the invoice").await;
+    assert_eq!(status, 201, "{first}");
+    let stored = count_files(&objects);
+
+    let (status, retry) = submit(&server, &token, "Invoice 42", b"the invoice").await;
+    assert_eq!(status, 201, "{retry}");
+    assert_eq!(retry["replayed"], true);
+    assert_eq!(retry["delivery"], first["delivery"]);
+    assert_eq!(retry["position"], first["position"]);
+    assert_eq!(retry["documents"][0]["blake3"], first["documents"][0]["blake3"]);
+    assert_eq!(count_files(&objects), stored, "the retry left a document behind");
+
+    let (status, other) = submit(&server, &token, "Invoice 43", b"another invoice").await;
+    assert_eq!(status, 409, "{other}");
+    assert!(other["message"].as_str().unwrap().contains("Idempotency-Key"), "{other}");
+    assert_eq!(count_files(&objects), stored, "the rejected submission left a document behind");
+    server.stop().await;
+}
