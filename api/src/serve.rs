@@ -16,6 +16,7 @@ use anyhow::Context;
 use axum::Json;
 use axum::extract::State;
 use axum::routing::get;
+use consign_ledger::postmark::PostmarkKeys;
 use consign_ledger::{Clock, EmbeddedLedger, EmbeddedOptions};
 use consign_notifier::{Dispatcher, DispatcherConfig};
 use consign_notifier::{
@@ -156,6 +157,7 @@ pub async fn run(
         None => None,
     };
     let views = open_views(&ledger, &data_dir.join("views")).await?;
+    let postmark_keys = load_or_create_postmark_keys(&keys.join("postmark"))?;
 
     let core = Core::start(CoreParts {
         ledger: Arc::clone(&ledger),
@@ -176,6 +178,7 @@ pub async fn run(
         },
         views: Arc::clone(&views),
         rates,
+        postmark_keys,
     })
     .await
     .context("cannot fold the ledger into the model")?;
@@ -383,6 +386,15 @@ async fn open_views(ledger: &Arc<EmbeddedLedger>, dir: &std::path::Path) -> anyh
     .context("cannot bring the views up to the ledger")?;
     tracing::info!(applied = caught_up.applied, "views up to date");
     Ok(views)
+}
+
+/// Loads the postmark signing keys, creating the first one on first start.
+fn load_or_create_postmark_keys(dir: &std::path::Path) -> anyhow::Result<PostmarkKeys> {
+    if !dir.join("current").exists() {
+        let id = PostmarkKeys::generate(dir)?;
+        tracing::info!(dir = %dir.display(), key_id = %id, "created the first postmark signing key");
+    }
+    Ok(PostmarkKeys::load(dir)?)
 }
 
 /// Loads the key that wraps document keys, creating it on first start.

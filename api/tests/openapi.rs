@@ -15,7 +15,7 @@ use support::{Server, open_account};
 
 /// The routes under /api that `consign_api::app::router` serves, as in
 /// `api/src/app/mod.rs`, with lower-case methods as OpenAPI writes them.
-const ROUTES: [(&str, &str); 18] = [
+const ROUTES: [(&str, &str); 19] = [
     ("post", "/api/login"),
     ("post", "/api/logout"),
     ("get", "/api/me"),
@@ -26,6 +26,7 @@ const ROUTES: [(&str, &str); 18] = [
     ("get", "/api/deliveries"),
     ("get", "/api/deliveries/{id}"),
     ("post", "/api/deliveries/{id}/withdraw"),
+    ("get", "/api/deliveries/{id}/postmark"),
     ("get", "/api/openapi.json"),
     ("get", "/api/tracking/deliveries"),
     ("get", "/api/tracking/deliveries/{id}"),

@@ -8,6 +8,7 @@
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
+use consign_ledger::postmark::PostmarkKeys;
 use consign_ledger::{AppendRequest, Appended, Clock, EmbeddedLedger, LedgerError};
 use consign_notifier::LinkKey;
 use consign_projections::billing::RateTable;
@@ -44,6 +45,7 @@ pub struct Core {
     pub views: Arc<ViewStore>,
     /// Prices for billing exports, if configured.
     pub rates: Option<RateTable>,
+    pub postmark_keys: PostmarkKeys,
     pub sessions: Sessions,
     pub(crate) throttle: Throttle,
     pub(crate) grants: Grants,
@@ -79,6 +81,7 @@ pub struct CoreParts {
     pub transport: Transport,
     pub views: Arc<ViewStore>,
     pub rates: Option<RateTable>,
+    pub postmark_keys: PostmarkKeys,
 }
 
 impl Core {
@@ -102,6 +105,7 @@ impl Core {
             transport: parts.transport,
             views: parts.views,
             rates: parts.rates,
+            postmark_keys: parts.postmark_keys,
             sessions: Sessions::default(),
             throttle: Throttle::new(ThrottleConfig::default()),
             grants: Grants::default(),

@@ -9,6 +9,8 @@
 //! | `POST /api/deliveries` | sender | submit (multipart) |
 //! | `GET /api/deliveries`, `GET /api/deliveries/{id}` | sender (own), admin, auditor | status |
 //! | `POST /api/deliveries/{id}/withdraw` | sender (own) | withdraw |
+//! | `GET /api/deliveries/{id}/postmark` | sender (own), admin, auditor | postmark receipt |
+//! | `GET /.well-known/consign-postmark-keys.json` | anyone | postmark public keys |
 //! | `GET /api/tracking/deliveries[/{id}[/events]]` | sender (own), admin, auditor | tracking view, live stream |
 //! | `GET /api/billing/usage` | billing, admin | usage and amounts, JSON or CSV, as of a position |
 //! | `GET /api/audit/deliveries/{id}`, `GET /api/audit/search` | auditor, admin | history with hashes |
@@ -26,6 +28,7 @@ mod limits;
 mod names;
 mod openapi;
 mod passwords;
+pub mod postmark;
 mod recipient;
 mod recipients;
 mod request;
@@ -64,6 +67,7 @@ pub fn router(core: Arc<Core>) -> Router {
         )
         .route("/deliveries/{id}", get(deliveries::get))
         .route("/deliveries/{id}/withdraw", post(deliveries::withdraw))
+        .route("/deliveries/{id}/postmark", get(postmark::receipt))
         .route("/openapi.json", get(openapi::document))
         .route("/tracking/deliveries", get(views::list))
         .route("/tracking/deliveries/{id}", get(views::get))
@@ -78,6 +82,7 @@ pub fn router(core: Arc<Core>) -> Router {
         .method_not_allowed_fallback(method_not_allowed);
     Router::new()
         .nest("/api", api)
+        .route("/.well-known/consign-postmark-keys.json", get(postmark::public_keys))
         .route("/d/{token}", get(recipient::page).post(recipient::password))
         .route("/d/{token}/documents/{document}", get(recipient::download))
         .with_state(core)

@@ -8,6 +8,8 @@
 //! The keys make each event unique in the ledger even when the scheduler runs again
 //! after a restart, or a release races with another. Between rounds it sleeps until the
 //! next due time, the next write to the views, or one minute, whichever comes first.
+//! Each round also issues the postmarks that a crash kept from following their
+//! submissions.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,6 +70,10 @@ pub async fn round(core: &Core, now: Timestamp) -> Result<Option<Timestamp>, Api
         if recorded {
             tracing::info!(%delivery, action, "scheduled step recorded");
         }
+    }
+    let unsigned = core.model().missing_postmarks();
+    for delivery in unsigned {
+        super::postmark::issue(core, delivery).await?;
     }
     if due.len() == ROUND_LIMIT {
         return Ok(Some(now));

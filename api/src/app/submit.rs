@@ -302,8 +302,6 @@ async fn record(
                 billing_code: plan.billing_code,
                 access_password_hash: password_hash,
                 require_tls: plan.require_tls,
-                // NOTE: the option is recorded, but no PostmarkIssued event is signed yet:
-                // signing keys and the postmark format are not built.
                 postmark: plan.postmark,
             },
         }),
@@ -315,6 +313,10 @@ async fn record(
         });
     }
 
+    let plan_postmark = matches!(
+        &events[uploads.len()].event,
+        Event::DeliverySubmitted(submitted) if submitted.options.postmark
+    );
     let fingerprint = Fingerprint::new(
         &events[uploads.len()].event,
         uploads.iter().map(|upload| upload.blob.content_hash),
@@ -327,6 +329,9 @@ async fn record(
         return Ok((replayed_body(core, &appended, &fingerprint)?, true));
     }
     let submitted = appended.events[submitted_index];
+    if plan_postmark {
+        super::postmark::issue(core, delivery).await?;
+    }
 
     tracing::info!(
         %delivery,

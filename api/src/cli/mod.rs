@@ -1,6 +1,7 @@
 //! Command-line interface: the subcommands of `consign` and their options.
 
 pub mod account;
+mod keys;
 mod ledger;
 mod projections;
 
@@ -50,9 +51,18 @@ pub enum Command {
     /// Manage accounts while the server is stopped.
     #[command(subcommand)]
     Account(AccountCommand),
+    /// Manage the postmark signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Rebuild, catch up and inspect the persisted views while the server is stopped.
     #[command(subcommand)]
     Projections(projections::ProjectionsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a new signing key and make it current; earlier keys stay for verifying.
+    Generate(keys::GenerateArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -98,6 +108,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Ledger(LedgerCommand::Dump(args)) => ledger::dump(args),
         Command::Ledger(LedgerCommand::Generate(args)) => ledger::generate(args),
         Command::Account(AccountCommand::Create(args)) => account::create(args),
+        Command::Keys(KeysCommand::Generate(args)) => keys::generate(args),
         Command::Projections(command) => projections::run(command),
     }
 }

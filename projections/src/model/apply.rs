@@ -7,7 +7,8 @@ use consign_schemas::Event;
 use consign_schemas::events::NotificationKind;
 
 use super::types::{
-    Account, Delivery, Document, EventRef, Notification, NotificationStatus, Recipient, Withdrawal,
+    Account, Delivery, Document, EventRef, Notification, NotificationStatus, PostmarkRecord,
+    Recipient, Withdrawal,
 };
 use super::{Model, ModelError};
 
@@ -131,10 +132,19 @@ impl Model {
                         expired_at: None,
                         withdrawn: None,
                         purged: false,
+                        postmark: None,
                     },
                 );
             }
-            Event::PostmarkIssued(_) | Event::CheckpointSigned(_) => {}
+            Event::PostmarkIssued(issued) => {
+                if let Some(delivery) = self.deliveries.get_mut(&issued.delivery) {
+                    delivery.postmark.get_or_insert(PostmarkRecord {
+                        event: issued.clone(),
+                        at,
+                    });
+                }
+            }
+            Event::CheckpointSigned(_) => {}
             Event::DeliveryReleased(released) => {
                 if let Some(delivery) = self.deliveries.get_mut(&released.delivery) {
                     delivery.released_at.get_or_insert(time);

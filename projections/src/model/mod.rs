@@ -20,7 +20,7 @@ use consign_schemas::{AccountId, ChainId, DeliveryId, DocumentId, EventHash, Pos
 
 pub use types::{
     Account, Availability, Delivery, Document, EventRef, Notification, NotificationStatus,
-    Recipient, Withdrawal,
+    PostmarkRecord, Recipient, Withdrawal,
 };
 
 /// Errors of applying an event out of order.
@@ -121,6 +121,15 @@ impl Model {
         let delivery = self.deliveries.get(delivery)?;
         let recipient = delivery.recipient(*recipient)?;
         Some((delivery, recipient))
+    }
+
+    /// Returns the deliveries that asked for a postmark and have none yet.
+    pub fn missing_postmarks(&self) -> Vec<DeliveryId> {
+        self.deliveries
+            .values()
+            .filter(|delivery| delivery.options.postmark && delivery.postmark.is_none())
+            .map(|delivery| delivery.id)
+            .collect()
     }
 
     /// Returns the deliveries whose delivery date has come by `now` and that are not yet

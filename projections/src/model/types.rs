@@ -109,6 +109,15 @@ pub struct Delivery {
     pub expired_at: Option<Timestamp>,
     pub withdrawn: Option<Withdrawal>,
     pub purged: bool,
+    /// The electronic postmark, once issued.
+    pub postmark: Option<PostmarkRecord>,
+}
+
+/// An issued postmark and where its event sits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PostmarkRecord {
+    pub event: consign_schemas::events::PostmarkIssued,
+    pub at: EventRef,
 }
 
 /// The sender's recall of a delivery.

@@ -1,0 +1,25 @@
+//! `consign keys generate`: makes a new postmark signing key current. Earlier keys stay,
+//! so the postmarks they signed still verify, and the running server picks the new key
+//! up at its next start.
+
+use consign_ledger::postmark::PostmarkKeys;
+
+use super::{DataDirArgs, Outcome};
+
+#[derive(Debug, clap::Args)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    pub data: DataDirArgs,
+}
+
+/// Runs `consign keys generate`.
+///
+/// # Errors
+///
+/// The key folder cannot be written.
+pub fn generate(args: GenerateArgs) -> anyhow::Result<Outcome> {
+    let dir = args.data.data_dir.join("keys").join("postmark");
+    let id = PostmarkKeys::generate(&dir)?;
+    println!("new postmark signing key {id} in {}; restart the server to sign with it", dir.display());
+    Ok(Outcome::Success)
+}
