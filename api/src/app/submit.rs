@@ -329,8 +329,11 @@ async fn record(
         return Ok((replayed_body(core, &appended, &fingerprint)?, true));
     }
     let submitted = appended.events[submitted_index];
-    if plan_postmark {
-        super::postmark::issue(core, delivery).await?;
+    // The submission is on the ledger from here on, so nothing below may fail it: that
+    // would delete its documents. A postmark that cannot be recorded now is issued by
+    // the scheduler's next round.
+    if plan_postmark && let Err(error) = super::postmark::issue(core, delivery).await {
+        tracing::error!(%error, %delivery, "cannot record the postmark now; the scheduler retries");
     }
 
     tracing::info!(
