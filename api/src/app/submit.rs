@@ -324,7 +324,14 @@ async fn record(
     let submitted_index = uploads.len();
     let mut request = AppendRequest::new(chain, events);
     request.idempotency_key = idempotency;
-    let appended = core.append(request).await?;
+    // Only a failed append may fail the submission: after it succeeded, the documents
+    // belong to the ledger and the error path would delete them.
+    let appended = core.ledger.append(request).await?;
+    if let Some(last) = appended.events.last()
+        && let Err(error) = core.wait_applied(appended.chain, last.position).await
+    {
+        tracing::error!(%error, %delivery, "the model is late with a recorded submission");
+    }
     if appended.replayed {
         return Ok((replayed_body(core, &appended, &fingerprint)?, true));
     }
