@@ -9,6 +9,7 @@ mod clock;
 mod embedded;
 mod error;
 mod keys;
+pub mod merkle;
 pub mod postmark;
 mod record;
 mod verify;
