@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use consign_ledger::Clock;
 use consign_schemas::events::Role;
 use serde_json::{Value, json};
-use support::{Server, links_in, open_account, wait_for_messages};
+use support::{Server, count_files, links_in, open_account, wait_for_messages};
 use tokio::io::AsyncWriteExt;
 
 /// Boundary of every hand-built multipart body.
@@ -137,20 +137,6 @@ async fn snapshot(server: &Server) -> Snapshot {
         objects: count_files(&server.data_dir.join("blobs/objects")),
         tmp: count_files(&server.data_dir.join("blobs/tmp")),
     }
-}
-
-/// Counts the files below `dir` recursively. A missing folder counts as empty.
-fn count_files(dir: &Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .filter_map(Result::ok)
-        .map(|entry| {
-            let path = entry.path();
-            if path.is_dir() { count_files(&path) } else { 1 }
-        })
-        .sum()
 }
 
 /// The expected rejection: HTTP status, and the JSON key (`field` or `limit`) with

@@ -3,12 +3,10 @@
 
 mod support;
 
-use std::path::Path;
-
 use consign_ledger::Clock;
 use consign_schemas::events::Role;
 use reqwest::multipart::{Form, Part};
-use support::{Server, open_account};
+use support::{Server, count_files, open_account};
 
 async fn submit(server: &Server, token: &str, subject: &str, content: &[u8]) -> (u16, serde_json::Value) {
     let metadata = serde_json::json!({ "recipients": ["bob@recipients.test"], "subject": subject });
@@ -25,17 +23,6 @@ async fn submit(server: &Server, token: &str, subject: &str, content: &[u8]) -> 
         .await
         .unwrap();
     (response.status().as_u16(), response.json().await.unwrap())
-}
-
-fn count_files(dir: &Path) -> usize {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .map(|entry| entry.unwrap().path())
-                .map(|path| if path.is_dir() { count_files(&path) } else { 1 })
-                .sum()
-        })
-        .unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,7 +17,7 @@ fn walkthrough() -> String {
 
 #[test]
 fn readme_walkthrough_runs_as_written() {
-    // Another server on the port would answer the walkthrough's requests instead.
+    // Another server on the port would receive the walkthrough's requests instead.
     let probe = std::net::TcpListener::bind("127.0.0.1:8181");
     assert!(probe.is_ok(), "127.0.0.1:8181 is in use; stop what listens there: {probe:?}");
     drop(probe);

@@ -61,7 +61,7 @@ async fn views_serve_senders_billing_and_auditors() {
     assert_eq!(status, 200, "{list}");
     assert_eq!(list["deliveries"][0]["delivery"], delivery.as_str());
 
-    // A live stream sees the recipient's download.
+    // A live stream receives the recipient's download.
     let events_url = server.url(&format!("/api/tracking/deliveries/{delivery}/events"));
     let response = server.client.get(&events_url).bearer_auth(&ada).send().await.unwrap();
     assert_eq!(response.status(), 200);

@@ -32,7 +32,7 @@ struct ManualState {
 }
 
 impl Clock {
-    /// The operating system's UTC clock.
+    /// Returns the operating system's UTC clock.
     pub fn system() -> Self {
         Self {
             source: Source::System,
@@ -82,7 +82,7 @@ impl fmt::Debug for Clock {
     }
 }
 
-/// A clock that only moves forward when told to, for tests.
+/// A clock for tests that moves forward only when the test advances it.
 #[derive(Clone)]
 pub struct ManualClock {
     state: Arc<ManualState>,

@@ -150,12 +150,12 @@ impl PostmarkKeys {
         Ok(id)
     }
 
-    /// The id of the key that signs new postmarks.
+    /// Returns the id of the key that signs new postmarks.
     pub fn current_id(&self) -> &str {
         &self.current
     }
 
-    /// The folder of the keys.
+    /// Returns the folder of the keys.
     pub fn dir(&self) -> &Path {
         &self.dir
     }

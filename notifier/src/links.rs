@@ -147,7 +147,7 @@ mod tests {
     }
 
     #[test]
-    fn a_thousand_tokens_share_no_prefix() {
+    fn tokens_share_no_prefix() {
         let key = LinkKey::from_bytes(rand::random());
         let delivery = DeliveryId::random();
         let tokens: Vec<String> = (0..1_000)
@@ -174,7 +174,7 @@ mod tests {
     }
 
     #[test]
-    fn key_file_is_created_once_with_owner_only_mode() {
+    fn key_file_owner_only() {
         use std::os::unix::fs::PermissionsExt;
 
         let dir = tempfile::tempdir().unwrap();

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, State};
-use axum::http::header::{AUTHORIZATION, COOKIE, SET_COOKIE};
+use axum::http::header::{AUTHORIZATION, SET_COOKIE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -17,6 +17,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::body::ApiJson;
+use super::tokens::cookie_values;
 use super::core::Core;
 use super::recipient::ClientIp;
 use crate::web::throttle::ThrottleKey;
@@ -92,14 +93,9 @@ fn session_token(headers: &HeaderMap) -> Option<String> {
             .eq_ignore_ascii_case("bearer")
             .then(|| token.trim().to_owned());
     }
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
-        .map(|(_, value)| value.to_owned())
+    cookie_values(headers, SESSION_COOKIE)
+        .next()
+        .map(str::to_owned)
 }
 
 #[derive(Debug, Deserialize)]

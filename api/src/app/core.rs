@@ -52,7 +52,7 @@ pub struct Core {
     /// Set when the server runs behind HTTPS, so cookies carry `Secure`.
     pub secure_cookies: bool,
     /// Cancelled when a follower stops on an error: the model no longer follows the
-    /// ledger, so the server must stop rather than answer from stale state.
+    /// ledger, so the server must stop rather than serve reads from stale state.
     pub failed: CancellationToken,
     /// The follower tasks, stopped when the state is dropped so that they release the
     /// ledger's database.
@@ -128,7 +128,7 @@ impl Core {
                 .push(follower.abort_handle());
         }
         // A large ledger takes a while to fold, so this waits as long as the followers
-        // make progress, and fails only when one stops (it logged why).
+        // make progress, and fails after 30 s without any (a follower that stops logs why).
         let mut changes = core.applied.subscribe();
         for (chain, head) in heads {
             while core.model().next_position(chain) < head {
@@ -154,11 +154,6 @@ impl Core {
     /// Reads the model.
     pub fn model(&self) -> RwLockReadGuard<'_, Model> {
         self.model.read().expect("the model lock is never poisoned")
-    }
-
-    /// Returns a receiver that changes after every applied event.
-    pub fn applied_changes(&self) -> watch::Receiver<u64> {
-        self.applied.subscribe()
     }
 
     /// Returns the chain that stores a delivery's events.

@@ -36,6 +36,7 @@ pub mod scheduler;
 mod sessions;
 mod submit;
 mod text;
+mod tokens;
 mod views;
 
 use std::sync::Arc;
@@ -88,12 +89,12 @@ pub fn router(core: Arc<Core>) -> Router {
         .with_state(core)
 }
 
-/// Answers an unknown `/api` path with the usual JSON error.
+/// Returns the usual JSON error for an unknown `/api` path.
 async fn no_route(uri: axum::http::Uri) -> ApiError {
     ApiError::not_found(format!("route {} (see /api/openapi.json)", uri.path()))
 }
 
-/// Answers a known `/api` path with a wrong method with the usual JSON error.
+/// Returns the usual JSON error for a known `/api` path with a wrong method.
 async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
     ApiError::MethodNotAllowed {
         method: method.to_string(),

@@ -22,7 +22,7 @@ use consign_schemas::{Actor, DeliveryId, Event, IdempotencyKey, SystemComponent,
 use super::core::Core;
 use super::error::ApiError;
 
-/// Longest sleep between two rounds.
+/// Maximum sleep between two rounds.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
 
 /// Runs the scheduler until `shutdown` completes.

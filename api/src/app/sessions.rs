@@ -3,13 +3,11 @@
 //! NOTE: sessions live in memory, so a restart of the server logs everyone out. They
 //! are not evidence and never enter the ledger.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use consign_schemas::AccountId;
+
+use super::tokens::TokenTable;
 
 /// Lifetime of a session from its login.
 pub const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 60 * 60);
@@ -18,64 +16,35 @@ pub const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 60 * 60);
 const MAX_SESSIONS: usize = 100_000;
 
 /// The live sessions, keyed by the BLAKE3 hash of their token.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Sessions {
-    live: Mutex<HashMap<[u8; 32], Session>>,
+    table: TokenTable<AccountId>,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Session {
-    account: AccountId,
-    expires: Instant,
+impl Default for Sessions {
+    fn default() -> Self {
+        Self {
+            table: TokenTable::new(SESSION_LIFETIME, MAX_SESSIONS),
+        }
+    }
 }
 
 impl Sessions {
     /// Opens a session for `account` and returns its token: 256 random bits in
     /// URL-safe base64.
     pub fn open(&self, account: AccountId) -> String {
-        let bytes: [u8; 32] = rand::random();
-        let token = URL_SAFE_NO_PAD.encode(bytes);
-        let now = Instant::now();
-        let mut live = self.live.lock().expect("the session lock is never poisoned");
-
-        live.retain(|_, session| session.expires > now);
-        if live.len() >= MAX_SESSIONS {
-            let oldest = live
-                .iter()
-                .min_by_key(|(_, session)| session.expires)
-                .map(|(key, _)| *key);
-            if let Some(oldest) = oldest {
-                live.remove(&oldest);
-            }
-        }
-        live.insert(
-            hash(&token),
-            Session {
-                account,
-                expires: now + SESSION_LIFETIME,
-            },
-        );
-        token
+        self.table.issue(account)
     }
 
     /// Returns the account of a live session.
     pub fn account(&self, token: &str) -> Option<AccountId> {
-        let live = self.live.lock().expect("the session lock is never poisoned");
-        let session = live.get(&hash(token))?;
-        (session.expires > Instant::now()).then_some(session.account)
+        self.table.get(token)
     }
 
     /// Ends a session; an unknown token is ignored.
     pub fn close(&self, token: &str) {
-        self.live
-            .lock()
-            .expect("the session lock is never poisoned")
-            .remove(&hash(token));
+        self.table.remove(token);
     }
-}
-
-fn hash(token: &str) -> [u8; 32] {
-    *blake3::hash(token.as_bytes()).as_bytes()
 }
 
 #[cfg(test)]

@@ -48,7 +48,7 @@ struct Upload {
 
 /// Handles a submission; see the module documentation.
 ///
-/// A rejected submission is answered with `Connection: close`: the rest of its body is
+/// A rejected submission gets `Connection: close`: the rest of its body is
 /// never read, so the connection cannot carry another request.
 pub async fn submit(
     State(core): State<Arc<Core>>,

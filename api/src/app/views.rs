@@ -29,7 +29,7 @@ use super::auth::Caller;
 use super::core::Core;
 use super::error::ApiError;
 
-/// Longest wait for `after`.
+/// Maximum wait for `after`.
 const AFTER_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl From<ProjectionError> for ApiError {

@@ -55,8 +55,8 @@ where
         None => limits.max_size,
     };
 
-    // A plain document is hashed on the writing thread, which sees the plaintext; a
-    // sealed one here, before sealing.
+    // A plain document is hashed on the writing thread, which receives the plaintext.
+    // A sealed one is hashed here, before sealing.
     let mut writer = FileSink::new(file.into_std().await, sealer.is_none());
     let mut hasher = blake3::Hasher::new();
     let mut size: u64 = 0;

@@ -142,6 +142,20 @@ impl Drop for Server {
     }
 }
 
+/// Counts the files below `dir`, or 0 when it does not exist.
+pub fn count_files(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .map(|entry| {
+            let path = entry.path();
+            if path.is_dir() { count_files(&path) } else { 1 }
+        })
+        .sum()
+}
+
 /// Reads every `.eml` file of a folder, sorted by name.
 pub fn read_messages(dir: &Path) -> Vec<Vec<u8>> {
     let Ok(entries) = std::fs::read_dir(dir) else {

@@ -2,7 +2,7 @@
 //! downloads. Plain HTML without JavaScript.
 //!
 //! A link token is looked up by its hash only, so an unknown token costs the same hash
-//! and map lookup whatever its text, and answers with the same 404 page. Every refusal
+//! and map lookup whatever its text, and gets the same 404 page. Every refusal
 //! of a known link (not yet released, expired, withdrawn, wrong password, throttled) is
 //! recorded as `AccessDenied` with its reason; opening the page after the password is
 //! `DeliveryOpened`; a document served to its last byte is `DocumentDownloaded`.
@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
-use axum::http::header::{COOKIE, LOCATION, RETRY_AFTER, SET_COOKIE};
+use axum::http::header::{LOCATION, RETRY_AFTER, SET_COOKIE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -32,6 +32,7 @@ pub use grants::Grants;
 use super::core::Core;
 use super::error::ApiError;
 use super::passwords;
+use super::tokens::cookie_values;
 use crate::web::html::{self, DeliveryPage, DocumentRow, PasswordPage, StatusPage};
 use crate::web::throttle::ThrottleKey;
 
@@ -163,14 +164,8 @@ pub(crate) fn to_jiff(time: Timestamp) -> jiff::Timestamp {
 
 /// Reads the grant cookie and checks it against the recipient.
 pub(crate) fn has_grant(core: &Core, headers: &HeaderMap, resolved: &Resolved) -> bool {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .filter(|(name, _)| *name == grants::GRANT_COOKIE)
-        .any(|(_, value)| core.grants.allows(value, resolved.delivery.id, resolved.recipient.id))
+    cookie_values(headers, grants::GRANT_COOKIE)
+        .any(|value| core.grants.allows(value, resolved.delivery.id, resolved.recipient.id))
 }
 
 /// `GET /d/{token}`: the delivery page, the password form, or a status page.
