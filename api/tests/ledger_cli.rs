@@ -114,7 +114,7 @@ fn verify_reports_tampering_with_exit_one() {
         let db = rocksdb::DB::open_cf(
             &rocksdb::Options::default(),
             &db_path,
-            ["events", "idempotency", "meta"],
+            ["events", "idempotency", "meta", "merkle"],
         )
         .unwrap();
         let events = db.cf_handle("events").unwrap();

@@ -64,6 +64,22 @@ pub enum LedgerError {
 
     #[error("ledger is closed")]
     Closed,
+
+    #[error(
+        "chain {chain} has {events} events, fewer than the requested tree size {tree_size}; \
+         ask for a size up to {events}"
+    )]
+    TreeBeyondHead {
+        chain: ChainId,
+        tree_size: u64,
+        events: u64,
+    },
+
+    #[error("cannot build the proof: {reason}")]
+    Proof { reason: String },
+
+    #[error("no checkpoint signing key is configured; open the ledger with a checkpoint policy")]
+    NoCheckpointSigner,
 }
 
 impl LedgerError {

@@ -5,6 +5,7 @@
 //! backend keeps the log in RocksDB and group-commits concurrent appends under one
 //! fsync.
 
+pub mod checkpoint;
 mod clock;
 mod embedded;
 mod error;
@@ -16,7 +17,7 @@ mod verify;
 pub mod workload;
 
 pub use clock::{Clock, ManualClock};
-pub use embedded::{EmbeddedLedger, EmbeddedOptions, Subscription};
+pub use embedded::{EmbeddedLedger, EmbeddedOptions, Subscription, TreeHead};
 pub use error::LedgerError;
 pub use record::{AppendRequest, Appended, AppendedEvent, NewEvent, RawEvent, StoredEvent};
-pub use verify::{BreakReason, ChainBreak, ChainReport, ChainVerifier};
+pub use verify::{BreakReason, ChainBreak, ChainChecks, ChainReport, ChainVerifier};

@@ -95,7 +95,9 @@ impl PostmarkKeys {
         let current = match std::fs::read_to_string(&current_path) {
             Ok(text) => text.trim().to_owned(),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                return Err(PostmarkError::NoKey { dir: dir.to_path_buf() });
+                return Err(PostmarkError::NoKey {
+                    dir: dir.to_path_buf(),
+                });
             }
             Err(source) => return Err(io("read", &current_path, source)),
         };
@@ -107,10 +109,14 @@ impl PostmarkKeys {
                 continue;
             }
             let bytes = std::fs::read(&path).map_err(|source| io("read", &path, source))?;
-            let seed: [u8; 32] = bytes.as_slice().try_into().map_err(|_| PostmarkError::Damaged {
-                path: path.clone(),
-                reason: format!("{} bytes instead of 32", bytes.len()),
-            })?;
+            let seed: [u8; 32] =
+                bytes
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| PostmarkError::Damaged {
+                        path: path.clone(),
+                        reason: format!("{} bytes instead of 32", bytes.len()),
+                    })?;
             let key = SigningKey::from_bytes(&seed);
             signing.insert(key_id(&key.verifying_key()), key);
         }
@@ -138,7 +144,11 @@ impl PostmarkKeys {
         let key = SigningKey::from_bytes(&rand::random::<[u8; 32]>());
         let id = key_id(&key.verifying_key());
         write_new(&dir.join(format!("{id}.key")), key.as_bytes(), 0o600)?;
-        write_new(&dir.join(format!("{id}.pub")), key.verifying_key().as_bytes(), 0o644)?;
+        write_new(
+            &dir.join(format!("{id}.pub")),
+            key.verifying_key().as_bytes(),
+            0o644,
+        )?;
 
         // The current key changes by an atomic rename, so a reader sees the old or the
         // new name, never a partial one.
@@ -162,9 +172,15 @@ impl PostmarkKeys {
 
     /// Signs `fields` with the current key; returns the key id and the signature.
     pub fn sign(&self, fields: &PostmarkFields) -> (String, Vec<u8>) {
+        self.sign_message(&postmark_message(fields))
+    }
+
+    /// Signs any message with the current key; returns the key id and the signature.
+    /// Each kind of message starts with a context string of its own, so a signature
+    /// made for one kind is never valid as another.
+    pub fn sign_message(&self, message: &[u8]) -> (String, Vec<u8>) {
         let key = &self.signing[&self.current];
-        let signature = key.sign(&postmark_message(fields));
-        (self.current.clone(), signature.to_bytes().to_vec())
+        (self.current.clone(), key.sign(message).to_bytes().to_vec())
     }
 
     /// Returns every public key by id, current and retired.
@@ -180,10 +196,18 @@ impl PostmarkKeys {
     /// # Errors
     ///
     /// [`PostmarkError::UnknownKey`] or [`PostmarkError::BadSignature`].
-    pub fn verify(&self, fields: &PostmarkFields, key_id: &str, signature: &[u8]) -> Result<(), PostmarkError> {
-        let key = self.signing.get(key_id).ok_or_else(|| PostmarkError::UnknownKey {
-            key_id: key_id.to_owned(),
-        })?;
+    pub fn verify(
+        &self,
+        fields: &PostmarkFields,
+        key_id: &str,
+        signature: &[u8],
+    ) -> Result<(), PostmarkError> {
+        let key = self
+            .signing
+            .get(key_id)
+            .ok_or_else(|| PostmarkError::UnknownKey {
+                key_id: key_id.to_owned(),
+            })?;
         verify_with(&key.verifying_key(), fields, key_id, signature)
     }
 }
@@ -226,7 +250,8 @@ fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), PostmarkError> 
         .mode(mode)
         .open(path)
         .map_err(|source| io("create", path, source))?;
-    file.write_all(bytes).map_err(|source| io("write", path, source))?;
+    file.write_all(bytes)
+        .map_err(|source| io("write", path, source))?;
     file.sync_all().map_err(|source| io("fsync", path, source))
 }
 
@@ -294,7 +319,9 @@ mod tests {
     #[test]
     fn missing_folder_names_the_command() {
         let dir = tempfile::tempdir().unwrap();
-        let error = PostmarkKeys::load(&dir.path().join("none")).unwrap_err().to_string();
+        let error = PostmarkKeys::load(&dir.path().join("none"))
+            .unwrap_err()
+            .to_string();
 
         assert!(error.contains("consign keys generate"), "{error}");
     }

@@ -3,10 +3,22 @@
 //! Each stored event is checked on its own (recorded hash against the hash of its
 //! bytes, decoding, chain and position fields) in parallel, and then the links between
 //! neighbours are checked in order. The first failure in position order is reported.
+//!
+//! A verification from the start of a chain also rebuilds its Merkle tree and checks
+//! every `CheckpointSigned` event against it: the tree size must be the checkpoint's
+//! position and the root that of the events before it. Given the published public
+//! keys, it checks each checkpoint's signature too.
 
-use consign_schemas::{ChainId, Envelope, EventHash, Position, genesis_hash, hash_stored_event};
+use std::sync::Arc;
+
+use consign_schemas::events::Event;
+use consign_schemas::{
+    ChainId, Envelope, EventHash, Hash32, Position, Timestamp, genesis_hash, hash_stored_event,
+};
 use rayon::prelude::*;
 
+use crate::checkpoint::{CheckpointFields, PublicKeys, verify_checkpoint};
+use crate::merkle::MerkleAccumulator;
 use crate::record::RawEvent;
 
 /// Reason verification stopped at a position.
@@ -39,6 +51,23 @@ pub enum BreakReason {
     /// An extra event was inserted here: the event stored after it claims this
     /// position and links to the same predecessor.
     Inserted,
+    /// A checkpoint states another tree than the one of the events before it.
+    CheckpointMismatch {
+        tree_size: u64,
+        root: Hash32,
+        computed: Hash32,
+    },
+    /// A checkpoint's signature does not verify with the published keys.
+    CheckpointSignature { reason: String },
+    /// The chain ends before the size of a checkpoint saved earlier: events after
+    /// this position were removed.
+    Truncated { saved_size: u64 },
+    /// The events up to a saved checkpoint's size have another root than it states.
+    SavedCheckpointMismatch {
+        saved_size: u64,
+        saved_root: Hash32,
+        computed: Hash32,
+    },
 }
 
 impl std::fmt::Display for BreakReason {
@@ -71,6 +100,31 @@ impl std::fmt::Display for BreakReason {
             BreakReason::Inserted => f.write_str(
                 "inserted event: the next stored event claims this position and links to the \
                  same predecessor",
+            ),
+            BreakReason::CheckpointMismatch {
+                tree_size,
+                root,
+                computed,
+            } => write!(
+                f,
+                "checkpoint mismatch: it states a tree of {tree_size} events with root {root}, \
+                 but the events before it have root {computed}"
+            ),
+            BreakReason::CheckpointSignature { reason } => {
+                write!(f, "checkpoint signature rejected: {reason}")
+            }
+            BreakReason::Truncated { saved_size } => write!(
+                f,
+                "truncated: the chain ends here, but a saved checkpoint covers {saved_size} events"
+            ),
+            BreakReason::SavedCheckpointMismatch {
+                saved_size,
+                saved_root,
+                computed,
+            } => write!(
+                f,
+                "altered: the saved checkpoint states root {saved_root} for the first \
+                 {saved_size} events, but they have root {computed}"
             ),
         }
     }
@@ -115,11 +169,14 @@ struct Checked {
     previous: Option<EventHash>,
     /// The hash of the stored bytes, when a hash was recorded beside them.
     computed: Option<EventHash>,
+    /// The tree size, root, key id, signature and time of a checkpoint event.
+    checkpoint: Option<(u64, Hash32, String, Vec<u8>, Timestamp)>,
 }
 
 fn check_one(chain: ChainId, raw: &RawEvent) -> Checked {
     let mut decoded_previous = None;
     let mut computed_hash = None;
+    let mut checkpoint = None;
     let mut result = || {
         let recorded = raw.recorded_hash.ok_or(BreakReason::MissingHash)?;
         let computed = hash_stored_event(&raw.bytes);
@@ -131,6 +188,15 @@ fn check_one(chain: ChainId, raw: &RawEvent) -> Checked {
             reason: error.to_string(),
         })?;
         decoded_previous = Some(envelope.previous);
+        if let Event::CheckpointSigned(signed) = envelope.event {
+            checkpoint = Some((
+                signed.tree_size,
+                signed.root_hash,
+                signed.key_id,
+                signed.signature,
+                envelope.time,
+            ));
+        }
         if envelope.chain != chain || envelope.position != raw.position {
             return Err(BreakReason::Misplaced {
                 found_chain: envelope.chain,
@@ -145,7 +211,17 @@ fn check_one(chain: ChainId, raw: &RawEvent) -> Checked {
         result,
         previous: decoded_previous,
         computed: computed_hash,
+        checkpoint,
     }
+}
+
+/// Checks beyond the chain links, for a verification from the start of a chain.
+#[derive(Clone, Debug, Default)]
+pub struct ChainChecks {
+    /// Published keys to check checkpoint signatures with.
+    pub keys: Option<Arc<PublicKeys>>,
+    /// The tree size and root of a checkpoint saved outside the ledger.
+    pub saved_checkpoint: Option<(u64, Hash32)>,
 }
 
 /// Checks a chain incrementally, fed with stored events in key order.
@@ -160,6 +236,13 @@ pub struct ChainVerifier {
     /// Position every event must stay below, and the position the range must reach.
     end: Position,
     first_break: Option<ChainBreak>,
+    /// The Merkle tree of the events accepted so far, when verifying from the start.
+    tree: Option<MerkleAccumulator>,
+    /// Keys to check checkpoint signatures with.
+    keys: Option<Arc<PublicKeys>>,
+    /// A tree size and root saved from an earlier checkpoint, which the chain must
+    /// still contain.
+    saved: Option<(u64, Hash32)>,
 }
 
 impl ChainVerifier {
@@ -174,7 +257,19 @@ impl ChainVerifier {
             accepted_link: None,
             end,
             first_break: None,
+            tree: (from == Position::ZERO).then(MerkleAccumulator::new),
+            keys: None,
+            saved: None,
         }
+    }
+
+    /// Adds `checks`: checkpoint signatures with the published keys, and a saved
+    /// checkpoint (tree size and root) that the chain must still contain. Only a
+    /// verification from the start of the chain checks the saved checkpoint.
+    pub fn with_checks(mut self, checks: ChainChecks) -> Self {
+        self.keys = checks.keys;
+        self.saved = checks.saved_checkpoint;
+        self
     }
 
     /// Starts at the beginning of the chain.
@@ -244,10 +339,73 @@ impl ChainVerifier {
                 },
             ));
         }
+        if let Some((tree_size, root, key_id, signature, time)) = &item.checkpoint {
+            self.check_checkpoint(item.position, *tree_size, *root, key_id, signature, *time)
+                .map_err(|reason| at(item.position, reason))?;
+        }
+        if let Some(tree) = &mut self.tree {
+            tree.push(&hash);
+            if let Some((saved_size, saved_root)) = self.saved
+                && tree.len() == saved_size
+            {
+                let computed = tree.root();
+                if computed != saved_root {
+                    return Err(at(
+                        item.position,
+                        BreakReason::SavedCheckpointMismatch {
+                            saved_size,
+                            saved_root,
+                            computed,
+                        },
+                    ));
+                }
+            }
+        }
         self.accepted_link = Some(previous);
         self.previous = hash;
         self.expected = self.expected.next();
         Ok(())
+    }
+
+    fn check_checkpoint(
+        &self,
+        position: Position,
+        tree_size: u64,
+        root: Hash32,
+        key_id: &str,
+        signature: &[u8],
+        time: Timestamp,
+    ) -> Result<(), BreakReason> {
+        if let Some(tree) = &self.tree {
+            let computed = tree.root();
+            if tree_size != position.get() || root != computed {
+                return Err(BreakReason::CheckpointMismatch {
+                    tree_size,
+                    root,
+                    computed,
+                });
+            }
+        }
+        if let Some(keys) = &self.keys {
+            let fields = CheckpointFields {
+                chain: self.chain,
+                tree_size,
+                root,
+                time,
+            };
+            verify_checkpoint(keys, &fields, key_id, signature).map_err(|error| {
+                BreakReason::CheckpointSignature {
+                    reason: error.to_string(),
+                }
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Returns the Merkle tree of the events accepted so far, when verifying from the
+    /// start of the chain.
+    pub fn tree(&self) -> Option<&MerkleAccumulator> {
+        self.tree.as_ref()
     }
 
     /// Ends the check: a range that stopped short of `end` has a gap.
@@ -257,6 +415,17 @@ impl ChainVerifier {
                 chain: self.chain,
                 position: self.expected,
                 reason: BreakReason::Gap,
+            });
+        }
+        if self.first_break.is_none()
+            && self.tree.is_some()
+            && let Some((saved_size, _)) = self.saved
+            && self.expected.get() < saved_size
+        {
+            self.first_break = Some(ChainBreak {
+                chain: self.chain,
+                position: self.expected,
+                reason: BreakReason::Truncated { saved_size },
             });
         }
         ChainReport {

@@ -52,7 +52,12 @@ fn tampered(tamper: impl FnOnce(&DB, &rocksdb::ColumnFamily)) -> tempfile::TempD
     let dir = tempfile::tempdir().unwrap();
     copy_dir(template(), dir.path());
     let path: PathBuf = dir.path().join("ledger");
-    let db = DB::open_cf(&Options::default(), path, ["events", "idempotency", "meta"]).unwrap();
+    let db = DB::open_cf(
+        &Options::default(),
+        path,
+        ["events", "idempotency", "meta", "merkle"],
+    )
+    .unwrap();
     let events = db.cf_handle("events").unwrap();
     tamper(&db, events);
     drop(db);

@@ -6,7 +6,7 @@ use super::EmbeddedLedger;
 use super::read::read_raw;
 use crate::error::LedgerError;
 use crate::record::RawEvent;
-use crate::verify::{ChainReport, ChainVerifier};
+use crate::verify::{ChainChecks, ChainReport, ChainVerifier};
 
 /// Events read per chunk; the next chunk is read while the current one is checked.
 const CHUNK: usize = 16_384;
@@ -27,6 +27,22 @@ impl EmbeddedLedger {
         to: Option<Position>,
         progress: &dyn Fn(u64),
     ) -> Result<ChainReport, LedgerError> {
+        self.verify_chain_with(chain, from, to, ChainChecks::default(), progress)
+    }
+
+    /// Verifies like [`Self::verify_chain`] with the extra `checks`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::verify_chain`].
+    pub fn verify_chain_with(
+        &self,
+        chain: ChainId,
+        from: Position,
+        to: Option<Position>,
+        checks: ChainChecks,
+        progress: &dyn Fn(u64),
+    ) -> Result<ChainReport, LedgerError> {
         let head = self.next_position(chain)?;
         let end = to.unwrap_or(head).min(head);
         let limit_to_end = to.is_some();
@@ -40,7 +56,7 @@ impl EmbeddedLedger {
                 _ => genesis_hash(chain),
             }
         };
-        let mut verifier = ChainVerifier::new(chain, from, previous, end);
+        let mut verifier = ChainVerifier::new(chain, from, previous, end).with_checks(checks);
 
         let read_chunk = |start: Position| -> Result<Vec<RawEvent>, LedgerError> {
             let mut limit = CHUNK;

@@ -2,14 +2,18 @@
 //!
 //! Column families: `events` (key: chain and position, value: hash and stored bytes),
 //! `idempotency` (key: idempotency key, value: where the original append landed) and
-//! `meta` (format marker, chain count, each chain's head). A lock file keeps a second
+//! `meta` (format marker, chain count, each chain's head, Merkle index size and last
+//! checkpoint) and `merkle` (roots of large perfect subtrees of each chain's Merkle
+//! tree). A lock file keeps a second
 //! process out of the directory. Appends go through one writer thread that
 //! group-commits them; reads go straight to RocksDB.
 
 mod check;
+mod checkpoints;
 mod open;
 mod read;
 mod subscribe;
+mod tree;
 mod writer;
 
 use std::collections::HashMap;
@@ -23,12 +27,15 @@ use consign_schemas::{ChainId, EventHash, Position};
 use rocksdb::DB;
 use tokio::sync::{oneshot, watch};
 
+use crate::checkpoint::CheckpointPolicy;
 use crate::clock::Clock;
 use crate::error::LedgerError;
 use crate::keys::Head;
+use crate::merkle::MerkleAccumulator;
 use crate::record::{AppendRequest, Appended};
 
 pub use subscribe::Subscription;
+pub use tree::TreeHead;
 
 pub(crate) const CF_EVENTS: &str = "events";
 pub(crate) const CF_IDEMPOTENCY: &str = "idempotency";
@@ -54,6 +61,8 @@ pub struct EmbeddedOptions {
     pub group_wait: Duration,
     /// Source of the sequencer times written into envelopes.
     pub clock: Clock,
+    /// When and with which key the writer signs checkpoints; `None` signs none.
+    pub checkpoints: Option<CheckpointPolicy>,
 }
 
 impl Default for EmbeddedOptions {
@@ -65,6 +74,7 @@ impl Default for EmbeddedOptions {
             group_wait: Duration::from_micros(500),
             read_only: false,
             clock: Clock::system(),
+            checkpoints: None,
         }
     }
 }
@@ -76,6 +86,8 @@ pub(crate) struct Shared {
     pub(crate) chain_count: u32,
     /// Committed heads, updated by the writer after each durable group commit.
     pub(crate) heads: Mutex<HashMap<ChainId, Head>>,
+    /// Committed Merkle trees of a writable ledger, updated with the heads.
+    pub(crate) trees: Mutex<HashMap<ChainId, MerkleAccumulator>>,
     /// Next position of each chain, for subscriptions to wait on.
     pub(crate) watchers: HashMap<ChainId, watch::Sender<Position>>,
 }
@@ -85,11 +97,24 @@ pub(crate) struct Pending {
     pub(crate) reply: oneshot::Sender<Result<Appended, LedgerError>>,
 }
 
+/// A request for a checkpoint covering every committed event of a chain.
+pub(crate) struct ForcedCheckpoint {
+    pub(crate) chain: ChainId,
+    /// The position of the covering checkpoint, or `None` for an empty chain.
+    pub(crate) reply: oneshot::Sender<Result<Option<Position>, LedgerError>>,
+}
+
+/// What the writer thread is asked to do.
+pub(crate) enum Work {
+    Append(Pending),
+    Checkpoint(ForcedCheckpoint),
+}
+
 /// An open embedded ledger. Dropping it stops the writer after the appends already
 /// queued and releases the data directory.
 pub struct EmbeddedLedger {
     shared: Arc<Shared>,
-    sender: Option<mpsc::Sender<Pending>>,
+    sender: Option<mpsc::Sender<Work>>,
     writer: Option<JoinHandle<()>>,
     /// Held for the lifetime of the ledger: the OS lock on it keeps other processes out.
     /// `None` for a read-only ledger on a medium where the lock file cannot be created.
@@ -118,12 +143,16 @@ impl EmbeddedLedger {
     pub fn open(dir: impl AsRef<Path>, options: EmbeddedOptions) -> Result<Self, LedgerError> {
         let opened = open::open(dir.as_ref(), &options)?;
         let shared = Arc::new(opened.shared);
+        let checkpoints = checkpoints::Checkpoints::load(
+            &shared,
+            options.checkpoints.clone().filter(|_| !options.read_only),
+        )?;
 
         let (sender, receiver) = mpsc::channel();
         let writer_shared = Arc::clone(&shared);
         let writer = std::thread::Builder::new()
             .name("consign-ledger-writer".to_owned())
-            .spawn(move || writer::run(writer_shared, receiver, options))
+            .spawn(move || writer::run(writer_shared, receiver, options, checkpoints))
             .map_err(|source| LedgerError::DataDir {
                 dir: shared.dir.clone(),
                 cause: source,
@@ -191,9 +220,37 @@ impl EmbeddedLedger {
         let (reply, receiver) = oneshot::channel();
         let sender = self.sender.as_ref().ok_or(LedgerError::Closed)?;
         sender
-            .send(Pending { request, reply })
+            .send(Work::Append(Pending { request, reply }))
             .map_err(|_| LedgerError::Closed)?;
         Ok(receiver)
+    }
+
+    /// Makes sure a signed checkpoint covers every event of `chain` committed before
+    /// the call, signing one now if the last does not. Returns the position of that
+    /// checkpoint, or `None` when the chain is empty.
+    ///
+    /// # Errors
+    ///
+    /// [`LedgerError::NoCheckpointSigner`] when the ledger was opened without a
+    /// checkpoint policy, storage failures and [`LedgerError::Closed`].
+    pub async fn checkpoint(&self, chain: ChainId) -> Result<Option<Position>, LedgerError> {
+        self.check_chain(chain)?;
+        let (reply, receiver) = oneshot::channel();
+        let sender = self.sender.as_ref().ok_or(LedgerError::Closed)?;
+        sender
+            .send(Work::Checkpoint(ForcedCheckpoint { chain, reply }))
+            .map_err(|_| LedgerError::Closed)?;
+        receiver.await.map_err(|_| LedgerError::Closed)?
+    }
+
+    /// Returns the position of the last checkpoint event of `chain`, if any.
+    ///
+    /// # Errors
+    ///
+    /// [`LedgerError::UnknownChain`] and storage failures.
+    pub fn last_checkpoint(&self, chain: ChainId) -> Result<Option<Position>, LedgerError> {
+        self.check_chain(chain)?;
+        checkpoints::last_checkpoint(&self.shared.db, &self.shared.dir, chain)
     }
 
     /// Position the next event of `chain` will take, which is also its event count.

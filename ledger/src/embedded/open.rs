@@ -10,6 +10,7 @@ use consign_schemas::{ChainId, Position, Timestamp, genesis_hash};
 use rocksdb::{ColumnFamilyDescriptor, DB, DBRecoveryMode, ErrorKind, Options};
 use tokio::sync::watch;
 
+use super::tree::CF_MERKLE;
 use super::{CF_EVENTS, CF_IDEMPOTENCY, CF_META, EmbeddedOptions, Shared};
 use crate::error::LedgerError;
 use crate::keys::{self, Head};
@@ -55,17 +56,28 @@ pub(super) fn open(dir: &Path, options: &EmbeddedOptions) -> Result<Opened, Ledg
         heads.insert(chain, head);
     }
 
-    tracing::info!(dir = %dir.display(), chains = chain_count, read_only = options.read_only, "ledger opened");
-    Ok(Opened {
-        shared: Shared {
-            db,
-            dir,
-            chain_count,
-            heads: Mutex::new(heads),
-            watchers,
-        },
-        lock,
-    })
+    let mut shared = Shared {
+        db,
+        dir,
+        chain_count,
+        heads: Mutex::new(heads),
+        trees: Mutex::new(HashMap::new()),
+        watchers,
+    };
+    if !options.read_only {
+        let sizes = shared
+            .heads
+            .get_mut()
+            .expect("heads lock poisoned")
+            .iter()
+            .map(|(chain, head)| (*chain, head.next))
+            .collect();
+        let trees = super::tree::load_trees(&shared, &sizes);
+        *shared.trees.get_mut().expect("trees lock poisoned") = trees;
+    }
+
+    tracing::info!(dir = %shared.dir.display(), chains = chain_count, read_only = options.read_only, "ledger opened");
+    Ok(Opened { shared, lock })
 }
 
 /// Checks that `dir` contains a database before a read-only open, telling a missing
@@ -196,13 +208,21 @@ fn open_database(dir: &Path, read_only: bool) -> Result<DB, LedgerError> {
     events_options.set_write_buffer_size(64 << 20);
     events_options.set_compression_type(rocksdb::DBCompressionType::Lz4);
 
-    let families = vec![
+    let mut families = vec![
         ColumnFamilyDescriptor::new(CF_EVENTS, events_options),
         ColumnFamilyDescriptor::new(CF_IDEMPOTENCY, Options::default()),
         ColumnFamilyDescriptor::new(CF_META, Options::default()),
     ];
 
     let path = dir.join(DATABASE_DIR);
+    // A ledger written before the Merkle index has no such family; a read-only open
+    // cannot create it and proves from the events instead.
+    let has_merkle = !read_only
+        || DB::list_cf(&options, &path)
+            .is_ok_and(|names| names.iter().any(|name| name == CF_MERKLE));
+    if has_merkle {
+        families.push(ColumnFamilyDescriptor::new(CF_MERKLE, Options::default()));
+    }
     let opened = if read_only {
         DB::open_cf_descriptors_read_only(&options, &path, families, false)
     } else {

@@ -7,6 +7,12 @@
 //! Only after that write returns are the heads advanced and the appenders replied to, so
 //! an acknowledged append is always durable.
 //!
+//! Each event also extends its chain's Merkle tree, whose new stored subtree roots go
+//! into the same batch. When checkpoints are on, a chain that is due one gets a
+//! `CheckpointSigned` event at the end of the group; the writer wakes up for
+//! checkpoints that fall due by time, and signs a last one for every uncovered chain
+//! when the ledger closes.
+//!
 //! After a failed write the writer rejects every later append until the ledger is
 //! reopened: RocksDB may or may not have kept the failed batch, and the heads are only
 //! trustworthy once reloaded from disk.
@@ -20,11 +26,14 @@ use consign_schemas::{
 };
 use rocksdb::{WriteBatch, WriteOptions};
 
+use super::checkpoints::{Checkpoints, Signed};
 use super::open::{events_family, idempotency_family, meta_family};
-use super::{EmbeddedOptions, Pending, Shared};
+use super::tree::{self, indexed_size_key, merkle_family};
+use super::{EmbeddedOptions, ForcedCheckpoint, Pending, Shared, Work};
 use crate::clock::Clock;
 use crate::error::LedgerError;
 use crate::keys::{self, Head};
+use crate::merkle::MerkleAccumulator;
 use crate::record::{Appended, AppendedEvent};
 
 /// Maximum pause between two arriving requests while a group is gathered.
@@ -45,10 +54,20 @@ enum Outcome {
     Rejected(LedgerError),
 }
 
+/// The work of one group commit.
+#[derive(Default)]
+pub(super) struct Group {
+    appends: Vec<Pending>,
+    forced: Vec<ForcedCheckpoint>,
+    /// The ledger is closing: sign a checkpoint for every uncovered chain.
+    closing: bool,
+}
+
 pub(super) fn run(
     shared: Arc<Shared>,
-    receiver: mpsc::Receiver<Pending>,
+    receiver: mpsc::Receiver<Work>,
     options: EmbeddedOptions,
+    mut checkpoints: Checkpoints,
 ) {
     let mut write_options = WriteOptions::default();
     write_options.set_sync(options.sync);
@@ -56,21 +75,39 @@ pub(super) fn run(
 
     let mut expected_requests = 1;
 
-    while let Ok(first) = receiver.recv() {
-        let group = gather_group(&receiver, first, expected_requests, &options);
-        expected_requests = group.len();
+    loop {
+        let first = match checkpoints.next_due() {
+            None => match receiver.recv() {
+                Ok(work) => Some(work),
+                Err(_) => break,
+            },
+            Some(due) => match receiver.recv_timeout(due.saturating_duration_since(Instant::now()))
+            {
+                Ok(work) => Some(work),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            },
+        };
+        let group = match first {
+            Some(first) => gather_group(&receiver, first, expected_requests, &options),
+            None => Group::default(),
+        };
+        if !group.appends.is_empty() {
+            expected_requests = group.appends.len();
+        }
 
         if let Some(reason) = &failure {
-            for pending in group {
-                let _ = pending.reply.send(Err(LedgerError::Storage {
-                    operation: "append",
-                    reason: format!("an earlier write failed ({reason}); restart consign"),
-                }));
-            }
+            reject_group(group, reason);
             continue;
         }
 
-        if let Err(reason) = commit_group(&shared, group, &write_options, &options.clock) {
+        if let Err(reason) = commit_group(
+            &shared,
+            group,
+            &write_options,
+            &options.clock,
+            &mut checkpoints,
+        ) {
             tracing::error!(
                 dir = %shared.dir.display(),
                 error = %reason,
@@ -79,7 +116,36 @@ pub(super) fn run(
             failure = Some(reason);
         }
     }
+
+    if failure.is_none() && checkpoints.enabled() && !options.read_only {
+        let closing = Group {
+            closing: true,
+            ..Group::default()
+        };
+        if let Err(reason) = commit_group(
+            &shared,
+            closing,
+            &write_options,
+            &options.clock,
+            &mut checkpoints,
+        ) {
+            tracing::error!(dir = %shared.dir.display(), error = %reason, "closing checkpoint failed");
+        }
+    }
     tracing::debug!(dir = %shared.dir.display(), "ledger writer stopped");
+}
+
+fn reject_group(group: Group, reason: &str) {
+    let error = || LedgerError::Storage {
+        operation: "append",
+        reason: format!("an earlier write failed ({reason}); restart consign"),
+    };
+    for pending in group.appends {
+        let _ = pending.reply.send(Err(error()));
+    }
+    for forced in group.forced {
+        let _ = forced.reply.send(Err(error()));
+    }
 }
 
 /// Collects the requests of one group, starting with `first`.
@@ -92,22 +158,33 @@ pub(super) fn run(
 /// for [`IDLE_GAP`]. A group that ends early sets a smaller target for the next one, so
 /// a lone appender never waits.
 fn gather_group(
-    receiver: &mpsc::Receiver<Pending>,
-    first: Pending,
+    receiver: &mpsc::Receiver<Work>,
+    first: Work,
     expected_requests: usize,
     options: &EmbeddedOptions,
-) -> Vec<Pending> {
+) -> Group {
     let deadline = Instant::now() + options.group_wait;
-    let mut event_count = first.request.events.len();
-    let mut group = vec![first];
+    let mut event_count = 0;
+    let mut group = Group::default();
+    let mut next = first;
 
-    while event_count < options.max_group_events {
-        let next = match receiver.try_recv() {
+    loop {
+        match next {
+            Work::Append(pending) => {
+                event_count += pending.request.events.len();
+                group.appends.push(pending);
+            }
+            Work::Checkpoint(forced) => group.forced.push(forced),
+        }
+        if event_count >= options.max_group_events {
+            break;
+        }
+        next = match receiver.try_recv() {
             Ok(next) => next,
             Err(mpsc::TryRecvError::Disconnected) => break,
             Err(mpsc::TryRecvError::Empty) => {
                 let now = Instant::now();
-                if group.len() >= expected_requests || now >= deadline {
+                if group.appends.len() >= expected_requests || now >= deadline {
                     break;
                 }
                 // A pause longer than the idle gap means the rest are not coming soon.
@@ -118,8 +195,6 @@ fn gather_group(
                 }
             }
         };
-        event_count += next.request.events.len();
-        group.push(next);
     }
     group
 }
@@ -128,16 +203,30 @@ fn gather_group(
 /// after replying to every appender with it.
 fn commit_group(
     shared: &Shared,
-    mut group: Vec<Pending>,
+    group: Group,
     write_options: &WriteOptions,
     clock: &Clock,
+    checkpoints: &mut Checkpoints,
 ) -> Result<(), String> {
+    let Group {
+        appends: mut group,
+        mut forced,
+        closing,
+    } = group;
+    if !checkpoints.enabled() {
+        for request in forced.drain(..) {
+            let _ = request.reply.send(Err(LedgerError::NoCheckpointSigner));
+        }
+    }
     let db = &shared.db;
     let events_cf = events_family(db);
     let idempotency_cf = idempotency_family(db);
     let meta_cf = meta_family(db);
+    let merkle_cf = merkle_family(db);
 
     let mut heads: HashMap<ChainId, Head> = HashMap::new();
+    let mut trees: HashMap<ChainId, MerkleAccumulator> = HashMap::new();
+    let mut appended_chains: Vec<ChainId> = Vec::new();
     let mut keys_in_group: HashMap<IdempotencyKey, usize> = HashMap::new();
     let mut outcomes = Vec::with_capacity(group.len());
     let mut batch = WriteBatch::default();
@@ -180,11 +269,26 @@ fn commit_group(
         }
 
         let chain = request.chain;
+        if merkle_cf.is_some()
+            && let Err(reason) = tree_of(shared, &mut trees, chain)
+        {
+            outcomes.push(Outcome::Rejected(LedgerError::Storage {
+                operation: "append",
+                reason,
+            }));
+            continue;
+        }
         let head = *heads
             .entry(chain)
             .or_insert_with(|| shared.heads.lock().expect("heads lock poisoned")[&chain]);
         match sequence_request(pending, head, now, &mut batch, events_cf) {
             Ok((appended, new_head)) => {
+                if let Some(merkle_cf) = merkle_cf {
+                    let tree = trees.get_mut(&chain).expect("loaded before sequencing");
+                    for event in &appended.events {
+                        tree::push_leaf(tree, chain, &event.hash, &mut batch, merkle_cf);
+                    }
+                }
                 let request = &pending.request;
                 if let Some(key) = &request.idempotency_key {
                     let first = appended.events[0].position;
@@ -197,32 +301,137 @@ fn commit_group(
                     keys_in_group.insert(key.clone(), index);
                 }
                 heads.insert(chain, new_head);
+                appended_chains.push(chain);
                 outcomes.push(Outcome::Written(appended));
             }
             Err(error) => outcomes.push(Outcome::Rejected(error)),
         }
     }
 
+    let signed = match sign_due(
+        shared,
+        &forced,
+        closing,
+        now,
+        checkpoints,
+        &mut heads,
+        &mut trees,
+        &mut batch,
+    ) {
+        Ok(signed) => signed,
+        Err(error) => {
+            let reason = error.to_string();
+            fail_group(group, forced, &reason);
+            return Err(reason);
+        }
+    };
+
     for (chain, head) in &heads {
         batch.put_cf(meta_cf, keys::head_key(*chain), keys::encode_head(head));
+    }
+    for (chain, tree) in &trees {
+        batch.put_cf(meta_cf, indexed_size_key(*chain), tree.len().to_be_bytes());
     }
 
     if !batch.is_empty()
         && let Err(error) = db.write_opt(batch, write_options)
     {
         let reason = error.into_string();
-        for pending in group {
-            let _ = pending.reply.send(Err(LedgerError::from_storage_reason(
-                "append",
-                reason.clone(),
-            )));
-        }
+        fail_group(group, forced, &reason);
         return Err(reason);
     }
 
-    publish_heads(shared, &heads);
+    checkpoints.committed(appended_chains.into_iter(), &signed);
+    publish_heads(shared, &heads, trees);
     reply(shared, group, outcomes);
+    for request in forced {
+        let next = shared.heads.lock().expect("heads lock poisoned")[&request.chain].next;
+        let _ = request
+            .reply
+            .send(Ok(checkpoints.covering(request.chain, next)));
+    }
     Ok(())
+}
+
+/// Returns the group's copy of `chain`'s tree, starting from the committed one.
+fn tree_of<'a>(
+    shared: &Shared,
+    trees: &'a mut HashMap<ChainId, MerkleAccumulator>,
+    chain: ChainId,
+) -> Result<&'a mut MerkleAccumulator, String> {
+    if !trees.contains_key(&chain) {
+        let committed = shared
+            .trees
+            .lock()
+            .expect("trees lock poisoned")
+            .get(&chain)
+            .cloned();
+        let tree = match committed {
+            Some(tree) => tree,
+            None => {
+                let size = shared.heads.lock().expect("heads lock poisoned")[&chain]
+                    .next
+                    .get();
+                tree::accumulator_at(shared, chain, size).map_err(|error| error.to_string())?
+            }
+        };
+        trees.insert(chain, tree);
+    }
+    Ok(trees.get_mut(&chain).expect("inserted above"))
+}
+
+/// Adds a checkpoint event to the batch for each chain that is due one.
+#[allow(clippy::too_many_arguments)]
+fn sign_due(
+    shared: &Shared,
+    forced: &[ForcedCheckpoint],
+    closing: bool,
+    now: Timestamp,
+    checkpoints: &Checkpoints,
+    heads: &mut HashMap<ChainId, Head>,
+    trees: &mut HashMap<ChainId, MerkleAccumulator>,
+    batch: &mut WriteBatch,
+) -> Result<Vec<Signed>, LedgerError> {
+    let Some(merkle_cf) = merkle_family(&shared.db) else {
+        return Ok(Vec::new());
+    };
+    let instant = Instant::now();
+    let mut signed = Vec::new();
+    for chain in checkpoints.chains() {
+        let head = match heads.get(&chain) {
+            Some(head) => *head,
+            None => shared.heads.lock().expect("heads lock poisoned")[&chain],
+        };
+        let force = closing || forced.iter().any(|request| request.chain == chain);
+        if !checkpoints.is_due(chain, head.next, instant, force) {
+            continue;
+        }
+        let tree = tree_of(shared, trees, chain).map_err(|reason| LedgerError::Storage {
+            operation: "checkpoint",
+            reason,
+        })?;
+        let (new_head, checkpoint, hash) =
+            checkpoints.sign(chain, head, tree, now, batch, shared)?;
+        tree::push_leaf(tree, chain, &hash, batch, merkle_cf);
+        heads.insert(chain, new_head);
+        signed.push(checkpoint);
+    }
+    Ok(signed)
+}
+
+fn fail_group(group: Vec<Pending>, forced: Vec<ForcedCheckpoint>, reason: &str) {
+    for pending in group {
+        let _ = pending.reply.send(Err(LedgerError::from_storage_reason(
+            "append",
+            reason.to_owned(),
+        )));
+    }
+    for request in forced {
+        let _ = request.reply.send(Err(LedgerError::from_storage_reason(
+            "checkpoint",
+            reason.to_owned(),
+        )));
+    }
 }
 
 /// Assigns positions, links and the sequencer time to one request's events and adds
@@ -280,12 +489,18 @@ fn sequence_request(
     Ok((appended, new_head))
 }
 
-fn publish_heads(shared: &Shared, heads: &HashMap<ChainId, Head>) {
+fn publish_heads(
+    shared: &Shared,
+    heads: &HashMap<ChainId, Head>,
+    trees: HashMap<ChainId, MerkleAccumulator>,
+) {
     {
         let mut committed = shared.heads.lock().expect("heads lock poisoned");
+        let mut committed_trees = shared.trees.lock().expect("trees lock poisoned");
         for (chain, head) in heads {
             committed.insert(*chain, *head);
         }
+        committed_trees.extend(trees);
     }
     for (chain, head) in heads {
         shared.watchers[chain].send_replace(head.next);

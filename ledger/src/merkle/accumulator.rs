@@ -25,10 +25,25 @@ impl MerkleAccumulator {
 
     /// Appends one leaf, merging the perfect subtrees of equal size that it completes.
     pub fn push(&mut self, leaf: &EventHash) {
+        self.push_reporting(leaf, |_, _, _| {});
+    }
+
+    /// Appends one leaf like [`Self::push`] and passes each perfect subtree it
+    /// completes to `completed` as `(level, index, root)`: the subtree of `2^level`
+    /// leaves starting at leaf `index << level`. The leaf itself is level 0.
+    pub fn push_reporting(
+        &mut self,
+        leaf: &EventHash,
+        mut completed: impl FnMut(u32, u64, &Hash32),
+    ) {
         let mut hash = leaf_hash(leaf);
+        let position = self.len;
+        completed(0, position, &hash);
+
         // Each trailing set bit of the old size is a subtree of the same size as the
         // one being carried, so the two merge, as in binary addition of 1.
         let mut carry = self.len;
+        let mut level = 0;
         while carry & 1 == 1 {
             let left = self
                 .subtrees
@@ -36,9 +51,26 @@ impl MerkleAccumulator {
                 .expect("one subtree for each set bit of the leaf count");
             hash = node_hash(&left, &hash);
             carry >>= 1;
+            level += 1;
+            completed(level, position >> level, &hash);
         }
         self.subtrees.push(hash);
         self.len += 1;
+    }
+
+    /// Rebuilds the accumulator of a tree of `len` leaves from the roots of its perfect
+    /// subtrees, largest (leftmost) first: one for each set bit of `len`.
+    ///
+    /// # Panics
+    ///
+    /// Panics when the number of roots is not the number of set bits of `len`.
+    pub fn from_subtrees(len: u64, subtrees: Vec<Hash32>) -> Self {
+        assert_eq!(
+            subtrees.len(),
+            len.count_ones() as usize,
+            "a tree of {len} leaves has one perfect subtree per set bit"
+        );
+        Self { subtrees, len }
     }
 
     /// Returns the number of leaves appended.

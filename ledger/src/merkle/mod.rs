@@ -12,7 +12,9 @@
 //! [`verify_inclusion`] prove that an event is in a tree, [`consistency_proof`] and
 //! [`verify_consistency`] prove that a tree extends an earlier one by appending only.
 //! [`MerkleAccumulator`] computes the same roots while leaves are appended, keeping one
-//! hash per perfect subtree.
+//! hash per perfect subtree. [`source`] builds the same proofs from the roots of
+//! perfect subtrees, so a store that keeps those roots proves without reading every
+//! leaf.
 //!
 //! Proofs do not bind the tree size: a proof checked against a tree size whose tree has
 //! the same shape around the leaf (for example leaf 0 in trees of 3 and 4 leaves)
@@ -20,6 +22,7 @@
 
 mod accumulator;
 mod proof;
+pub mod source;
 #[cfg(test)]
 mod tests;
 
@@ -81,6 +84,12 @@ pub fn root(leaves: &[EventHash]) -> Hash32 {
 fn split_point(n: usize) -> usize {
     debug_assert!(n >= 2, "a tree of {n} leaves has no split point");
     1 << (usize::BITS - 1 - (n - 1).leading_zeros())
+}
+
+/// Returns the largest power of two smaller than `n`, for `n >= 2`.
+fn split_point_u64(n: u64) -> u64 {
+    debug_assert!(n >= 2, "a tree of {n} leaves has no split point");
+    1 << (u64::BITS - 1 - (n - 1).leading_zeros())
 }
 
 /// Converts a slice length to the `u64` that proofs and errors carry.

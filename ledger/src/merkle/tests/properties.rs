@@ -203,3 +203,79 @@ proptest! {
         }
     }
 }
+
+/// A source that answers perfect subtrees from an accumulator's reported roots, as a
+/// store of subtree roots would, and counts its lookups.
+struct ReportedRoots {
+    roots: std::collections::HashMap<(u32, u64), Hash32>,
+    lookups: usize,
+}
+
+impl source::SubtreeSource for ReportedRoots {
+    type Error = MerkleError;
+
+    fn perfect_root(&mut self, level: u32, index: u64) -> Result<Hash32, MerkleError> {
+        self.lookups += 1;
+        Ok(self.roots[&(level, index)])
+    }
+}
+
+fn reported_roots(tree: &[EventHash]) -> ReportedRoots {
+    let mut accumulator = MerkleAccumulator::new();
+    let mut roots = std::collections::HashMap::new();
+    for leaf in tree {
+        accumulator.push_reporting(leaf, |level, index, root| {
+            roots.insert((level, index), *root);
+        });
+    }
+    ReportedRoots { roots, lookups: 0 }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn proofs_from_subtree_roots_equal_proofs_from_leaves(
+        seed: u64,
+        size in prop_oneof![10 => 1..=300_usize, 1 => 1_000..=20_000_usize],
+        picks in prop::collection::vec(any::<u64>(), 3),
+    ) {
+        let tree = random_leaves(seed, size);
+        let mut stored = reported_roots(&tree);
+        let new = size as u64;
+
+        prop_assert_eq!(source::tree_root(&mut stored, new)?, root(&tree));
+        for pick in picks {
+            let index = pick % new;
+            stored.lookups = 0;
+            let from_roots = source::inclusion_proof_from(&mut stored, index, new)?;
+            prop_assert_eq!(&from_roots, &inclusion_proof(&tree, index)?);
+            // About two lookups per level: the sibling, and the parts of one right edge.
+            prop_assert!(stored.lookups <= 2 * 64, "{} lookups", stored.lookups);
+
+            let old = pick % (new + 1);
+            let from_roots = source::consistency_proof_from(&mut stored, old, new)?;
+            prop_assert_eq!(&from_roots, &consistency_proof(&tree, old)?);
+            prop_assert_eq!(
+                source::tree_root(&mut stored, old)?,
+                root(&tree[..old as usize])
+            );
+        }
+        prop_assert_eq!(
+            source::inclusion_proof_from(&mut stored, new, new),
+            Err(MerkleError::IndexOutOfRange { index: new, tree_size: new })
+        );
+        prop_assert_eq!(
+            source::consistency_proof_from(&mut stored, new + 1, new),
+            Err(MerkleError::OldSizeTooLarge { old_size: new + 1, new_size: new })
+        );
+    }
+
+    #[test]
+    fn leaf_slice_source_matches_the_root(seed: u64, size in 1..=200_usize) {
+        let tree = random_leaves(seed, size);
+        let mut slice = source::LeafSlice(&tree);
+
+        prop_assert_eq!(source::tree_root(&mut slice, size as u64)?, root(&tree));
+    }
+}
