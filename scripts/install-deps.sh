@@ -7,6 +7,7 @@ packages=(
   build-essential pkg-config libclang-dev cmake
   libcurl4-openssl-dev libssl-dev libsasl2-dev zlib1g-dev libzstd-dev liblz4-dev
   python3 python3-pip util-linux
+  b3sum
 )
 
 as_root() {
@@ -28,6 +29,12 @@ if ! python3 -c "import aiosmtpd" 2>/dev/null; then
   echo "installing the aiosmtpd Python package (test SMTP server)"
   python3 -m pip install --quiet aiosmtpd 2>/dev/null \
     || python3 -m pip install --quiet --break-system-packages aiosmtpd
+fi
+
+if ! python3 -c "import cryptography" 2>/dev/null; then
+  echo "installing the cryptography Python package (independent evidence check)"
+  python3 -m pip install --quiet cryptography 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages cryptography
 fi
 
 if ! command -v cargo >/dev/null; then

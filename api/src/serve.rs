@@ -11,27 +11,29 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::Json;
 use axum::extract::State;
 use axum::routing::get;
+use consign_ledger::checkpoint::CheckpointPolicy;
 use consign_ledger::postmark::PostmarkKeys;
 use consign_ledger::{Clock, EmbeddedLedger, EmbeddedOptions};
-use consign_notifier::{Dispatcher, DispatcherConfig};
 use consign_notifier::{
     Composer, ComposerConfig, LinkKey, Mailer, MessageIdDomain, SmtpConfig, SmtpSecurity,
 };
+use consign_notifier::{Dispatcher, DispatcherConfig};
 use serde_json::json;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{Core, CoreParts, Limits, MailTransport, Transport};
-use consign_projections::billing::RateTable;
-use consign_projections::{ALL_VIEWS, ViewStore, ViewStoreOptions};
 use crate::blobs::{BlobStore, KeyEncryptionKey};
 use crate::cli::DataDirArgs;
 use crate::listen::{ListenConfig, TlsFiles};
+use consign_projections::billing::RateTable;
+use consign_projections::{ALL_VIEWS, ViewStore, ViewStoreOptions};
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
@@ -95,6 +97,14 @@ pub struct ServeArgs {
     /// Maximum number of recipients in one delivery, after expanding mailing lists.
     #[arg(long, env = "CONSIGN_MAX_RECIPIENTS", default_value_t = Limits::default().max_recipients, value_parser = positive)]
     pub max_recipients: usize,
+
+    /// Sign a checkpoint of a chain after at most this many events.
+    #[arg(long, env = "CONSIGN_CHECKPOINT_EVERY_EVENTS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub checkpoint_every_events: u64,
+
+    /// Sign a checkpoint of a chain at most this many milliseconds after an event.
+    #[arg(long, env = "CONSIGN_CHECKPOINT_EVERY_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub checkpoint_every_ms: u64,
 }
 
 /// Parses a count that must be at least 1.
@@ -129,15 +139,21 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let data_dir = &args.data.data_dir;
+    let keys = data_dir.join("keys");
+    let postmark_keys = load_or_create_postmark_keys(&keys.join("postmark"))?;
     let options = EmbeddedOptions {
         chains: args.chains,
         clock: clock.clone(),
+        checkpoints: Some(CheckpointPolicy {
+            every_events: args.checkpoint_every_events,
+            every: Duration::from_millis(args.checkpoint_every_ms),
+            signer: Arc::new(PostmarkKeys::load(&keys.join("postmark"))?),
+        }),
         ..EmbeddedOptions::default()
     };
     let ledger = EmbeddedLedger::open(data_dir, options)
         .with_context(|| format!("cannot open the ledger in {}", data_dir.display()))?;
     let ledger = Arc::new(ledger);
-    let keys = data_dir.join("keys");
     let kek = load_or_create_kek(&keys.join("documents.kek"))?;
     let links = LinkKey::load_or_create(&keys.join("links.key"))?;
     let blobs = BlobStore::open(data_dir.join("blobs"))?;
@@ -150,14 +166,16 @@ pub async fn run(
             .as_deref()
             .is_some_and(|url| url.starts_with("https://"));
     // Checked before listening, so a bad From address or URL stops the start at once.
-    composer(&args, args.public_url.as_deref().unwrap_or("http://127.0.0.1"))?;
+    composer(
+        &args,
+        args.public_url.as_deref().unwrap_or("http://127.0.0.1"),
+    )?;
 
     let rates = match &args.rates {
         Some(path) => Some(load_rates(path)?),
         None => None,
     };
     let views = open_views(&ledger, &data_dir.join("views")).await?;
-    let postmark_keys = load_or_create_postmark_keys(&keys.join("postmark"))?;
 
     let core = Core::start(CoreParts {
         ledger: Arc::clone(&ledger),
@@ -192,7 +210,10 @@ pub async fn run(
         .remove_unreferenced(|key| referenced.contains(key))
         .context("cannot clean up the document store")?;
     if removed > 0 {
-        tracing::warn!(removed, "removed documents of submissions that a crash kept off the ledger");
+        tracing::warn!(
+            removed,
+            "removed documents of submissions that a crash kept off the ledger"
+        );
     }
 
     // Cancelled on shutdown, and by the scheduler or the notifier when it fails, which
@@ -362,7 +383,10 @@ fn load_rates(path: &std::path::Path) -> anyhow::Result<RateTable> {
 
 /// Opens the view store and applies every event it has not seen, with a log line for
 /// each ten percent on a large ledger.
-async fn open_views(ledger: &Arc<EmbeddedLedger>, dir: &std::path::Path) -> anyhow::Result<Arc<ViewStore>> {
+async fn open_views(
+    ledger: &Arc<EmbeddedLedger>,
+    dir: &std::path::Path,
+) -> anyhow::Result<Arc<ViewStore>> {
     let options = ViewStoreOptions::new(ledger.chain_count());
     let views = ViewStore::open(dir, &options, &ALL_VIEWS)
         .with_context(|| format!("cannot open the views in {}", dir.display()))?;
@@ -373,10 +397,16 @@ async fn open_views(ledger: &Arc<EmbeddedLedger>, dir: &std::path::Path) -> anyh
         move || {
             let mut logged = 0;
             consign_projections::catch_up(&ledger, &views, &ALL_VIEWS, |progress| {
-                let tenth = (progress.applied * 10).checked_div(progress.total).unwrap_or(10);
+                let tenth = (progress.applied * 10)
+                    .checked_div(progress.total)
+                    .unwrap_or(10);
                 if tenth > logged {
                     logged = tenth;
-                    tracing::info!(applied = progress.applied, total = progress.total, "views catching up");
+                    tracing::info!(
+                        applied = progress.applied,
+                        total = progress.total,
+                        "views catching up"
+                    );
                 }
             })
         }

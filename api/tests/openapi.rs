@@ -15,7 +15,7 @@ use support::{Server, open_account};
 
 /// The routes under /api that `consign_api::app::router` serves, as in
 /// `api/src/app/mod.rs`, with lower-case methods as OpenAPI writes them.
-const ROUTES: [(&str, &str); 19] = [
+const ROUTES: [(&str, &str); 23] = [
     ("post", "/api/login"),
     ("post", "/api/logout"),
     ("get", "/api/me"),
@@ -34,6 +34,10 @@ const ROUTES: [(&str, &str); 19] = [
     ("get", "/api/billing/usage"),
     ("get", "/api/audit/deliveries/{id}"),
     ("get", "/api/audit/search"),
+    ("get", "/api/audit/deliveries/{id}/evidence"),
+    ("get", "/api/ledger/chains/{chain}/checkpoint"),
+    ("get", "/api/ledger/chains/{chain}/proofs/inclusion"),
+    ("get", "/api/ledger/chains/{chain}/proofs/consistency"),
     ("get", "/api/views/status"),
 ];
 
@@ -95,7 +99,10 @@ async fn send(server: &Server, method: &str, template: &str) -> (u16, String) {
 /// fallback for unknown paths and methods.
 fn reached_handler(status: u16, body: &str) -> bool {
     let error = serde_json::from_str::<Value>(body).ok();
-    let message = error.as_ref().and_then(|value| value["message"].as_str()).unwrap_or("");
+    let message = error
+        .as_ref()
+        .and_then(|value| value["message"].as_str())
+        .unwrap_or("");
     match status {
         405 => false,
         // The API's fallback names the unknown route; a handler's 404 names what it
@@ -166,7 +173,10 @@ async fn router_fallback_detected() {
     assert_eq!(status, 404);
     assert!(!reached_handler(status, &body), "{body:?}");
     let unknown: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(unknown["error"], "not_found", "the fallback answers in JSON");
+    assert_eq!(
+        unknown["error"], "not_found",
+        "the fallback answers in JSON"
+    );
     let (status, body) = send(&server, "get", "/api/login").await;
     assert_eq!(status, 405);
     assert!(!reached_handler(status, &body), "{body:?}");

@@ -18,6 +18,7 @@ async fn submit(server: &Server, token: &str, billing_code: &str) -> serde_json:
         "recipients": ["bob@recipients.test"],
         "subject": "Views",
         "billing_code": billing_code,
+        "receipt": true,
     });
     let form = Form::new()
         .part("metadata", Part::text(metadata.to_string()))
@@ -39,7 +40,13 @@ fn after_of(submitted: &serde_json::Value) -> String {
 }
 
 async fn get_json(server: &Server, token: &str, path: &str) -> (u16, serde_json::Value) {
-    let response = server.client.get(server.url(path)).bearer_auth(token).send().await.unwrap();
+    let response = server
+        .client
+        .get(server.url(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
     let status = response.status().as_u16();
     (status, response.json().await.unwrap())
 }
@@ -47,7 +54,11 @@ async fn get_json(server: &Server, token: &str, path: &str) -> (u16, serde_json:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn views_serve_senders_billing_and_auditors() {
     let work = tempfile::tempdir().unwrap();
-    for (login, role) in [("ada", Role::Sender), ("bill", Role::Billing), ("audrey", Role::Auditor)] {
+    for (login, role) in [
+        ("ada", Role::Sender),
+        ("bill", Role::Billing),
+        ("audrey", Role::Auditor),
+    ] {
         open_account(work.path(), login, role).await;
     }
     let server = Server::start(work.path(), Clock::system(), &[]).await;
@@ -63,24 +74,53 @@ async fn views_serve_senders_billing_and_auditors() {
 
     // A live stream receives the recipient's download.
     let events_url = server.url(&format!("/api/tracking/deliveries/{delivery}/events"));
-    let response = server.client.get(&events_url).bearer_auth(&ada).send().await.unwrap();
+    let response = server
+        .client
+        .get(&events_url)
+        .bearer_auth(&ada)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     let mut stream = response.bytes_stream();
-    let first = tokio::time::timeout(Duration::from_secs(10), stream.next()).await.unwrap().unwrap().unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(10), stream.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert!(String::from_utf8_lossy(&first).contains("event: tracking"));
 
     let outbox = work.path().join("outbox");
     let messages = wait_for_messages(&outbox, 1, Duration::from_secs(10)).await;
     let link = links_in(&messages[0], &server.base).remove(0);
-    let page = server.client.get(&link).send().await.unwrap().text().await.unwrap();
-    let href = page.split("href=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let page = server
+        .client
+        .get(&link)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let href = page
+        .split("href=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
     let document = server.client.get(server.url(&href)).send().await.unwrap();
     assert_eq!(document.bytes().await.unwrap().len(), 1000);
 
     let mut seen = String::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !seen.contains("downloaded") {
-        let chunk = tokio::time::timeout_at(deadline, stream.next()).await.unwrap().unwrap().unwrap();
+        let chunk = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         seen.push_str(&String::from_utf8_lossy(&chunk));
     }
     drop(stream);
@@ -89,25 +129,36 @@ async fn views_serve_senders_billing_and_auditors() {
     // position reproduces the export from before the second submission.
     let bill = server.login("bill").await;
     let month = jiff::Timestamp::now().strftime("%Y-%m").to_string();
-    let usage_path = format!("/api/billing/usage?from={month}&to={month}&after={}", after_of(&submitted));
+    let usage_path = format!(
+        "/api/billing/usage?from={month}&to={month}&after={}",
+        after_of(&submitted)
+    );
     let (status, before) = get_json(&server, &bill, &usage_path).await;
     assert_eq!(status, 200, "{before}");
     assert!(before["ledger_positions"].is_array(), "{before}");
 
     let second = submit(&server, &ada, "LEGAL-7").await;
-    let path = format!("/api/billing/usage?from={month}&to={month}&after={}", after_of(&second));
+    let path = format!(
+        "/api/billing/usage?from={month}&to={month}&after={}",
+        after_of(&second)
+    );
     let (_, after) = get_json(&server, &bill, &path).await;
     assert_ne!(before["rows"], after["rows"]);
 
     let as_of: Vec<String> = submitted_positions(&before);
-    let path = format!("/api/billing/usage?from={month}&to={month}&as_of={}", as_of.join(","));
+    let path = format!(
+        "/api/billing/usage?from={month}&to={month}&as_of={}",
+        as_of.join(",")
+    );
     let (status, reproduced) = get_json(&server, &bill, &path).await;
     assert_eq!(status, 200, "{reproduced}");
     assert_eq!(reproduced["rows"], before["rows"]);
 
     let csv = server
         .client
-        .get(server.url(&format!("/api/billing/usage?from={month}&to={month}&format=csv")))
+        .get(server.url(&format!(
+            "/api/billing/usage?from={month}&to={month}&format=csv"
+        )))
         .bearer_auth(&bill)
         .send()
         .await
@@ -116,19 +167,117 @@ async fn views_serve_senders_billing_and_auditors() {
     let csv = csv.text().await.unwrap();
     assert!(csv.contains("LEGAL-7"), "{csv}");
 
-    let (status, _) = get_json(&server, &ada, &format!("/api/billing/usage?from={month}&to={month}")).await;
+    let (status, _) = get_json(
+        &server,
+        &ada,
+        &format!("/api/billing/usage?from={month}&to={month}"),
+    )
+    .await;
     assert_eq!(status, 403);
 
-    // Audit: the history with verified links, and search by recipient.
+    // Audit: the history with verified links, and search by recipient. The receipt
+    // e-mail to the sender follows the download.
     let audrey = server.login("audrey").await;
-    let (status, history) = get_json(&server, &audrey, &format!("/api/audit/deliveries/{delivery}")).await;
-    assert_eq!(status, 200, "{history}");
+    wait_for_messages(&outbox, 2, Duration::from_secs(10)).await;
+    let history_path = format!("/api/audit/deliveries/{delivery}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let history = loop {
+        let (status, history) = get_json(&server, &audrey, &history_path).await;
+        assert_eq!(status, 200, "{history}");
+        let events = history["events"].as_array().unwrap();
+        if events.iter().any(|event| event["type"] == "ReceiptSent") {
+            break history;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no ReceiptSent in {history}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     let events = history["events"].as_array().unwrap();
     assert!(events.len() >= 5, "{history}");
-    assert!(events.iter().all(|event| event["link_verified"] == true), "{history}");
+    assert!(
+        events.iter().all(|event| event["link_verified"] == true),
+        "{history}"
+    );
     assert_eq!(events[0]["type"], "DocumentUploaded");
 
-    let (status, found) = get_json(&server, &audrey, "/api/audit/search?recipient=BOB@recipients.test").await;
+    // Each row names its ETSI EN 319 522 event, or null where none matches.
+    let etsi_of = |kind: &str| -> Vec<serde_json::Value> {
+        events
+            .iter()
+            .filter(|event| event["type"] == kind)
+            .map(|event| event["etsi"].clone())
+            .collect()
+    };
+    assert!(
+        events.iter().all(|event| event.get("etsi").is_some()),
+        "{history}"
+    );
+    assert_eq!(etsi_of("DocumentUploaded"), [serde_json::Value::Null]);
+    assert_eq!(etsi_of("DeliverySubmitted"), ["SubmissionAcceptance"]);
+    assert_eq!(etsi_of("DeliveryReleased"), ["ContentConsignment"]);
+    // The link e-mail is a consignment notification. The receipt e-mail, whose
+    // NotificationSent comes right before its ReceiptSent, is not.
+    let receipt_sent = events
+        .iter()
+        .find(|event| event["type"] == "ReceiptSent")
+        .unwrap();
+    let receipt_position = receipt_sent["position"].as_u64().unwrap() - 1;
+    let (receipt_outcome, link_outcomes): (Vec<&serde_json::Value>, Vec<&serde_json::Value>) =
+        events
+            .iter()
+            .filter(|event| event["type"] == "NotificationSent")
+            .partition(|event| event["position"] == receipt_position);
+    assert_eq!(receipt_outcome.len(), 1, "{history}");
+    assert_eq!(receipt_outcome[0]["etsi"], serde_json::Value::Null);
+    assert_eq!(link_outcomes.len(), 1, "{history}");
+    assert_eq!(link_outcomes[0]["etsi"], "ConsignmentNotification");
+    assert_eq!(etsi_of("ReceiptSent"), [serde_json::Value::Null]);
+    assert_eq!(etsi_of("DeliveryOpened"), ["ContentAccessTracking"]);
+    assert_eq!(etsi_of("DocumentDownloaded"), ["ContentHandover"]);
+    assert!(
+        etsi_of("NotificationAttempted")
+            .iter()
+            .all(serde_json::Value::is_null),
+        "{history}"
+    );
+
+    let jsonl = server
+        .client
+        .get(server.url(&format!("/api/audit/deliveries/{delivery}?format=jsonl")))
+        .bearer_auth(&audrey)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let lines: Vec<serde_json::Value> = jsonl
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines.len(), events.len(), "{jsonl}");
+    for (line, event) in lines.iter().zip(events) {
+        assert_eq!(line["etsi"], event["etsi"], "{line}");
+    }
+    let submitted_line = lines
+        .iter()
+        .find(|line| line["type"] == "DeliverySubmitted")
+        .unwrap();
+    assert_eq!(submitted_line["etsi"], "SubmissionAcceptance");
+    let downloaded_line = lines
+        .iter()
+        .find(|line| line["type"] == "DocumentDownloaded")
+        .unwrap();
+    assert_eq!(downloaded_line["etsi"], "ContentHandover");
+
+    let (status, found) = get_json(
+        &server,
+        &audrey,
+        "/api/audit/search?recipient=BOB@recipients.test",
+    )
+    .await;
     assert_eq!(status, 200, "{found}");
     assert_eq!(found["deliveries"].as_array().unwrap().len(), 2, "{found}");
     let (status, _) = get_json(&server, &ada, &format!("/api/audit/deliveries/{delivery}")).await;
@@ -137,7 +286,12 @@ async fn views_serve_senders_billing_and_auditors() {
     // While serving, the views report their positions and digests.
     let (status, views) = get_json(&server, &audrey, "/api/views/status").await;
     assert_eq!(status, 200, "{views}");
-    let names: Vec<&str> = views["views"].as_array().unwrap().iter().map(|view| view["view"].as_str().unwrap()).collect();
+    let names: Vec<&str> = views["views"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|view| view["view"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["tracking", "billing", "audit", "schedule"]);
 
     server.stop().await;
@@ -165,13 +319,21 @@ async fn configured_rates_price_the_usage() {
             "per_high_priority": 50, "per_urgent_priority": 200, "per_postmark": 30}"#,
     )
     .unwrap();
-    let server = Server::start(work.path(), Clock::system(), &["--rates", rates.to_str().unwrap()]).await;
+    let server = Server::start(
+        work.path(),
+        Clock::system(),
+        &["--rates", rates.to_str().unwrap()],
+    )
+    .await;
     let ada = server.login("ada").await;
     let submitted = submit(&server, &ada, "LEGAL-7").await;
 
     let bill = server.login("bill").await;
     let month = jiff::Timestamp::now().strftime("%Y-%m").to_string();
-    let path = format!("/api/billing/usage?from={month}&to={month}&after={}", after_of(&submitted));
+    let path = format!(
+        "/api/billing/usage?from={month}&to={month}&after={}",
+        after_of(&submitted)
+    );
     let (status, usage) = get_json(&server, &bill, &path).await;
 
     assert_eq!(status, 200, "{usage}");
@@ -187,8 +349,19 @@ async fn invalid_rates_file_stops_the_start() {
     let work = tempfile::tempdir().unwrap();
     let rates = work.path().join("rates.json");
     std::fs::write(&rates, r#"{"per_delivery": "one dollar"}"#).unwrap();
-    let argv = ["consign", "serve", "--listen", "127.0.0.1:0", "--rates", rates.to_str().unwrap(), "--data-dir", work.path().to_str().unwrap()];
-    let consign_api::cli::Command::Serve(args) = <consign_api::cli::Cli as clap::Parser>::parse_from(argv).command else {
+    let argv = [
+        "consign",
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--rates",
+        rates.to_str().unwrap(),
+        "--data-dir",
+        work.path().to_str().unwrap(),
+    ];
+    let consign_api::cli::Command::Serve(args) =
+        <consign_api::cli::Cli as clap::Parser>::parse_from(argv).command
+    else {
         unreachable!("the arguments name the serve subcommand");
     };
 

@@ -4,7 +4,9 @@
 //! - appends through consign against raw RocksDB writes of values of the same size,
 //!   one record per write, `sync = true`, from the same number of concurrent writers
 //!   (RocksDB group-commits concurrent synced writes itself);
-//! - verification against hashing the same stored bytes with BLAKE3 alone.
+//! - verification against hashing the same stored bytes with BLAKE3 alone;
+//! - appends with signed checkpoints (every 1,000 events or 1 s) against the same
+//!   appends without them, in alternating rounds.
 //!
 //! Run with `cargo bench -p consign-ledger --bench append`. Set `CONSIGN_BENCH_SECONDS`
 //! to change the duration of each append measurement (default 3).
@@ -13,6 +15,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use consign_ledger::checkpoint::CheckpointPolicy;
+use consign_ledger::postmark::PostmarkKeys;
 use consign_ledger::{AppendRequest, EmbeddedLedger, EmbeddedOptions, NewEvent};
 use consign_schemas::events::{DeliveryWithdrawn, Event};
 use consign_schemas::{AccountId, Actor, ChainId, DeliveryId, Position, hash_stored_event};
@@ -50,8 +54,19 @@ fn seconds() -> Duration {
 /// Appends from `appenders` tasks for the bench duration; returns events per second and
 /// the size of one stored value.
 fn consign_appends(appenders: usize, payload_bytes: usize) -> (f64, usize) {
+    consign_appends_with(appenders, payload_bytes, None)
+}
+
+fn consign_appends_with(
+    appenders: usize,
+    payload_bytes: usize,
+    checkpoints: Option<CheckpointPolicy>,
+) -> (f64, usize) {
     let dir = tempfile::tempdir_in(bench_dir()).unwrap();
-    let mut options = EmbeddedOptions::default();
+    let mut options = EmbeddedOptions {
+        checkpoints,
+        ..EmbeddedOptions::default()
+    };
     if let Some(micros) = std::env::var("CONSIGN_BENCH_GROUP_WAIT_US")
         .ok()
         .and_then(|text| text.parse().ok())
@@ -185,6 +200,30 @@ fn verify_throughput() -> (f64, f64) {
     (verify_rate, hash_rate)
 }
 
+/// Median events/s with and without checkpoints at 64 appenders and 100-byte payloads,
+/// over `rounds` alternating rounds.
+fn checkpoint_cost(rounds: usize) -> (f64, f64) {
+    let keys_dir = tempfile::tempdir_in(bench_dir()).unwrap();
+    PostmarkKeys::generate(keys_dir.path()).unwrap();
+    let signer = Arc::new(PostmarkKeys::load(keys_dir.path()).unwrap());
+    let policy = CheckpointPolicy {
+        every_events: 1000,
+        every: Duration::from_secs(1),
+        signer,
+    };
+    let mut without = Vec::new();
+    let mut with = Vec::new();
+    for _ in 0..rounds {
+        without.push(consign_appends_with(64, 100, None).0);
+        with.push(consign_appends_with(64, 100, Some(policy.clone())).0);
+    }
+    let median = |rates: &mut Vec<f64>| {
+        rates.sort_by(f64::total_cmp);
+        rates[rates.len() / 2]
+    };
+    (median(&mut without), median(&mut with))
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; any other argument is a filter we do not support.
     println!(
@@ -210,6 +249,14 @@ fn main() {
             );
         }
     }
+
+    let (without, with) = checkpoint_cost(3);
+    println!(
+        "64 appenders, 100-byte payloads, median of 3 alternating rounds: without checkpoints \
+         {without:.0} events/s, with checkpoints every 1000 events or 1 s {with:.0} events/s; \
+         cost {:.1}%",
+        (1.0 - with / without) * 100.0
+    );
 
     let (verify_rate, hash_rate) = verify_throughput();
     println!(

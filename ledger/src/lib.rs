@@ -9,6 +9,7 @@ pub mod checkpoint;
 mod clock;
 mod embedded;
 mod error;
+pub mod evidence;
 mod keys;
 pub mod merkle;
 pub mod postmark;

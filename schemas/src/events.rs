@@ -367,6 +367,55 @@ impl EventKind {
             EventKind::CheckpointSigned => "CheckpointSigned",
         }
     }
+
+    /// Returns the name of the event of ETSI EN 319 522-1 (electronic registered
+    /// delivery) that this kind records, or `None` when no event of the standard
+    /// matches.
+    ///
+    /// `NotificationSent` and `NotificationFailed` also record the receipt e-mail to the
+    /// sender, which is not a consignment notification. A caller that knows the
+    /// notification's [`NotificationKind`] must drop the name for
+    /// [`NotificationKind::Receipt`].
+    ///
+    /// No equivalent:
+    ///
+    /// - `AccountOpened`, `CredentialChanged`, `MailingListDefined`, `CheckpointSigned`:
+    ///   they belong to no delivery.
+    /// - `DocumentUploaded`: part of the submission that `DeliverySubmitted` accepts.
+    /// - `PostmarkIssued`: evidence about the submission, not an event of the delivery.
+    /// - `NotificationAttempted`, `NotificationDeferred`: steps before the outcome of
+    ///   a notification.
+    /// - `AccessDenied`: a refused visit, after which the recipient may still succeed.
+    /// - `ReceiptSent`: the e-mail that passes evidence to the sender.
+    /// - `DeliveryExpired`, `DeliveryWithdrawn`: they end the delivery for every
+    ///   recipient, including those who already downloaded, so they are not a
+    ///   `ContentHandoverFailure` for a recipient. consign has no step in which a
+    ///   recipient accepts or rejects the delivery, so `AcceptanceRejectionExpiry`
+    ///   does not apply either.
+    /// - `DocumentsPurged`: storage housekeeping after the delivery ended.
+    pub fn etsi_name(self) -> Option<&'static str> {
+        match self {
+            EventKind::DeliverySubmitted => Some("SubmissionAcceptance"),
+            EventKind::DeliveryReleased => Some("ContentConsignment"),
+            EventKind::NotificationSent => Some("ConsignmentNotification"),
+            EventKind::NotificationFailed => Some("ConsignmentNotificationFailure"),
+            EventKind::DeliveryOpened => Some("ContentAccessTracking"),
+            EventKind::DocumentDownloaded => Some("ContentHandover"),
+            EventKind::AccountOpened
+            | EventKind::CredentialChanged
+            | EventKind::MailingListDefined
+            | EventKind::DocumentUploaded
+            | EventKind::PostmarkIssued
+            | EventKind::NotificationAttempted
+            | EventKind::NotificationDeferred
+            | EventKind::AccessDenied
+            | EventKind::ReceiptSent
+            | EventKind::DeliveryExpired
+            | EventKind::DeliveryWithdrawn
+            | EventKind::DocumentsPurged
+            | EventKind::CheckpointSigned => None,
+        }
+    }
 }
 
 impl Event {
@@ -416,6 +465,48 @@ impl Event {
             Event::DeliveryExpired(e) => Some(e.delivery),
             Event::DeliveryWithdrawn(e) => Some(e.delivery),
             Event::DocumentsPurged(e) => Some(e.delivery),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EventKind;
+
+    #[test]
+    fn etsi_names_cover_every_kind() {
+        let expected = [
+            (EventKind::AccountOpened, None),
+            (EventKind::CredentialChanged, None),
+            (EventKind::MailingListDefined, None),
+            (EventKind::DocumentUploaded, None),
+            (EventKind::DeliverySubmitted, Some("SubmissionAcceptance")),
+            (EventKind::PostmarkIssued, None),
+            (EventKind::DeliveryReleased, Some("ContentConsignment")),
+            (EventKind::NotificationAttempted, None),
+            (EventKind::NotificationSent, Some("ConsignmentNotification")),
+            (EventKind::NotificationDeferred, None),
+            (
+                EventKind::NotificationFailed,
+                Some("ConsignmentNotificationFailure"),
+            ),
+            (EventKind::DeliveryOpened, Some("ContentAccessTracking")),
+            (EventKind::AccessDenied, None),
+            (EventKind::DocumentDownloaded, Some("ContentHandover")),
+            (EventKind::ReceiptSent, None),
+            (EventKind::DeliveryExpired, None),
+            (EventKind::DeliveryWithdrawn, None),
+            (EventKind::DocumentsPurged, None),
+            (EventKind::CheckpointSigned, None),
+        ];
+        let kinds: Vec<EventKind> = expected.iter().map(|(kind, _)| *kind).collect();
+        assert_eq!(
+            kinds,
+            EventKind::ALL,
+            "the table lists every kind once, in order"
+        );
+        for (kind, name) in expected {
+            assert_eq!(kind.etsi_name(), name, "{}", kind.name());
         }
     }
 }

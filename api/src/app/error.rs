@@ -14,7 +14,10 @@ use crate::blobs::BlobError;
 pub enum ApiError {
     /// The request is malformed (not JSON, not multipart, a missing part).
     #[error("{message}")]
-    BadRequest { field: Option<String>, message: String },
+    BadRequest {
+        field: Option<String>,
+        message: String,
+    },
 
     /// A field has an invalid value.
     #[error("{message}")]
@@ -147,9 +150,13 @@ impl From<LedgerError> for ApiError {
         match error {
             LedgerError::DiskFull { .. } | LedgerError::Closed | LedgerError::Storage { .. } => {
                 ApiError::Unavailable {
-                    message: format!("the ledger cannot record this now, so nothing was recorded: {error}"),
+                    message: format!(
+                        "the ledger cannot record this now, so nothing was recorded: {error}"
+                    ),
                 }
             }
+            LedgerError::TreeBeyondHead { .. } => ApiError::invalid("tree_size", error.to_string()),
+            LedgerError::Proof { .. } => ApiError::bad_request(error.to_string()),
             other => ApiError::Internal {
                 message: other.to_string(),
             },
@@ -170,7 +177,9 @@ impl From<BlobError> for ApiError {
             },
             BlobError::Source { source } => ApiError::BadRequest {
                 field: Some("document".to_owned()),
-                message: format!("the upload was cut off or malformed, so nothing was stored: {source}"),
+                message: format!(
+                    "the upload was cut off or malformed, so nothing was stored: {source}"
+                ),
             },
             other => ApiError::Unavailable {
                 message: format!("the document store failed, so nothing was stored: {other}"),

@@ -9,7 +9,7 @@
 //! | `POST /api/deliveries` | sender | submit (multipart) |
 //! | `GET /api/deliveries`, `GET /api/deliveries/{id}` | sender (own), admin, auditor | status |
 //! | `POST /api/deliveries/{id}/withdraw` | sender (own) | withdraw |
-//! | `GET /api/deliveries/{id}/postmark` | sender (own), admin, auditor | postmark receipt |
+//! | `GET /api/deliveries/{id}/postmark` | sender (own), admin, auditor | postmark receipt, JSON or HTML page |
 //! | `GET /.well-known/consign-postmark-keys.json` | anyone | postmark public keys |
 //! | `GET /api/tracking/deliveries[/{id}[/events]]` | sender (own), admin, auditor | tracking view, live stream |
 //! | `GET /api/billing/usage` | billing, admin | usage and amounts, JSON or CSV, as of a position |
@@ -24,6 +24,7 @@ mod body;
 mod core;
 mod deliveries;
 mod error;
+mod evidence;
 mod limits;
 mod names;
 mod openapi;
@@ -75,6 +76,19 @@ pub fn router(core: Arc<Core>) -> Router {
         .route("/tracking/deliveries/{id}/events", get(views::stream))
         .route("/billing/usage", get(views::usage))
         .route("/audit/deliveries/{id}", get(views::history))
+        .route("/audit/deliveries/{id}/evidence", get(evidence::bundle))
+        .route(
+            "/ledger/chains/{chain}/checkpoint",
+            get(evidence::checkpoint),
+        )
+        .route(
+            "/ledger/chains/{chain}/proofs/inclusion",
+            get(evidence::inclusion),
+        )
+        .route(
+            "/ledger/chains/{chain}/proofs/consistency",
+            get(evidence::consistency),
+        )
         .route("/audit/search", get(views::search))
         .route("/views/status", get(views::status));
 
@@ -83,7 +97,10 @@ pub fn router(core: Arc<Core>) -> Router {
         .method_not_allowed_fallback(method_not_allowed);
     Router::new()
         .nest("/api", api)
-        .route("/.well-known/consign-postmark-keys.json", get(postmark::public_keys))
+        .route(
+            "/.well-known/consign-postmark-keys.json",
+            get(postmark::public_keys),
+        )
         .route("/d/{token}", get(recipient::page).post(recipient::password))
         .route("/d/{token}/documents/{document}", get(recipient::download))
         .with_state(core)

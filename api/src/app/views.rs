@@ -5,7 +5,7 @@
 //! submission returned): the read waits until the view has applied that event, so a
 //! client sees its own write at once.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,10 +17,15 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use consign_projections::audit::{self, AuditSearch};
 use consign_projections::billing::{self, Month, UsageQuery};
-use consign_projections::tracking::{self, DeliveryFilter, DeliveryTracking, ListCursor, TrackingStatus};
+use consign_projections::tracking::{
+    self, DeliveryFilter, DeliveryTracking, ListCursor, TrackingStatus,
+};
 use consign_projections::{Positions, ProjectionError};
-use consign_schemas::events::Role;
-use consign_schemas::{ChainId, ContentHash, DeliveryId, Position, Timestamp};
+use consign_schemas::events::{NotificationKind, Role};
+use consign_schemas::{
+    ChainId, ContentHash, DeliveryId, Envelope, Event, EventKind, NotificationId, Position,
+    Timestamp,
+};
 use futures::Stream;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -43,10 +48,16 @@ impl From<ProjectionError> for ApiError {
 /// Parses `CHAIN:POSITION`.
 fn parse_point(field: &str, text: &str) -> Result<(ChainId, Position), ApiError> {
     let parsed = text.split_once(':').and_then(|(chain, position)| {
-        Some((ChainId::new(chain.parse().ok()?), Position::new(position.parse().ok()?)))
+        Some((
+            ChainId::new(chain.parse().ok()?),
+            Position::new(position.parse().ok()?),
+        ))
     });
     parsed.ok_or_else(|| {
-        ApiError::invalid(field, format!("{field} {text:?} is not CHAIN:POSITION, such as 0:42"))
+        ApiError::invalid(
+            field,
+            format!("{field} {text:?} is not CHAIN:POSITION, such as 0:42"),
+        )
     })
 }
 
@@ -65,7 +76,9 @@ async fn wait_after(core: &Core, view: &str, after: Option<&str>) -> Result<(), 
     tokio::time::timeout(AFTER_TIMEOUT, core.views.wait_for(view, chain, position))
         .await
         .map_err(|_| ApiError::Unavailable {
-            message: format!("the {view} view has not reached {after} within {AFTER_TIMEOUT:?}; retry"),
+            message: format!(
+                "the {view} view has not reached {after} within {AFTER_TIMEOUT:?}; retry"
+            ),
         })??;
     Ok(())
 }
@@ -73,7 +86,12 @@ async fn wait_after(core: &Core, view: &str, after: Option<&str>) -> Result<(), 
 /// Parses an RFC 3339 time.
 fn parse_time(field: &str, text: &str) -> Result<Timestamp, ApiError> {
     let instant: jiff::Timestamp = text.parse().map_err(|error| {
-        ApiError::invalid(field, format!("{field} {text:?} is not an RFC 3339 time such as 2026-12-01T00:00:00Z: {error}"))
+        ApiError::invalid(
+            field,
+            format!(
+                "{field} {text:?} is not an RFC 3339 time such as 2026-12-01T00:00:00Z: {error}"
+            ),
+        )
     })?;
     Ok(Timestamp::from_micros(instant.as_microsecond()))
 }
@@ -102,15 +120,26 @@ pub async fn list(
     wait_after(&core, "tracking", params.after.as_deref()).await?;
     let filter = DeliveryFilter {
         status: params.status,
-        submitted_from: params.from.as_deref().map(|text| parse_time("from", text)).transpose()?,
-        submitted_before: params.before.as_deref().map(|text| parse_time("before", text)).transpose()?,
+        submitted_from: params
+            .from
+            .as_deref()
+            .map(|text| parse_time("from", text))
+            .transpose()?,
+        submitted_before: params
+            .before
+            .as_deref()
+            .map(|text| parse_time("before", text))
+            .transpose()?,
         billing_code: params.billing_code,
         recipient_address: params.recipient,
     };
     let cursor = params
         .cursor
         .as_deref()
-        .map(|text| text.parse::<ListCursor>().map_err(|error| ApiError::invalid("cursor", error.to_string())))
+        .map(|text| {
+            text.parse::<ListCursor>()
+                .map_err(|error| ApiError::invalid("cursor", error.to_string()))
+        })
         .transpose()?;
     let page = tracking::list_deliveries(
         &core.views,
@@ -230,19 +259,26 @@ pub async fn usage(
     let csv = match params.format.as_deref() {
         None | Some("json") => false,
         Some("csv") => true,
-        Some(other) => return Err(ApiError::invalid("format", format!("format {other:?} is not json or csv"))),
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "format",
+                format!("format {other:?} is not json or csv"),
+            ));
+        }
     };
 
     let report = match params.as_of.as_deref() {
         Some(as_of) => {
             let positions = parse_positions(as_of)?;
             let core = Arc::clone(&core);
-            tokio::task::spawn_blocking(move || billing::billing_as_of(&core.ledger, &positions, &query))
-                .await
-                .map_err(|error| ApiError::Internal {
-                    message: format!("the as-of computation failed: {error}"),
-                })?
-                .map_err(|error| ApiError::invalid("as_of", error.to_string()))?
+            tokio::task::spawn_blocking(move || {
+                billing::billing_as_of(&core.ledger, &positions, &query)
+            })
+            .await
+            .map_err(|error| ApiError::Internal {
+                message: format!("the as-of computation failed: {error}"),
+            })?
+            .map_err(|error| ApiError::invalid("as_of", error.to_string()))?
         }
         None => {
             wait_after(&core, "billing", params.after.as_deref()).await?;
@@ -279,7 +315,8 @@ pub struct HistoryParams {
 }
 
 /// `GET /api/audit/deliveries/{id}`: the delivery's ordered history with positions,
-/// hashes and previous hashes, and whether each link verifies against the ledger.
+/// hashes and previous hashes, the ETSI EN 319 522 event name of each event (or null),
+/// and whether each link verifies against the ledger.
 pub async fn history(
     State(core): State<Arc<Core>>,
     caller: Caller,
@@ -296,8 +333,20 @@ pub async fn history(
     }
 
     let mut rows = Vec::with_capacity(entries.len());
+    let mut receipt_notifications = HashSet::new();
     for entry in &entries {
-        let verified = link_verifies(&core, entry.chain, entry.position, entry.hash, entry.previous)?;
+        let checked = check_in_ledger(
+            &core,
+            entry.chain,
+            entry.position,
+            entry.hash,
+            entry.previous,
+        )?;
+        let etsi = etsi_name(
+            entry.kind,
+            checked.event.as_ref(),
+            &mut receipt_notifications,
+        );
         rows.push(json!({
             "chain": entry.chain,
             "position": entry.position,
@@ -305,11 +354,14 @@ pub async fn history(
             "previous": entry.previous,
             "time": entry.time,
             "type": entry.kind.name(),
-            "link_verified": verified,
+            "etsi": etsi,
+            "link_verified": checked.link_verified,
         }));
     }
     match params.format.as_deref() {
-        None | Some("json") => Ok(Json(json!({ "delivery": delivery, "events": rows })).into_response()),
+        None | Some("json") => {
+            Ok(Json(json!({ "delivery": delivery, "events": rows })).into_response())
+        }
         Some("jsonl") => {
             let mut body = String::new();
             for row in &rows {
@@ -318,24 +370,38 @@ pub async fn history(
             }
             Ok(([(CONTENT_TYPE, "application/x-ndjson")], body).into_response())
         }
-        Some(other) => Err(ApiError::invalid("format", format!("format {other:?} is not json or jsonl"))),
+        Some(other) => Err(ApiError::invalid(
+            "format",
+            format!("format {other:?} is not json or jsonl"),
+        )),
     }
 }
 
-/// Checks one event against the ledger: its stored bytes hash to the recorded hash, it
-/// is the event the view names, and its previous hash is the hash of the event before
-/// it (or the chain's genesis value).
-fn link_verifies(
+/// One history event as read back from the ledger.
+struct LedgerCheck {
+    /// Whether the stored bytes hash to the recorded hash, the event is the one the
+    /// view names, and its previous hash is the hash of the event before it (or the
+    /// chain's genesis value).
+    link_verified: bool,
+    /// The stored event, when it exists and decodes.
+    event: Option<Event>,
+}
+
+/// Reads one event of a history from the ledger and checks its link.
+fn check_in_ledger(
     core: &Core,
     chain: ChainId,
     position: Position,
     hash: consign_schemas::EventHash,
     previous: consign_schemas::EventHash,
-) -> Result<bool, ApiError> {
+) -> Result<LedgerCheck, ApiError> {
     let start = Position::new(position.get().saturating_sub(1));
     let raws = core.ledger.read_raw(chain, start, 2)?;
     let Some(event) = raws.iter().find(|raw| raw.position == position) else {
-        return Ok(false);
+        return Ok(LedgerCheck {
+            link_verified: false,
+            event: None,
+        });
     };
     let computed = consign_schemas::hash_stored_event(&event.bytes);
     let expected_previous = if position.get() == 0 {
@@ -345,7 +411,47 @@ fn link_verifies(
             .find(|raw| raw.position.get() + 1 == position.get())
             .map(|raw| consign_schemas::hash_stored_event(&raw.bytes))
     };
-    Ok(event.recorded_hash == Some(computed) && computed == hash && expected_previous == Some(previous))
+    let link_verified = event.recorded_hash == Some(computed)
+        && computed == hash
+        && expected_previous == Some(previous);
+    let event = Envelope::decode(&event.bytes)
+        .ok()
+        .map(|envelope| envelope.event);
+    Ok(LedgerCheck {
+        link_verified,
+        event,
+    })
+}
+
+/// Returns the ETSI EN 319 522 name of one history event, given in ledger order.
+///
+/// `receipt_notifications` collects the receipt e-mails to the sender seen so far.
+/// Their `NotificationSent` and `NotificationFailed` get no name because they are not
+/// consignment notifications. An event that does not decode gets its kind's name.
+fn etsi_name(
+    kind: EventKind,
+    event: Option<&Event>,
+    receipt_notifications: &mut HashSet<NotificationId>,
+) -> Option<&'static str> {
+    match event {
+        Some(Event::NotificationAttempted(attempted))
+            if attempted.kind == NotificationKind::Receipt =>
+        {
+            receipt_notifications.insert(attempted.notification);
+        }
+        Some(Event::NotificationSent(sent))
+            if receipt_notifications.contains(&sent.notification) =>
+        {
+            return None;
+        }
+        Some(Event::NotificationFailed(failed))
+            if receipt_notifications.contains(&failed.notification) =>
+        {
+            return None;
+        }
+        _ => {}
+    }
+    kind.etsi_name()
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -369,9 +475,9 @@ pub async fn search(
     caller.require(&[Role::Auditor, Role::Admin])?;
     let mut criteria = Vec::new();
     if let Some(sender) = &params.sender {
-        let account = sender
-            .parse()
-            .map_err(|_| ApiError::invalid("sender", format!("sender {sender:?} is not an account id")))?;
+        let account = sender.parse().map_err(|_| {
+            ApiError::invalid("sender", format!("sender {sender:?} is not an account id"))
+        })?;
         criteria.push(AuditSearch::Sender(account));
     }
     if let Some(recipient) = &params.recipient {
@@ -380,16 +486,26 @@ pub async fn search(
     if let Some(document) = &params.document {
         let mut bytes = [0u8; 32];
         hex::decode_to_slice(document, &mut bytes).map_err(|_| {
-            ApiError::invalid("document", format!("document {document:?} is not a BLAKE3 hash of 64 hex digits"))
+            ApiError::invalid(
+                "document",
+                format!("document {document:?} is not a BLAKE3 hash of 64 hex digits"),
+            )
         })?;
         criteria.push(AuditSearch::DocumentHash(ContentHash::from_bytes(bytes)));
     }
     if params.from.is_some() || params.before.is_some() {
-        let from = params.from.as_deref().map_or(Ok(Timestamp::from_micros(0)), |text| parse_time("from", text))?;
+        let from = params
+            .from
+            .as_deref()
+            .map_or(Ok(Timestamp::from_micros(0)), |text| {
+                parse_time("from", text)
+            })?;
         let before = params
             .before
             .as_deref()
-            .map_or(Ok(Timestamp::from_micros(i64::MAX)), |text| parse_time("before", text))?;
+            .map_or(Ok(Timestamp::from_micros(i64::MAX)), |text| {
+                parse_time("before", text)
+            })?;
         criteria.push(AuditSearch::SubmittedBetween { from, before });
     }
     let [criterion] = criteria.as_slice() else {
@@ -397,12 +513,19 @@ pub async fn search(
             "give exactly one of sender, recipient, document, or from/before",
         ));
     };
-    let found = audit::search(&core.views, criterion, params.limit.unwrap_or(100).min(1_000))?;
+    let found = audit::search(
+        &core.views,
+        criterion,
+        params.limit.unwrap_or(100).min(1_000),
+    )?;
     Ok(Json(json!({ "deliveries": found })))
 }
 
 /// `GET /api/views/status`: each view's position, lag and state digest, while serving.
-pub async fn status(State(core): State<Arc<Core>>, caller: Caller) -> Result<Json<Value>, ApiError> {
+pub async fn status(
+    State(core): State<Arc<Core>>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
     caller.require(&[Role::Admin, Role::Auditor])?;
     let core = Arc::clone(&core);
     let statuses = tokio::task::spawn_blocking(move || {

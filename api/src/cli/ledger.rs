@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use consign_ledger::workload::{self, WorkloadConfig};
-use consign_ledger::{EmbeddedLedger, EmbeddedOptions, RawEvent};
+use consign_ledger::{ChainChecks, EmbeddedLedger, EmbeddedOptions, RawEvent};
 use consign_schemas::{ChainId, Envelope, Position, Timestamp, hash_stored_event};
 use serde_json::json;
 
@@ -28,6 +28,42 @@ pub struct VerifyArgs {
     /// Stop before this position (default: the chain's head, and anything stored past it).
     #[arg(long)]
     pub to: Option<u64>,
+
+    /// A checkpoint saved earlier from `GET /api/ledger/chains/{chain}/checkpoint`: its
+    /// chain must still contain the events it covers, with the same Merkle root.
+    #[arg(long)]
+    pub checkpoint: Option<std::path::PathBuf>,
+}
+
+/// A checkpoint as the checkpoint API serves it.
+#[derive(Debug, serde::Deserialize)]
+struct SavedCheckpoint {
+    chain: ChainId,
+    checkpoint: consign_ledger::evidence::BundleCheckpoint,
+}
+
+fn read_saved_checkpoint(path: &std::path::Path) -> anyhow::Result<SavedCheckpoint> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_slice(&bytes).with_context(|| {
+        format!(
+            "{} is not a saved checkpoint; save the response of GET /api/ledger/chains/CHAIN/checkpoint",
+            path.display()
+        )
+    })
+}
+
+/// Loads the published keys beside the ledger to check checkpoint signatures with.
+fn public_keys(
+    data_dir: &std::path::Path,
+) -> Option<std::sync::Arc<consign_ledger::checkpoint::PublicKeys>> {
+    let dir = data_dir.join("keys").join("postmark");
+    match consign_ledger::postmark::PostmarkKeys::load(&dir) {
+        Ok(keys) => Some(std::sync::Arc::new(keys.public_keys())),
+        Err(error) => {
+            println!("checkpoint signatures are not checked: {error}");
+            None
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -117,6 +153,24 @@ pub(super) fn verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
         );
     }
 
+    let saved = args
+        .checkpoint
+        .as_deref()
+        .map(read_saved_checkpoint)
+        .transpose()?;
+    if let Some(saved) = &saved {
+        if saved.chain.get() >= ledger.chain_count() {
+            anyhow::bail!(
+                "the saved checkpoint is of chain {}, which this ledger does not have",
+                saved.chain
+            );
+        }
+        if args.from != 0 || args.to.is_some() {
+            anyhow::bail!("--checkpoint checks a chain from its start; leave out --from and --to");
+        }
+    }
+    let keys = public_keys(&args.data.data_dir);
+
     let started = Instant::now();
     let mut total = 0u64;
     let mut stdout = std::io::stdout().lock();
@@ -134,9 +188,20 @@ pub(super) fn verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
 
         let bar = progress::bar(expected, "events");
         bar.set_message(format!("chain {chain}"));
-        let report = match ledger.verify_chain(chain, Position::new(args.from), to, &|checked| {
-            bar.set_position(checked)
-        }) {
+        let checks = ChainChecks {
+            keys: keys.clone(),
+            saved_checkpoint: saved
+                .as_ref()
+                .filter(|saved| saved.chain == chain)
+                .map(|saved| (saved.checkpoint.tree_size, saved.checkpoint.root)),
+        };
+        let report = match ledger.verify_chain_with(
+            chain,
+            Position::new(args.from),
+            to,
+            checks,
+            &|checked| bar.set_position(checked),
+        ) {
             Ok(report) => report,
             Err(error) if error.is_corruption() => {
                 bar.finish_and_clear();
@@ -270,9 +335,21 @@ fn hex_string(bytes: &[u8]) -> String {
 }
 
 pub(super) fn generate(args: GenerateArgs) -> anyhow::Result<Outcome> {
+    // The ledger signs real checkpoints with the data directory's keys, the ones a
+    // server started on it later uses too.
+    let keys_dir = args.data.data_dir.join("keys").join("postmark");
+    if !keys_dir.join("current").exists() {
+        consign_ledger::postmark::PostmarkKeys::generate(&keys_dir)?;
+    }
+    let keys = consign_ledger::postmark::PostmarkKeys::load(&keys_dir)?;
     let options = EmbeddedOptions {
         chains: args.chains,
         sync: !args.no_sync,
+        checkpoints: Some(consign_ledger::checkpoint::CheckpointPolicy {
+            every_events: 1000,
+            every: std::time::Duration::from_secs(1),
+            signer: std::sync::Arc::new(keys),
+        }),
         ..EmbeddedOptions::default()
     };
     let ledger = open(&args.data, options)?;

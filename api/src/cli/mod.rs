@@ -1,6 +1,8 @@
 //! Command-line interface: the subcommands of `consign` and their options.
 
 pub mod account;
+mod audit;
+mod evidence;
 mod keys;
 mod ledger;
 mod projections;
@@ -57,6 +59,13 @@ pub enum Command {
     /// Rebuild, catch up and inspect the persisted views while the server is stopped.
     #[command(subcommand)]
     Projections(projections::ProjectionsCommand),
+    /// Replay a delivery's state as of an earlier point, from the ledger, while the
+    /// server is stopped.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
+    /// Export a delivery's evidence bundle, or verify one offline.
+    #[command(subcommand)]
+    Evidence(EvidenceCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -87,6 +96,18 @@ pub enum LedgerCommand {
     Dump(ledger::DumpArgs),
     /// Write a realistic workload through the normal append path.
     Generate(ledger::GenerateArgs),
+    /// Print and check the proof that an event is in the chain's Merkle tree.
+    Proof(evidence::ProofArgs),
+    /// Print and check the proof that a later tree of a chain extends an earlier one.
+    Consistency(evidence::ConsistencyArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EvidenceCommand {
+    /// Write a delivery's evidence bundle while the server is stopped.
+    Export(evidence::ExportArgs),
+    /// Check a bundle offline and print each check; exit 1 if any fails.
+    Verify(evidence::VerifyArgs),
 }
 
 /// Runs the parsed command.
@@ -107,8 +128,13 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Ledger(LedgerCommand::Verify(args)) => ledger::verify(args),
         Command::Ledger(LedgerCommand::Dump(args)) => ledger::dump(args),
         Command::Ledger(LedgerCommand::Generate(args)) => ledger::generate(args),
+        Command::Ledger(LedgerCommand::Proof(args)) => evidence::proof(args),
+        Command::Ledger(LedgerCommand::Consistency(args)) => evidence::consistency(args),
+        Command::Evidence(EvidenceCommand::Export(args)) => evidence::export(args),
+        Command::Evidence(EvidenceCommand::Verify(args)) => evidence::verify(args),
         Command::Account(AccountCommand::Create(args)) => account::create(args),
         Command::Keys(KeysCommand::Generate(args)) => keys::generate(args),
         Command::Projections(command) => projections::run(command),
+        Command::Audit(command) => audit::run(command),
     }
 }

@@ -136,33 +136,49 @@ fn select_views(name: Option<&str>) -> anyhow::Result<Vec<&'static dyn Projectio
 
 /// Opens the ledger read-only and the view store in its `views` directory.
 fn open(data_dir: &Path, command: &str) -> anyhow::Result<(EmbeddedLedger, ViewStore)> {
+    let ledger = open_ledger_read_only(data_dir, &format!("projections {command}"))?;
+    let store = open_view_store(data_dir, &ledger)?;
+    Ok((ledger, store))
+}
+
+/// Opens the ledger read-only for `consign COMMAND`, naming the process that has it
+/// open when it is locked.
+pub(super) fn open_ledger_read_only(
+    data_dir: &Path,
+    command: &str,
+) -> anyhow::Result<EmbeddedLedger> {
     let options = EmbeddedOptions {
         read_only: true,
         ..EmbeddedOptions::default()
     };
-    let ledger = match EmbeddedLedger::open(data_dir, options) {
-        Ok(ledger) => ledger,
+    match EmbeddedLedger::open(data_dir, options) {
+        Ok(ledger) => Ok(ledger),
         Err(LedgerError::Locked { dir, holder }) => {
             let holder = holder
                 .map(|pid| format!(" (pid {pid})"))
                 .unwrap_or_default();
             bail!(
                 "data directory {} is in use by another consign process{holder}, such as a \
-                 running server; stop it first, then run `consign projections {command}` again",
+                 running server; stop it first, then run `consign {command}` again",
                 dir.display()
             );
         }
         Err(error) => {
-            return Err(error)
-                .with_context(|| format!("cannot open the ledger in {}", data_dir.display()));
+            Err(error).with_context(|| format!("cannot open the ledger in {}", data_dir.display()))
         }
-    };
+    }
+}
 
+/// Opens the view store in the `views` directory of `data_dir` with every built-in view,
+/// creating it if it is missing.
+pub(super) fn open_view_store(
+    data_dir: &Path,
+    ledger: &EmbeddedLedger,
+) -> anyhow::Result<ViewStore> {
     let views_dir = data_dir.join(VIEWS_DIR);
     let store_options = ViewStoreOptions::new(ledger.chain_count());
-    let store = ViewStore::open(&views_dir, &store_options, &ALL_VIEWS)
-        .map_err(|error| view_store_error(&views_dir, error))?;
-    Ok((ledger, store))
+    ViewStore::open(&views_dir, &store_options, &ALL_VIEWS)
+        .map_err(|error| view_store_error(&views_dir, error))
 }
 
 /// Explains a failure to open the view store, naming the usual cause of a held lock.
@@ -182,7 +198,7 @@ fn view_store_error(dir: &Path, error: ProjectionError) -> anyhow::Error {
 }
 
 /// Catches `views` up to the ledger head, with a progress bar on a terminal.
-fn catch_up_with_bar(
+pub(super) fn catch_up_with_bar(
     ledger: &EmbeddedLedger,
     store: &ViewStore,
     views: &[&dyn Projection],

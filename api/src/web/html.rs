@@ -1,14 +1,18 @@
 //! Server-rendered HTML pages for recipients: the password form, the delivery page and
-//! the status pages.
+//! the status pages, and for senders the postmark receipt.
 //!
 //! The pages contain no JavaScript and one small inline `<style>`, and they fit a phone
 //! screen. Every string that comes from a sender, a recipient or a request passes
 //! through [`escape`] before it reaches the markup.
 
+mod postmark;
+
 use std::fmt::Write;
 
 use axum::http::StatusCode;
 use jiff::Timestamp;
+
+pub(crate) use postmark::{PostmarkDocument, PostmarkPage, postmark_page};
 
 /// `Content-Security-Policy` that these pages work under: no scripts, no external
 /// resources, the inline style, and forms posting to this origin only.

@@ -4,7 +4,7 @@
 //! `meta` keeps the position of each chain's last checkpoint event under
 //! `checkpoint/<chain>`, written in the batch that writes the event.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
 
 use consign_schemas::events::CheckpointSigned;
@@ -64,6 +64,9 @@ struct Coverage {
 pub(crate) struct Checkpoints {
     policy: Option<CheckpointPolicy>,
     chains: HashMap<ChainId, Coverage>,
+    /// Chains with events that no checkpoint covers yet, so that a group looks at
+    /// these only and not at every chain.
+    uncovered: BTreeSet<ChainId>,
 }
 
 /// A checkpoint event added to a group's batch.
@@ -80,10 +83,14 @@ impl Checkpoints {
         let now = Instant::now();
         let heads = shared.heads.lock().expect("heads lock poisoned").clone();
         let mut chains = HashMap::with_capacity(heads.len());
+        let mut uncovered = BTreeSet::new();
         for (chain, head) in heads {
             let covered = last_checkpoint(&shared.db, &shared.dir, chain)?
                 .map_or(0, |position| position.get() + 1);
             let uncovered_since = (head.next.get() > covered).then_some(now);
+            if uncovered_since.is_some() {
+                uncovered.insert(chain);
+            }
             chains.insert(
                 chain,
                 Coverage {
@@ -92,7 +99,11 @@ impl Checkpoints {
                 },
             );
         }
-        Ok(Self { policy, chains })
+        Ok(Self {
+            policy,
+            chains,
+            uncovered,
+        })
     }
 
     pub(crate) fn enabled(&self) -> bool {
@@ -102,9 +113,9 @@ impl Checkpoints {
     /// Returns when the next checkpoint falls due by time, if one is waiting.
     pub(crate) fn next_due(&self) -> Option<Instant> {
         let every = self.policy.as_ref()?.every;
-        self.chains
-            .values()
-            .filter_map(|coverage| coverage.uncovered_since)
+        self.uncovered
+            .iter()
+            .filter_map(|chain| self.chains[chain].uncovered_since)
             .min()
             .map(|since| since + every)
     }
@@ -134,11 +145,12 @@ impl Checkpoints {
         (covered > 0 && covered >= next.get()).then(|| Position::new(covered - 1))
     }
 
-    /// Chains in number order, so a group signs them in a fixed order.
-    pub(crate) fn chains(&self) -> Vec<ChainId> {
-        let mut chains: Vec<ChainId> = self.chains.keys().copied().collect();
-        chains.sort();
-        chains
+    /// Returns the chains that may be due a checkpoint after a group that appended to
+    /// `appended` and asked for one on `forced`, in number order.
+    pub(crate) fn candidates(&self, appended: &[ChainId], forced: &[ChainId]) -> Vec<ChainId> {
+        let mut chains: BTreeSet<ChainId> = self.uncovered.clone();
+        chains.extend(appended.iter().chain(forced).copied());
+        chains.into_iter().collect()
     }
 
     /// Signs a checkpoint over `tree` at the end of `head`'s chain and adds the event
@@ -214,6 +226,7 @@ impl Checkpoints {
         for chain in appended {
             let coverage = self.chains.get_mut(&chain).expect("every chain is tracked");
             coverage.uncovered_since.get_or_insert(now);
+            self.uncovered.insert(chain);
         }
         for checkpoint in signed {
             let coverage = self
@@ -222,6 +235,7 @@ impl Checkpoints {
                 .expect("every chain is tracked");
             coverage.covered = checkpoint.position.get() + 1;
             coverage.uncovered_since = None;
+            self.uncovered.remove(&checkpoint.chain);
         }
     }
 }

@@ -33,13 +33,19 @@ pub(super) fn open(dir: &Path, options: &EmbeddedOptions) -> Result<Opened, Ledg
     };
 
     if options.read_only {
-        check_existing_ledger(dir)?;
+        if !dir.is_dir() {
+            check_existing_ledger(dir)?;
+        }
     } else {
         std::fs::create_dir_all(dir).map_err(data_dir_error)?;
     }
     let dir = dir.canonicalize().map_err(data_dir_error)?;
     let lock = if options.read_only {
-        lock_directory_shared(&dir)?
+        // The lock comes first: a writer that holds it may not have created the
+        // database yet, and a reader must learn that the directory is in use.
+        let lock = lock_directory_shared(&dir)?;
+        check_existing_ledger(&dir)?;
+        lock
     } else {
         Some(lock_directory(&dir)?)
     };

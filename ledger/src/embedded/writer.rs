@@ -9,9 +9,9 @@
 //!
 //! Each event also extends its chain's Merkle tree, whose new stored subtree roots go
 //! into the same batch. When checkpoints are on, a chain that is due one gets a
-//! `CheckpointSigned` event at the end of the group; the writer wakes up for
-//! checkpoints that fall due by time, and signs a last one for every uncovered chain
-//! when the ledger closes.
+//! `CheckpointSigned` event at the end of the group. The writer wakes up for
+//! checkpoints that fall due by time, and it signs a last one for every uncovered
+//! chain when the ledger closes.
 //!
 //! After a failed write the writer rejects every later append until the ledger is
 //! reopened: RocksDB may or may not have kept the failed batch, and the heads are only
@@ -311,6 +311,7 @@ fn commit_group(
     let signed = match sign_due(
         shared,
         &forced,
+        &appended_chains,
         closing,
         now,
         checkpoints,
@@ -385,6 +386,7 @@ fn tree_of<'a>(
 fn sign_due(
     shared: &Shared,
     forced: &[ForcedCheckpoint],
+    appended: &[ChainId],
     closing: bool,
     now: Timestamp,
     checkpoints: &Checkpoints,
@@ -397,12 +399,13 @@ fn sign_due(
     };
     let instant = Instant::now();
     let mut signed = Vec::new();
-    for chain in checkpoints.chains() {
+    let forced_chains: Vec<ChainId> = forced.iter().map(|request| request.chain).collect();
+    for chain in checkpoints.candidates(appended, &forced_chains) {
         let head = match heads.get(&chain) {
             Some(head) => *head,
             None => shared.heads.lock().expect("heads lock poisoned")[&chain],
         };
-        let force = closing || forced.iter().any(|request| request.chain == chain);
+        let force = closing || forced_chains.contains(&chain);
         if !checkpoints.is_due(chain, head.next, instant, force) {
             continue;
         }

@@ -27,8 +27,6 @@ pub struct WorkloadConfig {
     /// Maximum number of deliveries with requests still to come. It bounds memory and
     /// sets how widely requests of different deliveries interleave.
     pub open_deliveries: usize,
-    /// Number of requests between two `CheckpointSigned` events. With 0, none are made.
-    pub checkpoint_interval: u64,
     /// Simulated time of the first request.
     pub start: Timestamp,
     /// Mean simulated time between two submissions.
@@ -48,7 +46,6 @@ impl Default for WorkloadConfig {
             billing_codes: 12,
             mailing_lists: 4,
             open_deliveries: 1_000,
-            checkpoint_interval: 1_000,
             start: DEFAULT_START,
             mean_submission_gap: Duration::from_secs(20),
         }
@@ -88,7 +85,6 @@ impl WorkloadConfig {
         hasher.update(&self.billing_codes.to_le_bytes());
         hasher.update(&self.mailing_lists.to_le_bytes());
         hasher.update(&(self.open_deliveries as u64).to_le_bytes());
-        hasher.update(&self.checkpoint_interval.to_le_bytes());
         hasher.update(&self.start.as_micros().to_le_bytes());
         hasher.update(&self.mean_submission_gap.as_micros().to_le_bytes());
 

@@ -337,7 +337,6 @@ mod tests {
             deliveries,
             seed: 21,
             chains: 3,
-            checkpoint_interval: 200,
             ..WorkloadConfig::default()
         }
     }

@@ -13,13 +13,12 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use consign_schemas::events::CheckpointSigned;
-use consign_schemas::{Actor, ChainId, Event, IdempotencyKey, SystemComponent, Timestamp};
+use consign_schemas::{IdempotencyKey, Timestamp};
 
 use super::catalog::{self, HOUR, MINUTE};
 use super::config::{ConfigError, WorkloadConfig};
 use super::delivery::{Admission, Step, plan_delivery};
-use super::world::{self, World};
+use super::world::World;
 use crate::AppendRequest;
 
 /// Chance per admitted delivery that an account holder sets a new password, per mille.
@@ -31,8 +30,8 @@ const LIST_CHANGE_PER_MILLE: u32 = 5;
 ///
 /// Iterating yields one [`AppendRequest`] per command: first one `AccountOpened` per
 /// account and one `MailingListDefined` per list on chain 0, then deliveries and
-/// account changes interleaved in simulated time, with a `CheckpointSigned` every
-/// `checkpoint_interval` requests. Each delivery's requests are in causal order and go
+/// account changes interleaved in simulated time. Checkpoints are left to the ledger,
+/// which signs real ones when opened with a checkpoint policy. Each delivery's requests are in causal order and go
 /// to [`chain_for_delivery`](super::chain_for_delivery). Submissions carry an
 /// idempotency key derived from the settings, so appending the same workload twice
 /// writes each submission once.
@@ -58,10 +57,6 @@ pub struct Workload {
     next_submission_at: Timestamp,
     /// Simulated time of the last yielded step.
     now: Timestamp,
-    /// Events yielded per chain, for the tree size of checkpoints.
-    chain_events: HashMap<ChainId, u64>,
-    requests_since_checkpoint: u64,
-    next_checkpoint_chain: u32,
 }
 
 /// Steps not yet yielded of one delivery or one account change.
@@ -94,9 +89,6 @@ impl Workload {
             admitted_deliveries: 0,
             next_submission_at: config.start,
             now: config.start,
-            chain_events: HashMap::new(),
-            requests_since_checkpoint: 0,
-            next_checkpoint_chain: 0,
             config,
         };
 
@@ -127,14 +119,7 @@ impl Workload {
     /// every plan has yielded its last step.
     pub fn next_request(&mut self) -> Option<AppendRequest> {
         if let Some(request) = self.setup.pop_front() {
-            return Some(self.count(request));
-        }
-        if self.config.checkpoint_interval > 0
-            && self.requests_since_checkpoint >= self.config.checkpoint_interval
-        {
-            self.requests_since_checkpoint = 0;
-            let checkpoint = self.checkpoint();
-            return Some(self.count(checkpoint));
+            return Some(request);
         }
 
         loop {
@@ -149,8 +134,7 @@ impl Workload {
             let Reverse((_, plan_id)) = self.due.pop()?;
             let step = self.take_step(plan_id);
             self.now = self.now.max(step.at);
-            self.requests_since_checkpoint += 1;
-            return Some(self.count(step.request));
+            return Some(step.request);
         }
     }
 
@@ -241,36 +225,6 @@ impl Workload {
         }
         step
     }
-
-    /// Builds a `CheckpointSigned` for the next chain in turn.
-    ///
-    /// NOTE: the tree size is the number of events this workload yielded to the chain
-    /// so far. It matches the chain only when the ledger started empty and every
-    /// earlier request was appended first, and the root hash and signature are random.
-    fn checkpoint(&mut self) -> AppendRequest {
-        let chain = ChainId::new(self.next_checkpoint_chain);
-        self.next_checkpoint_chain = (self.next_checkpoint_chain + 1) % self.config.chains;
-
-        let signed = CheckpointSigned {
-            chain,
-            tree_size: self.chain_events.get(&chain).copied().unwrap_or(0),
-            root_hash: catalog::random_hash(&mut self.rng),
-            key_id: catalog::PLACEHOLDER_KEY_ID.to_owned(),
-            signature: catalog::random_bytes(&mut self.rng, catalog::SIGNATURE_LEN),
-        };
-        let sequencer = Actor::System(SystemComponent::Sequencer);
-        world::request(
-            &mut self.rng,
-            chain,
-            sequencer,
-            Event::CheckpointSigned(signed),
-        )
-    }
-
-    fn count(&mut self, request: AppendRequest) -> AppendRequest {
-        *self.chain_events.entry(request.chain).or_default() += request.events.len() as u64;
-        request
-    }
 }
 
 impl Iterator for Workload {
@@ -286,7 +240,7 @@ mod tests {
     use std::collections::{BTreeMap, HashSet};
 
     use consign_schemas::events::{DenialReason, NotificationKind, Priority};
-    use consign_schemas::{DeliveryId, EventKind};
+    use consign_schemas::{ChainId, DeliveryId, Event, EventKind};
 
     use super::*;
     use crate::workload::causality::check_causal_order;
@@ -351,7 +305,11 @@ mod tests {
     fn every_event_kind_appears_in_500_deliveries() {
         for seed in 0..4 {
             let counts = count_kinds(&run(config(500, seed)));
-            for kind in EventKind::ALL {
+            // Checkpoints come from the ledger's writer, not from the workload.
+            for kind in EventKind::ALL
+                .into_iter()
+                .filter(|kind| *kind != EventKind::CheckpointSigned)
+            {
                 assert!(
                     counts.contains_key(&kind),
                     "seed {seed}: no {} in 500 deliveries",
@@ -371,7 +329,6 @@ mod tests {
                 seed: 3,
                 chains: 4,
                 open_deliveries: 5,
-                checkpoint_interval: 50,
                 ..WorkloadConfig::default()
             },
         ];
@@ -399,7 +356,6 @@ mod tests {
                     assert_eq!(request.chain, chain_for_delivery(delivery, 5));
                     chains_used.insert(request.chain);
                 }
-                (None, Event::CheckpointSigned(signed)) => assert_eq!(request.chain, signed.chain),
                 (None, _) => assert_eq!(request.chain, ChainId::new(0), "{first:?}"),
             }
         }
@@ -502,32 +458,6 @@ mod tests {
             }
             assert!(!finished.contains(&pair[1]), "delivery {} resumed", pair[1]);
         }
-    }
-
-    #[test]
-    fn checkpoints_cycle_chains_with_growing_sizes() {
-        let requests = run(WorkloadConfig {
-            chains: 3,
-            checkpoint_interval: 100,
-            ..config(300, 9)
-        });
-        let mut yielded: HashMap<ChainId, u64> = HashMap::new();
-        let mut checkpoint_chains = Vec::new();
-
-        for request in &requests {
-            if let Event::CheckpointSigned(signed) = &request.events[0].event {
-                assert_eq!(
-                    signed.tree_size,
-                    yielded.get(&signed.chain).copied().unwrap_or(0)
-                );
-                assert_eq!(signed.signature.len(), 64);
-                checkpoint_chains.push(signed.chain.get());
-            }
-            *yielded.entry(request.chain).or_default() += request.events.len() as u64;
-        }
-
-        assert!(checkpoint_chains.len() >= 20, "{checkpoint_chains:?}");
-        assert_eq!(checkpoint_chains[..4], [0, 1, 2, 0]);
     }
 
     #[test]

@@ -242,3 +242,53 @@ fn unknown_delivery_is_none() {
 
     assert!(found.is_none());
 }
+
+#[test]
+fn as_of_matches_view_and_prefixes() {
+    let (fixture, _dir, store, _model) = built(60, 21);
+    let events = all_events(&fixture.ledger);
+    let mut compared = 0;
+
+    for stored in &events {
+        let Event::DeliverySubmitted(submitted) = &stored.envelope.event else {
+            continue;
+        };
+        let delivery = submitted.delivery;
+        let own: Vec<_> = events
+            .iter()
+            .filter(|event| event.envelope.event.delivery() == Some(delivery))
+            .collect();
+
+        // All of a delivery's events give what the caught-up view stores.
+        let folded = tracking::delivery_as_of(own.iter().copied(), delivery)
+            .unwrap()
+            .unwrap();
+        let stored_view = tracking::delivery(&store, delivery).unwrap().unwrap();
+        assert_eq!(folded, stored_view, "delivery {delivery}");
+
+        // The submission alone gives a delivery with no step after the submission.
+        let first = tracking::delivery_as_of(own.iter().copied().take(1), delivery)
+            .unwrap()
+            .unwrap();
+        assert_eq!(first.summary.submitted_at, stored.envelope.time);
+        assert_eq!(first.summary.released_at, None);
+        assert!(
+            first
+                .recipients
+                .iter()
+                .all(|recipient| recipient.opened_at.is_none())
+        );
+        assert!(
+            first
+                .recipients
+                .iter()
+                .all(|recipient| recipient.downloads.is_empty())
+        );
+
+        // Events without the submission describe no delivery.
+        let without = tracking::delivery_as_of(own.iter().copied().skip(1), delivery).unwrap();
+        assert_eq!(without, None);
+        compared += 1;
+    }
+    assert!(compared >= 60, "{compared} deliveries compared");
+}

@@ -55,8 +55,8 @@ pub fn fixtures_dir() -> PathBuf {
 
 /// Returns every checked-in fixture.
 ///
-/// Both use 24 billing codes instead of the default 12 and a checkpoint every 500
-/// requests. The submission gaps spread the submissions over the whole run, and the
+/// Both use 24 billing codes instead of the default 12, and the ledger signs a
+/// checkpoint every 500 events. The submission gaps spread the submissions over the whole run, and the
 /// append steps spread the sequencer times over about three months, so that billing
 /// has rows in several months.
 pub fn specs() -> [FixtureSpec; 2] {
@@ -68,7 +68,6 @@ pub fn specs() -> [FixtureSpec; 2] {
                 seed: 5,
                 chains: 1,
                 billing_codes: 24,
-                checkpoint_interval: 500,
                 mean_submission_gap: Duration::from_secs(12 * 3600),
                 ..WorkloadConfig::default()
             },
@@ -81,7 +80,6 @@ pub fn specs() -> [FixtureSpec; 2] {
                 seed: 9,
                 chains: 4,
                 billing_codes: 24,
-                checkpoint_interval: 500,
                 mean_submission_gap: Duration::from_secs(6 * 3600),
                 ..WorkloadConfig::default()
             },

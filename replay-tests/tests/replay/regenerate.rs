@@ -10,8 +10,11 @@
 //! the digests even when the workload generator did not change.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
+use consign_ledger::checkpoint::CheckpointPolicy;
+use consign_ledger::postmark::PostmarkKeys;
 use consign_ledger::workload::{self, Appender};
 use consign_ledger::{
     AppendRequest, Appended, EmbeddedLedger, EmbeddedOptions, LedgerError, ManualClock,
@@ -48,10 +51,17 @@ impl Appender for SteppingAppender<'_> {
 /// that the events are in the workload's order.
 pub fn generate(spec: &FixtureSpec, dir: &Path) -> EmbeddedLedger {
     let clock = ManualClock::new(spec.config.start);
+    let keys = tempfile::tempdir().unwrap();
+    PostmarkKeys::generate(keys.path()).unwrap();
     let options = EmbeddedOptions {
         chains: Some(spec.config.chains),
         sync: false,
         clock: clock.clock(),
+        checkpoints: Some(CheckpointPolicy {
+            every_events: 500,
+            every: Duration::from_secs(3600),
+            signer: Arc::new(PostmarkKeys::load(keys.path()).unwrap()),
+        }),
         ..EmbeddedOptions::default()
     };
     let ledger = EmbeddedLedger::open(dir, options).unwrap();

@@ -11,6 +11,7 @@
 //!
 //! A delivery's events are all in one chain, so each key is written from one chain only.
 
+mod as_of;
 mod list;
 mod types;
 
@@ -23,6 +24,7 @@ use crate::keys::{field, key, time_key};
 use crate::projection::Projection;
 use crate::store::ViewState;
 
+pub use as_of::delivery_as_of;
 pub use list::{DeliveryFilter, DeliveryPage, ListCursor, MAX_PAGE, delivery, list_deliveries};
 use types::Stage;
 pub use types::{

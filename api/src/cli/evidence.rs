@@ -1,0 +1,296 @@
+//! `consign evidence export | verify` and `consign ledger proof | consistency`: evidence
+//! bundles and Merkle proofs from the command line.
+//!
+//! `evidence verify` needs nothing but the bundle file: no data directory and no
+//! server. The other commands open the data directory, so the server must be stopped.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use consign_ledger::checkpoint::CheckpointPolicy;
+use consign_ledger::evidence::{export_bundle, verify_bundle};
+use consign_ledger::merkle::{verify_consistency, verify_inclusion};
+use consign_ledger::postmark::PostmarkKeys;
+use consign_ledger::{EmbeddedLedger, EmbeddedOptions, LedgerError};
+use consign_projections::{ALL_VIEWS, ViewStore, ViewStoreOptions, audit};
+use consign_schemas::{ChainId, DeliveryId, Position, hash_stored_event};
+
+use super::{DataDirArgs, Outcome};
+
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub data: DataDirArgs,
+
+    /// The delivery whose evidence to export.
+    #[arg(long)]
+    pub delivery: DeliveryId,
+
+    /// File to write; it must not exist yet.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    /// The bundle file written by `consign evidence export` or the evidence API.
+    pub bundle: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ProofArgs {
+    #[command(flatten)]
+    pub data: DataDirArgs,
+
+    #[arg(long)]
+    pub chain: u32,
+
+    /// Position of the event to prove.
+    #[arg(long)]
+    pub position: u64,
+
+    /// Size of the tree to prove it in (default: every event of the chain).
+    #[arg(long)]
+    pub tree_size: Option<u64>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ConsistencyArgs {
+    #[command(flatten)]
+    pub data: DataDirArgs,
+
+    #[arg(long)]
+    pub chain: u32,
+
+    /// Size of the earlier tree.
+    #[arg(long)]
+    pub old_size: u64,
+
+    /// Size of the later tree (default: every event of the chain).
+    #[arg(long)]
+    pub new_size: Option<u64>,
+}
+
+/// Opens the ledger of a stopped server, naming the usual cause of a held lock.
+fn open_ledger(
+    data_dir: &Path,
+    options: EmbeddedOptions,
+    command: &str,
+) -> anyhow::Result<EmbeddedLedger> {
+    match EmbeddedLedger::open(data_dir, options) {
+        Ok(ledger) => Ok(ledger),
+        Err(LedgerError::Locked { dir, .. }) => bail!(
+            "data directory {} is in use by another consign process, such as a running \
+             server; stop it first, or use the server's API, then run `consign {command}` again",
+            dir.display()
+        ),
+        Err(error) => {
+            Err(error).with_context(|| format!("cannot open the ledger in {}", data_dir.display()))
+        }
+    }
+}
+
+/// Runs `consign evidence export`.
+///
+/// # Errors
+///
+/// The data directory cannot be opened, the delivery is unknown, or the file cannot
+/// be written.
+pub fn export(args: ExportArgs) -> anyhow::Result<Outcome> {
+    if args.out.exists() {
+        bail!(
+            "{} already exists; choose another --out file",
+            args.out.display()
+        );
+    }
+    let keys_dir = args.data.data_dir.join("keys").join("postmark");
+    let keys = PostmarkKeys::load(&keys_dir)
+        .with_context(|| format!("cannot load the signing keys in {}", keys_dir.display()))?;
+    let public_keys = keys.public_keys();
+    let options = EmbeddedOptions {
+        checkpoints: Some(CheckpointPolicy {
+            every_events: u64::MAX,
+            every: Duration::from_secs(u64::from(u32::MAX)),
+            signer: Arc::new(keys),
+        }),
+        ..EmbeddedOptions::default()
+    };
+    let ledger = open_ledger(&args.data.data_dir, options, "evidence export")?;
+
+    let views_dir = args.data.data_dir.join("views");
+    let store = ViewStore::open(
+        &views_dir,
+        &ViewStoreOptions::new(ledger.chain_count()),
+        &ALL_VIEWS,
+    )
+    .with_context(|| format!("cannot open the view store in {}", views_dir.display()))?;
+    super::projections::catch_up_with_bar(&ledger, &store, &[&audit::Audit])?;
+    let entries = audit::history(&store, args.delivery)?;
+    let Some(first) = entries.first() else {
+        bail!(
+            "delivery {} is not in the ledger in {}; check the id with `consign ledger dump`",
+            args.delivery,
+            args.data.data_dir.display()
+        );
+    };
+    let chain = first.chain;
+    let positions: Vec<Position> = entries.iter().map(|entry| entry.position).collect();
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let bundle = runtime.block_on(export_bundle(
+        &ledger,
+        args.delivery,
+        chain,
+        &positions,
+        &public_keys,
+    ))?;
+
+    // Written beside the target and renamed, so a failure leaves no partial bundle.
+    let staged = args.out.with_extension("partial");
+    std::fs::write(&staged, bundle.to_bytes())
+        .with_context(|| format!("cannot write {}", staged.display()))?;
+    std::fs::rename(&staged, &args.out)
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    println!(
+        "wrote the evidence of delivery {} to {}: {} events proved into the checkpoint at chain {chain} position {}",
+        args.delivery,
+        args.out.display(),
+        bundle.events.len(),
+        bundle.checkpoint.position
+    );
+    Ok(Outcome::Success)
+}
+
+/// Runs `consign evidence verify`: prints every check and fails on any failed one.
+///
+/// # Errors
+///
+/// The bundle file cannot be read.
+pub fn verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
+    let bytes = std::fs::read(&args.bundle)
+        .with_context(|| format!("cannot read {}", args.bundle.display()))?;
+    let report = verify_bundle(&bytes);
+
+    let mut stdout = std::io::stdout().lock();
+    for check in &report.checks {
+        let mark = if check.passed { "ok  " } else { "FAIL" };
+        writeln!(
+            stdout,
+            "{mark} {:<20} {:<28} {}",
+            check.name, check.subject, check.detail
+        )?;
+    }
+    if report.passed() {
+        writeln!(
+            stdout,
+            "bundle {} is intact: {} checks passed",
+            args.bundle.display(),
+            report.checks.len()
+        )?;
+        Ok(Outcome::Success)
+    } else {
+        let failed = report.failures().count();
+        writeln!(
+            stdout,
+            "bundle {} FAILED {failed} of {} checks",
+            args.bundle.display(),
+            report.checks.len()
+        )?;
+        Ok(Outcome::CheckFailed)
+    }
+}
+
+fn read_only() -> EmbeddedOptions {
+    EmbeddedOptions {
+        read_only: true,
+        ..EmbeddedOptions::default()
+    }
+}
+
+fn checked_chain(ledger: &EmbeddedLedger, chain: u32) -> anyhow::Result<ChainId> {
+    if chain >= ledger.chain_count() {
+        bail!(
+            "--chain {chain} does not exist; this ledger has chains 0 to {}",
+            ledger.chain_count() - 1
+        );
+    }
+    Ok(ChainId::new(chain))
+}
+
+/// Runs `consign ledger proof`: prints the inclusion proof as JSON and checks it.
+///
+/// # Errors
+///
+/// The ledger cannot be opened, or the position or tree size is out of range.
+pub fn proof(args: ProofArgs) -> anyhow::Result<Outcome> {
+    let ledger = open_ledger(&args.data.data_dir, read_only(), "ledger proof")?;
+    let chain = checked_chain(&ledger, args.chain)?;
+    let tree_size = args.tree_size.unwrap_or(ledger.next_position(chain)?.get());
+    if args.position >= tree_size {
+        bail!(
+            "--position {} is not below the tree size {tree_size}; give a smaller position or a larger --tree-size",
+            args.position
+        );
+    }
+    let position = Position::new(args.position);
+    let proof = ledger.inclusion_proof(chain, position, tree_size)?;
+    let root = ledger.tree_root(chain, tree_size)?;
+    let raw = ledger.read_raw(chain, position, 1)?;
+    let leaf = raw
+        .first()
+        .filter(|raw| raw.position == position)
+        .map(|raw| hash_stored_event(&raw.bytes))
+        .with_context(|| format!("chain {chain} has no event at position {position}"))?;
+    let verified = verify_inclusion(&leaf, args.position, tree_size, &proof, &root);
+    println!(
+        "{}",
+        serde_json::json!({
+            "chain": chain, "position": position, "tree_size": tree_size,
+            "leaf": leaf, "root": root, "proof": proof, "verified": verified,
+        })
+    );
+    Ok(if verified {
+        Outcome::Success
+    } else {
+        Outcome::CheckFailed
+    })
+}
+
+/// Runs `consign ledger consistency`: prints the consistency proof as JSON and checks it.
+///
+/// # Errors
+///
+/// The ledger cannot be opened, or a size is out of range.
+pub fn consistency(args: ConsistencyArgs) -> anyhow::Result<Outcome> {
+    let ledger = open_ledger(&args.data.data_dir, read_only(), "ledger consistency")?;
+    let chain = checked_chain(&ledger, args.chain)?;
+    let new_size = args.new_size.unwrap_or(ledger.next_position(chain)?.get());
+    if args.old_size > new_size {
+        bail!(
+            "--old-size {} is larger than the new size {new_size}; give a smaller --old-size",
+            args.old_size
+        );
+    }
+    let proof = ledger.consistency_proof(chain, args.old_size, new_size)?;
+    let old_root = ledger.tree_root(chain, args.old_size)?;
+    let new_root = ledger.tree_root(chain, new_size)?;
+    let verified = verify_consistency(args.old_size, new_size, &old_root, &new_root, &proof);
+    println!(
+        "{}",
+        serde_json::json!({
+            "chain": chain, "old_size": args.old_size, "new_size": new_size,
+            "old_root": old_root, "new_root": new_root, "proof": proof, "verified": verified,
+        })
+    );
+    Ok(if verified {
+        Outcome::Success
+    } else {
+        Outcome::CheckFailed
+    })
+}

@@ -1,0 +1,124 @@
+//! Building a bundle from the embedded ledger.
+
+use consign_schemas::{ChainId, DeliveryId, Envelope, Event, Position, hash_stored_event};
+
+use super::{
+    BUNDLE_FORMAT, Bundle, BundleCheckpoint, BundleEvent, BundlePostmark, EvidenceError,
+    PublicKeyHex,
+};
+use crate::EmbeddedLedger;
+use crate::checkpoint::PublicKeys;
+
+/// Builds the bundle of `delivery` from its events at `positions` of `chain`.
+///
+/// A checkpoint is signed first if the last one does not cover every committed event
+/// of the chain, so every event in the bundle is proved into the same signed tree.
+///
+/// # Errors
+///
+/// [`EvidenceError::NoEvents`] when `positions` is empty, ledger failures (among
+/// them [`crate::LedgerError::NoCheckpointSigner`] when the ledger signs no
+/// checkpoints), and [`EvidenceError::Damaged`] when a stored event fails its own
+/// hash or does not decode.
+pub async fn export_bundle(
+    ledger: &EmbeddedLedger,
+    delivery: DeliveryId,
+    chain: ChainId,
+    positions: &[Position],
+    public_keys: &PublicKeys,
+) -> Result<Bundle, EvidenceError> {
+    let mut positions = positions.to_vec();
+    positions.sort();
+    positions.dedup();
+    if positions.is_empty() {
+        return Err(EvidenceError::NoEvents { delivery });
+    }
+
+    let checkpoint_position = ledger
+        .checkpoint(chain)
+        .await?
+        .ok_or(EvidenceError::NoEvents { delivery })?;
+    let (checkpoint_hash, checkpoint_bytes, checkpoint_envelope) =
+        read_event(ledger, chain, checkpoint_position)?;
+    let Event::CheckpointSigned(signed) = &checkpoint_envelope.event else {
+        return Err(EvidenceError::Damaged {
+            chain,
+            position: checkpoint_position,
+            reason: "the last checkpoint entry names an event that is not a checkpoint".to_owned(),
+        });
+    };
+    let checkpoint = BundleCheckpoint {
+        position: checkpoint_position,
+        hash: checkpoint_hash,
+        stored: checkpoint_bytes,
+        tree_size: signed.tree_size,
+        root: signed.root_hash,
+        time: checkpoint_envelope.time,
+        key_id: signed.key_id.clone(),
+        signature: signed.signature.clone(),
+    };
+
+    let mut events = Vec::with_capacity(positions.len());
+    let mut postmarks = Vec::new();
+    for position in positions {
+        let (hash, stored, envelope) = read_event(ledger, chain, position)?;
+        let inclusion_proof = ledger.inclusion_proof(chain, position, checkpoint.tree_size)?;
+        if let Event::PostmarkIssued(postmark) = &envelope.event {
+            postmarks.push(BundlePostmark {
+                submission_position: postmark.submission_position,
+                submission_hash: postmark.submission_hash,
+                time: postmark.time,
+                document_hashes: postmark.document_hashes.clone(),
+                key_id: postmark.key_id.clone(),
+                signature: postmark.signature.clone(),
+            });
+        }
+        events.push(BundleEvent {
+            position,
+            kind: envelope.event.kind().name().to_owned(),
+            hash,
+            stored,
+            inclusion_proof,
+        });
+    }
+
+    Ok(Bundle {
+        format: BUNDLE_FORMAT.to_owned(),
+        delivery,
+        chain,
+        events,
+        checkpoint,
+        postmarks,
+        public_keys: public_keys
+            .iter()
+            .map(|(id, key)| (id.clone(), PublicKeyHex(*key)))
+            .collect(),
+    })
+}
+
+/// Reads one event and checks it against its recorded hash.
+fn read_event(
+    ledger: &EmbeddedLedger,
+    chain: ChainId,
+    position: Position,
+) -> Result<(consign_schemas::EventHash, Vec<u8>, Envelope), EvidenceError> {
+    let damaged = |reason: String| EvidenceError::Damaged {
+        chain,
+        position,
+        reason,
+    };
+    let raw = ledger
+        .read_raw(chain, position, 1)?
+        .into_iter()
+        .next()
+        .filter(|raw| raw.position == position)
+        .ok_or_else(|| damaged("no event is stored there".to_owned()))?;
+    let hash = hash_stored_event(&raw.bytes);
+    if raw.recorded_hash != Some(hash) {
+        return Err(damaged(
+            "the stored bytes do not match the recorded hash".to_owned(),
+        ));
+    }
+    let envelope = Envelope::decode(&raw.bytes).map_err(|error| damaged(error.to_string()))?;
+    Ok((hash, raw.bytes, envelope))
+}
