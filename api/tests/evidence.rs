@@ -366,6 +366,16 @@ fn cli_checks(data_dir: &Path, delivery: &str, saved: &serde_json::Value) {
             .len(),
         2
     );
+    let independent = Command::new("python3")
+        .arg(script)
+        .arg(&rotated_path)
+        .output()
+        .unwrap();
+    assert!(
+        independent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&independent.stdout)
+    );
 
     let saved_path = out.path().join("checkpoint.json");
     std::fs::write(&saved_path, saved.to_string()).unwrap();
