@@ -392,6 +392,18 @@ fn cli_checks(data_dir: &Path, delivery: &str, saved: &serde_json::Value) {
         "{}",
         String::from_utf8_lossy(&verify.stdout)
     );
+    let other_chain = consign(&[
+        "ledger",
+        "verify",
+        "--data-dir",
+        data,
+        "--chain",
+        "1",
+        "--checkpoint",
+        saved_path.to_str().unwrap(),
+    ]);
+    assert_eq!(other_chain.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&other_chain.stderr).contains("--chain 1 was given"));
 
     let chain = saved["chain"].to_string();
     let proof = consign(&[

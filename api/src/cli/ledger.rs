@@ -168,6 +168,16 @@ pub(super) fn verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
         if args.from != 0 || args.to.is_some() {
             anyhow::bail!("--checkpoint checks a chain from its start; leave out --from and --to");
         }
+        if let Some(chain) = args.chain
+            && chain != saved.chain.get()
+        {
+            anyhow::bail!(
+                "the saved checkpoint is of chain {}, but --chain {chain} was given; leave out \
+                 --chain or give --chain {}",
+                saved.chain,
+                saved.chain
+            );
+        }
     }
     let keys = public_keys(&args.data.data_dir);
 
