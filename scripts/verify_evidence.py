@@ -226,7 +226,7 @@ def check_checkpoint(chain, checkpoint, keys):
 def check_event(chain, checkpoint, event, actual, header, header_problem):
     position = event["position"]
     time = format_utc(header[2]) if header else "(no valid header)"
-    print(f"event {position} {event['type']} {time}")
+    print(f"event {position} {time} (type as the bundle states it, not checked here)")
     problem = (f"{position} the hash of the stored bytes is {actual.hex()}, "
                f"not {event['hash'].hex()}")
     yield ("event-hash", None if actual == event["hash"] else problem,
@@ -270,8 +270,14 @@ def run_checks(bundle):
     events = {event["position"]: found
               for event, found in zip(bundle["events"], decoded)}
     checks = [check_keys(keys), check_checkpoint(chain, checkpoint, keys)]
-    if not bundle["events"]:
+    positions = [event["position"] for event in bundle["events"]]
+    if not positions:
         checks.append([("events", "the bundle contains no events", "")])
+    elif any(earlier >= later for earlier, later in zip(positions, positions[1:])):
+        checks.append([("events", "the events are not in strictly increasing position "
+                        "order: one is repeated or moved", "")])
+    else:
+        checks.append([("events", None, f"{len(positions)} in position order")])
     checks += [check_event(chain, checkpoint, event, *found)
                for event, found in zip(bundle["events"], decoded)]
     checks += [check_postmark(chain, keys, postmark, events)
@@ -313,7 +319,8 @@ def main(arguments):
     except (OSError, UnicodeDecodeError, InvalidBundle) as error:
         print(f"cannot check {arguments[0]}: {error}", file=sys.stderr)
         return 2
-    print(f"delivery {bundle['delivery']} chain {bundle['chain']}")
+    print(f"chain {bundle['chain']}; the bundle names delivery {bundle['delivery']}, "
+          "which this script does not check (consign evidence verify does)")
     try:
         failures = run_checks(bundle)
     except subprocess.CalledProcessError as error:
@@ -321,7 +328,9 @@ def main(arguments):
         print(f"b3sum failed with exit status {error.returncode}: {stderr}",
               file=sys.stderr)
         return 2
-    print(f"{failures} checks failed" if failures else "every check passed")
+    print(f"{failures} checks failed" if failures else
+          "every check passed: each listed event is in the signed tree, unchanged; a bundle "
+          "can leave events out, and this script does not tie events to the delivery")
     print("The signatures were checked with the public keys in the bundle; compare "
           "them with the keys the operator publishes.")
     return 1 if failures else 0

@@ -242,6 +242,24 @@ async fn bundle_verifies_and_every_byte_matters() {
     )
     .await;
     assert_eq!(beyond.status(), 422);
+    let unparsed = get(
+        &server,
+        &eve,
+        &format!("/api/ledger/chains/{chain}/proofs/inclusion?position=abc"),
+    )
+    .await;
+    assert_eq!(unparsed.status(), 422);
+    let error: serde_json::Value = unparsed.json().await.unwrap();
+    assert_eq!(error["field"], "query", "{error}");
+    let too_new = get(
+        &server,
+        &eve,
+        &format!("/api/ledger/chains/{chain}/proofs/consistency?old_size=1&new_size=999999"),
+    )
+    .await;
+    assert_eq!(too_new.status(), 422);
+    let error: serde_json::Value = too_new.json().await.unwrap();
+    assert_eq!(error["field"], "new_size", "{error}");
     assert_eq!(
         get(
             &server,
@@ -283,7 +301,23 @@ fn cli_checks(data_dir: &Path, delivery: &str, saved: &serde_json::Value) {
     let verified = consign(&["evidence", "verify", bundle_file]);
     let stdout = String::from_utf8_lossy(&verified.stdout);
     assert!(verified.status.success(), "{stdout}");
-    assert!(stdout.contains("is intact"), "{stdout}");
+    assert!(stdout.contains("passed all"), "{stdout}");
+    assert!(stdout.contains("public key ed25519-"), "{stdout}");
+
+    let missing = out.path().join("no-such-data");
+    let stray = consign(&[
+        "evidence",
+        "export",
+        "--data-dir",
+        missing.to_str().unwrap(),
+        "--delivery",
+        delivery,
+        "--out",
+        out.path().join("stray.json").to_str().unwrap(),
+    ]);
+    assert_eq!(stray.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&stray.stderr).contains("no ledger in"));
+    assert!(!missing.exists(), "a mistyped --data-dir is not created");
 
     let again = consign(&[
         "evidence",
@@ -392,6 +426,24 @@ fn cli_checks(data_dir: &Path, delivery: &str, saved: &serde_json::Value) {
         "{}",
         String::from_utf8_lossy(&verify.stdout)
     );
+    let stdout = String::from_utf8_lossy(&verify.stdout);
+    assert!(stdout.contains("the saved checkpoint at tree size"), "{stdout}");
+    let mut damaged = saved.clone();
+    let root = damaged["checkpoint"]["root"].as_str().unwrap().to_owned();
+    let flipped = if root.starts_with('0') { "1" } else { "0" };
+    damaged["checkpoint"]["root"] = serde_json::Value::from(format!("{flipped}{}", &root[1..]));
+    let damaged_path = out.path().join("damaged-checkpoint.json");
+    std::fs::write(&damaged_path, damaged.to_string()).unwrap();
+    let refused = consign(&[
+        "ledger",
+        "verify",
+        "--data-dir",
+        data,
+        "--checkpoint",
+        damaged_path.to_str().unwrap(),
+    ]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("damaged or not genuine"));
     let other_chain = consign(&[
         "ledger",
         "verify",

@@ -123,8 +123,8 @@ impl std::fmt::Display for BreakReason {
                 computed,
             } => write!(
                 f,
-                "altered: the saved checkpoint states root {saved_root} for the first \
-                 {saved_size} events, but they have root {computed}"
+                "altered at or before this position: the first {saved_size} events have root \
+                 {computed}, but the saved checkpoint states {saved_root}"
             ),
         }
     }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
@@ -166,9 +167,10 @@ pub async fn inclusion(
     State(core): State<Arc<Core>>,
     caller: Caller,
     Path(chain): Path<String>,
-    Query(params): Query<InclusionParams>,
+    params: Result<Query<InclusionParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(&[Role::Auditor, Role::Admin])?;
+    let params = query(params)?;
     let chain = chain_of(&core.ledger, &chain)?;
     let tree_size = match params.tree_size {
         Some(size) => size,
@@ -178,7 +180,8 @@ pub async fn inclusion(
         return Err(ApiError::invalid(
             "position",
             format!(
-                "position {} is not below the tree size {tree_size}",
+                "position {} is not below the tree size {tree_size} (the latest checkpoint's \
+                 unless tree_size is given); give a smaller position or a larger tree_size",
                 params.position
             ),
         ));
@@ -215,14 +218,25 @@ pub async fn consistency(
     State(core): State<Arc<Core>>,
     caller: Caller,
     Path(chain): Path<String>,
-    Query(params): Query<ConsistencyParams>,
+    params: Result<Query<ConsistencyParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(&[Role::Auditor, Role::Admin])?;
+    let params = query(params)?;
     let chain = chain_of(&core.ledger, &chain)?;
     let new_size = match params.new_size {
         Some(size) => size,
         None => latest_tree_size(&core.ledger, chain)?,
     };
+    let events = core.ledger.next_position(chain)?.get();
+    if new_size > events {
+        return Err(ApiError::invalid(
+            "new_size",
+            format!(
+                "chain {chain} has {events} events, fewer than the new size {new_size}; \
+                 ask for at most {events}"
+            ),
+        ));
+    }
     if params.old_size > new_size {
         return Err(ApiError::invalid(
             "old_size",
@@ -243,6 +257,19 @@ pub async fn consistency(
         "new_root": core.ledger.tree_root(chain, new_size)?,
         "proof": proof,
     })))
+}
+
+/// Turns a query string that does not parse into the API's JSON error.
+fn query<T>(params: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    params.map(|Query(params)| params).map_err(|rejection| {
+        ApiError::invalid(
+            "query",
+            format!(
+                "{}; see /api/openapi.json for the parameters",
+                rejection.body_text()
+            ),
+        )
+    })
 }
 
 fn latest_tree_size(ledger: &EmbeddedLedger, chain: ChainId) -> Result<u64, ApiError> {

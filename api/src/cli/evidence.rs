@@ -45,6 +45,7 @@ pub struct ProofArgs {
     #[command(flatten)]
     pub data: DataDirArgs,
 
+    /// The chain of the event.
     #[arg(long)]
     pub chain: u32,
 
@@ -62,6 +63,7 @@ pub struct ConsistencyArgs {
     #[command(flatten)]
     pub data: DataDirArgs,
 
+    /// The chain whose trees to compare.
     #[arg(long)]
     pub chain: u32,
 
@@ -104,6 +106,22 @@ pub fn export(args: ExportArgs) -> anyhow::Result<Outcome> {
         bail!(
             "{} already exists; choose another --out file",
             args.out.display()
+        );
+    }
+    let parent = match args.out.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    if !parent.is_dir() {
+        bail!(
+            "the folder {} of --out does not exist; create it or choose another --out file",
+            parent.display()
+        );
+    }
+    if !args.data.data_dir.join("ledger").join("CURRENT").is_file() {
+        bail!(
+            "no ledger in {}; check --data-dir, which must name the data directory of a server",
+            args.data.data_dir.display()
         );
     }
     let keys_dir = args.data.data_dir.join("keys").join("postmark");
@@ -186,12 +204,24 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
             check.name, check.subject, check.detail
         )?;
     }
+    if let Ok(bundle) = consign_ledger::evidence::Bundle::from_bytes(&bytes) {
+        for (id, key) in &bundle.public_keys {
+            writeln!(stdout, "public key {id}: {}", hex::encode(key.0))?;
+        }
+    }
     if report.passed() {
         writeln!(
             stdout,
-            "bundle {} is intact: {} checks passed",
+            "bundle {} passed all {} checks: every event it lists is in the tree of the signed \
+             checkpoint, unchanged. A bundle can leave events out, which no check can detect.",
             args.bundle.display(),
             report.checks.len()
+        )?;
+        writeln!(
+            stdout,
+            "The signatures prove this only with keys you trust: compare the public keys above \
+             with the operator's /.well-known/consign-postmark-keys.json or with keys it gave \
+             you by another route."
         )?;
         Ok(Outcome::Success)
     } else {

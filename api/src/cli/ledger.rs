@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use consign_ledger::workload::{self, WorkloadConfig};
-use consign_ledger::{ChainChecks, EmbeddedLedger, EmbeddedOptions, RawEvent};
+use consign_ledger::{BreakReason, ChainChecks, EmbeddedLedger, EmbeddedOptions, RawEvent};
 use consign_schemas::{ChainId, Envelope, Position, Timestamp, hash_stored_event};
 use serde_json::json;
 
@@ -180,6 +180,24 @@ pub(super) fn verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
         }
     }
     let keys = public_keys(&args.data.data_dir);
+    if let Some(saved) = &saved {
+        let path = args
+            .checkpoint
+            .as_deref()
+            .unwrap_or(std::path::Path::new(""));
+        if let Err(problems) = consign_ledger::evidence::check_saved_checkpoint(
+            saved.chain,
+            &saved.checkpoint,
+            keys.as_deref(),
+        ) {
+            anyhow::bail!(
+                "the saved checkpoint {} is damaged or not genuine ({}); the ledger was not \
+                 compared with it, so fetch the checkpoint again from a copy you trust",
+                path.display(),
+                problems.join("; ")
+            );
+        }
+    }
 
     let started = Instant::now();
     let mut total = 0u64;
@@ -236,8 +254,24 @@ pub(super) fn verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
                 "ledger in {} is BROKEN at {found}",
                 ledger.dir().display()
             )?;
-            writeln!(stdout, "{} events before it verified", report.verified)?;
+            if matches!(found.reason, BreakReason::SavedCheckpointMismatch { .. }) {
+                writeln!(
+                    stdout,
+                    "the links of those {} events verify, so the chain was rewritten consistently \
+                     after the change; only the saved checkpoint shows it",
+                    report.verified + 1
+                )?;
+            } else {
+                writeln!(stdout, "{} events before it verified", report.verified)?;
+            }
             return Ok(Outcome::CheckFailed);
+        }
+        if let Some(saved) = saved.as_ref().filter(|saved| saved.chain == chain) {
+            writeln!(
+                stdout,
+                "chain {chain}: the saved checkpoint at tree size {} matches (root {})",
+                saved.checkpoint.tree_size, saved.checkpoint.root
+            )?;
         }
         writeln!(
             stdout,

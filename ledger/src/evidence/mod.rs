@@ -20,7 +20,7 @@ use consign_schemas::{ChainId, ContentHash, DeliveryId, EventHash, Hash32, Posit
 use serde::{Deserialize, Serialize};
 
 pub use export::export_bundle;
-pub use verify::{Check, VerifyReport, verify_bundle};
+pub use verify::{Check, VerifyReport, check_saved_checkpoint, verify_bundle};
 
 /// The value of a bundle's `format` field.
 pub const BUNDLE_FORMAT: &str = "consign evidence bundle v1";

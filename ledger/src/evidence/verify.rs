@@ -3,10 +3,12 @@
 use std::collections::HashMap;
 
 use consign_schemas::events::{DeliverySubmitted, PostmarkIssued};
-use consign_schemas::{ContentHash, DocumentId, Envelope, Event, Position, hash_stored_event};
+use consign_schemas::{
+    ChainId, ContentHash, DocumentId, Envelope, Event, Position, hash_stored_event,
+};
 use ed25519_dalek::VerifyingKey;
 
-use super::{BUNDLE_FORMAT, Bundle, BundlePostmark};
+use super::{BUNDLE_FORMAT, Bundle, BundleCheckpoint, BundlePostmark};
 use crate::checkpoint::{CheckpointFields, PublicKeys, verify_checkpoint, verify_signature};
 use crate::merkle::verify_inclusion;
 use crate::postmark::{PostmarkFields, key_id, postmark_message};
@@ -97,14 +99,43 @@ pub fn verify_bundle(bytes: &[u8]) -> VerifyReport {
         report.record("key-id", id.clone(), outcome);
     }
 
-    check_checkpoint(&bundle, &keys, &mut report);
+    check_checkpoint(bundle.chain, &bundle.checkpoint, Some(&keys), &mut report);
     let decoded = check_events(&bundle, &mut report);
     check_postmarks(&bundle, &keys, &decoded, &mut report);
     report
 }
 
-fn check_checkpoint(bundle: &Bundle, keys: &PublicKeys, report: &mut VerifyReport) {
-    let checkpoint = &bundle.checkpoint;
+/// Checks a checkpoint saved from the checkpoint API before a ledger is compared with
+/// it: its stored event states its values, and with `keys` its signature verifies.
+/// Returns the failed checks' details.
+///
+/// # Errors
+///
+/// The details of each failed check.
+pub fn check_saved_checkpoint(
+    chain: ChainId,
+    checkpoint: &BundleCheckpoint,
+    keys: Option<&PublicKeys>,
+) -> Result<(), Vec<String>> {
+    let mut report = VerifyReport::default();
+    check_checkpoint(chain, checkpoint, keys, &mut report);
+    let failures: Vec<String> = report
+        .failures()
+        .map(|check| format!("{}: {}", check.name, check.detail))
+        .collect();
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures)
+    }
+}
+
+fn check_checkpoint(
+    chain: ChainId,
+    checkpoint: &BundleCheckpoint,
+    keys: Option<&PublicKeys>,
+    report: &mut VerifyReport,
+) {
     let subject = format!("checkpoint {}", checkpoint.position);
     let event = (|| {
         if hash_stored_event(&checkpoint.stored) != checkpoint.hash {
@@ -117,8 +148,8 @@ fn check_checkpoint(bundle: &Bundle, keys: &PublicKeys, report: &mut VerifyRepor
                 envelope.event.kind().name()
             ));
         };
-        let matches = envelope.chain == bundle.chain
-            && signed.chain == bundle.chain
+        let matches = envelope.chain == chain
+            && signed.chain == chain
             && envelope.position == checkpoint.position
             && envelope.time == checkpoint.time
             && signed.tree_size == checkpoint.tree_size
@@ -141,8 +172,11 @@ fn check_checkpoint(bundle: &Bundle, keys: &PublicKeys, report: &mut VerifyRepor
     })();
     report.record("checkpoint-event", subject.clone(), event);
 
+    let Some(keys) = keys else {
+        return;
+    };
     let fields = CheckpointFields {
-        chain: bundle.chain,
+        chain,
         tree_size: checkpoint.tree_size,
         root: checkpoint.root,
         time: checkpoint.time,
@@ -156,13 +190,21 @@ fn check_checkpoint(bundle: &Bundle, keys: &PublicKeys, report: &mut VerifyRepor
 /// Checks each event and returns the envelopes that decoded, by position.
 fn check_events(bundle: &Bundle, report: &mut VerifyReport) -> HashMap<Position, Envelope> {
     let mut decoded = HashMap::new();
-    if bundle.events.is_empty() {
-        report.record(
-            "events",
-            "bundle",
-            Err("the bundle has no events".to_owned()),
-        );
-    }
+    let ordered = bundle
+        .events
+        .windows(2)
+        .all(|pair| pair[0].position < pair[1].position);
+    let events = if bundle.events.is_empty() {
+        Err("the bundle has no events".to_owned())
+    } else if !ordered {
+        Err(
+            "the events are not in strictly increasing position order: one is repeated or moved"
+                .to_owned(),
+        )
+    } else {
+        Ok(format!("{} events in position order", bundle.events.len()))
+    };
+    report.record("events", "bundle", events);
     for event in &bundle.events {
         let subject = format!("event {}", event.position);
         let computed = hash_stored_event(&event.stored);
@@ -188,7 +230,7 @@ fn check_events(bundle: &Bundle, report: &mut VerifyReport) -> HashMap<Position,
                 envelope.event.kind().name()
             )),
             Ok(envelope) => {
-                let detail = format!("{} at {}", event.kind, envelope.time.as_micros());
+                let detail = format!("{} at {}", event.kind, utc(envelope.time));
                 decoded.insert(event.position, envelope);
                 Ok(detail)
             }
@@ -298,7 +340,10 @@ fn check_postmarks(
         })
         .collect();
     let count = if issued.len() == bundle.postmarks.len() {
-        Ok(format!("{} postmarks", issued.len()))
+        Ok(format!(
+            "{} PostmarkIssued events, each listed",
+            issued.len()
+        ))
     } else {
         Err(format!(
             "{} PostmarkIssued events but {} postmarks listed",
@@ -392,5 +437,34 @@ fn postmark_submission(
         }
         Some(_) => Err("the document hashes differ from the uploads".to_owned()),
         None => Err("an upload of a submitted document is missing".to_owned()),
+    }
+}
+
+/// Formats a sequencer time as an RFC 3339 UTC instant, or as microseconds when it is
+/// outside the range that RFC 3339 can write.
+fn utc(time: consign_schemas::Timestamp) -> String {
+    match jiff::Timestamp::from_microsecond(time.as_micros()) {
+        Ok(instant) => instant.to_string(),
+        Err(_) => format!("{} µs since 1970", time.as_micros()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use consign_schemas::Timestamp;
+
+    use super::utc;
+
+    #[test]
+    fn utc_formats_known_instants() {
+        assert_eq!(utc(Timestamp::from_micros(0)), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            utc(Timestamp::from_micros(1_796_400_000_123_456)),
+            "2026-12-04T16:00:00.123456Z"
+        );
+        assert_eq!(
+            utc(Timestamp::from_micros(i64::MAX)),
+            format!("{} µs since 1970", i64::MAX)
+        );
     }
 }
