@@ -177,11 +177,16 @@ async fn router_fallback_detected() {
         unknown["error"], "not_found",
         "the fallback answers in JSON"
     );
+    assert!(
+        unknown["message"].as_str().unwrap().contains("/api/no-such-route"),
+        "{unknown}"
+    );
     let (status, body) = send(&server, "get", "/api/login").await;
     assert_eq!(status, 405);
     assert!(!reached_handler(status, &body), "{body:?}");
     let wrong_method: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(wrong_method["error"], "method_not_allowed");
+    assert!(body.contains("/api/login"), "{body}");
     // A handler's 404 for an unknown delivery counts as reached.
     let (status, body) = send(&server, "get", "/api/deliveries/{id}").await;
     assert_eq!(status, 404);

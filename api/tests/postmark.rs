@@ -305,3 +305,47 @@ async fn postmark_page_shows_receipt_escaped() {
     assert_eq!(hidden.status(), 404);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_postmark_says_why() {
+    let work = tempfile::tempdir().unwrap();
+    open_account(work.path(), "ada", Role::Sender).await;
+    let server = Server::start(work.path(), Clock::system(), &[]).await;
+    let token = server.login("ada").await;
+    let metadata = serde_json::json!({
+        "recipients": ["bob@recipients.test"],
+        "subject": "Plain",
+    });
+    let form = Form::new()
+        .part("metadata", Part::text(metadata.to_string()))
+        .part(
+            "document",
+            Part::bytes(b"plain".to_vec()).file_name("plain.txt"),
+        );
+    let submitted: serde_json::Value = server
+        .client
+        .post(server.url("/api/deliveries"))
+        .bearer_auth(&token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let delivery = submitted["delivery"].as_str().unwrap();
+
+    let response = server
+        .client
+        .get(server.url(&format!("/api/deliveries/{delivery}/postmark")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), 404);
+    let error: serde_json::Value = response.json().await.unwrap();
+    let message = error["message"].as_str().unwrap();
+    assert!(message.contains("did not ask for one"), "{message}");
+    server.stop().await;
+}

@@ -43,7 +43,7 @@ mod views;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, OriginalUri};
 use axum::routing::{get, post, put};
 
 pub use accounts::{ACCOUNT_CHAIN, CLI_ACTOR, NewAccount, account_request, login_taken};
@@ -106,13 +106,17 @@ pub fn router(core: Arc<Core>) -> Router {
         .with_state(core)
 }
 
-/// Returns the usual JSON error for an unknown `/api` path.
-async fn no_route(uri: axum::http::Uri) -> ApiError {
+/// Returns the usual JSON error for an unknown `/api` path, naming the path as the
+/// client sent it (the nested router sees it without `/api`).
+async fn no_route(OriginalUri(uri): OriginalUri) -> ApiError {
     ApiError::not_found(format!("route {} (see /api/openapi.json)", uri.path()))
 }
 
 /// Returns the usual JSON error for a known `/api` path with a wrong method.
-async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+async fn method_not_allowed(
+    method: axum::http::Method,
+    OriginalUri(uri): OriginalUri,
+) -> ApiError {
     ApiError::MethodNotAllowed {
         method: method.to_string(),
         path: uri.path().to_owned(),

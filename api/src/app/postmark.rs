@@ -111,7 +111,16 @@ pub async fn receipt(
     if caller.account.role == Role::Sender && record.sender != caller.account.id {
         return Err(not_found());
     }
-    let postmark = record.postmark.as_ref().ok_or_else(not_found)?;
+    let Some(postmark) = record.postmark.as_ref() else {
+        let reason = if record.options.postmark {
+            "not issued yet; retry in a few seconds"
+        } else {
+            "the submission did not ask for one with \"postmark\": true"
+        };
+        return Err(ApiError::not_found(format!(
+            "postmark of delivery {id:?} ({reason})"
+        )));
+    };
     let issued = &postmark.event;
     let fields = PostmarkFields {
         chain: issued.submission_chain,
