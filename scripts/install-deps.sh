@@ -37,6 +37,14 @@ if ! python3 -c "import cryptography" 2>/dev/null; then
     || python3 -m pip install --quiet --break-system-packages cryptography
 fi
 
+# The Kafka tests run a broker on Java 17 or newer, fetched with Maven.
+if ! command -v java >/dev/null || ! command -v mvn >/dev/null; then
+  echo "installing Java and Maven (Apache Kafka broker for the tests)"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+    openjdk-17-jre-headless maven >/dev/null
+fi
+
 if ! command -v cargo >/dev/null; then
   echo "error: cargo not found; install Rust 1.89 or newer with rustup (https://rustup.rs)" >&2
   exit 1

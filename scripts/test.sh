@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test of consign: installs what the tests need, runs the workspace's
-# tests, and stops anything it started.
+# Runs every test of consign: installs what the tests need, starts an Apache Kafka
+# broker, runs the workspace's tests, and stops anything it started.
 #
 # The build directory defaults to a cache outside the clone, so that repeated runs,
 # including CI on the same machine, do not rebuild RocksDB; set CARGO_TARGET_DIR to
@@ -20,4 +20,13 @@ fi
 echo "building in $CARGO_TARGET_DIR"
 
 cargo build --workspace --all-targets --locked
+
+# A one-node Apache Kafka broker on a loopback port for the Kafka tests, stopped on
+# exit whatever happens. Its jars come from Maven Central and are cached.
+kafka_dir=$(mktemp -d)
+trap 'scripts/kafka/stop.sh --dir "$kafka_dir" >/dev/null; rm -rf "$kafka_dir"' EXIT
+CONSIGN_KAFKA_BROKERS=$(scripts/kafka/start.sh --dir "$kafka_dir" | tail -n 1)
+export CONSIGN_KAFKA_BROKERS
+echo "Kafka broker at $CONSIGN_KAFKA_BROKERS"
+
 cargo test --workspace --locked

@@ -10,6 +10,7 @@ mod clock;
 mod embedded;
 mod error;
 pub mod evidence;
+pub mod kafka;
 mod keys;
 pub mod merkle;
 pub mod postmark;

@@ -1,0 +1,179 @@
+//! Creates the events topic or checks an existing one, so that consign never runs on
+//! a topic that could lose or expire acknowledged events.
+//!
+//! Required settings: `cleanup.policy=delete` with `retention.ms=-1` and
+//! `retention.bytes=-1` (history kept forever, never compacted),
+//! `unclean.leader.election.enable=false`, and `min.insync.replicas` of 2 on a cluster
+//! of three brokers or more (1 below that), with a replication factor of up to 3.
+//! The partition count is the ledger's chain count.
+
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::KafkaError;
+
+/// Name of the topic that contains every chain.
+pub const EVENTS_TOPIC: &str = "consign.events";
+
+/// How long a metadata or admin request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Errors of setting up the events topic.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaSetupError {
+    #[error("cannot reach Kafka at {brokers}: {cause}; start the brokers or correct --kafka")]
+    Unreachable { brokers: String, cause: KafkaError },
+    #[error("cannot create topic {topic}: {reason}")]
+    Create { topic: String, reason: String },
+    #[error(
+        "topic {topic} has {setting}={found}, but consign needs {setting}={expected} so that \
+         no acknowledged event is lost or expires; change it with Kafka's kafka-configs tool \
+         or choose another topic"
+    )]
+    Setting {
+        topic: String,
+        setting: &'static str,
+        found: String,
+        expected: String,
+    },
+    #[error(
+        "topic {topic} has {found} partitions, but this ledger has {expected} chains, one per \
+         partition; use a topic with {expected} partitions"
+    )]
+    Partitions {
+        topic: String,
+        found: usize,
+        expected: u32,
+    },
+}
+
+/// The outcome of [`ensure_events_topic`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TopicCheck {
+    Created,
+    Checked,
+}
+
+/// Creates `topic` with one partition per chain and the required settings, or checks
+/// that the existing topic has them.
+///
+/// # Errors
+///
+/// [`KafkaSetupError`] naming the unreachable cluster, the failed creation, or the
+/// first setting or partition count that differs.
+pub async fn ensure_events_topic(
+    brokers: &str,
+    topic: &str,
+    chains: u32,
+) -> Result<TopicCheck, KafkaSetupError> {
+    let unreachable = |cause| KafkaSetupError::Unreachable {
+        brokers: brokers.to_owned(),
+        cause,
+    };
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .map_err(unreachable)?;
+    let metadata = admin
+        .inner()
+        .fetch_metadata(None, REQUEST_TIMEOUT)
+        .map_err(unreachable)?;
+    let brokers_count = metadata.brokers().len();
+    let replication = brokers_count.clamp(1, 3);
+    let min_insync = if brokers_count >= 3 { "2" } else { "1" };
+    let required = [
+        ("cleanup.policy", "delete"),
+        ("retention.ms", "-1"),
+        ("retention.bytes", "-1"),
+        ("unclean.leader.election.enable", "false"),
+        ("min.insync.replicas", min_insync),
+    ];
+
+    let existing = metadata
+        .topics()
+        .iter()
+        .find(|found| found.name() == topic && found.error().is_none());
+    let outcome = match existing {
+        Some(found) => {
+            if found.partitions().len() != chains as usize {
+                return Err(KafkaSetupError::Partitions {
+                    topic: topic.to_owned(),
+                    found: found.partitions().len(),
+                    expected: chains,
+                });
+            }
+            TopicCheck::Checked
+        }
+        None => {
+            let mut new_topic = NewTopic::new(
+                topic,
+                i32::try_from(chains).unwrap_or(i32::MAX),
+                TopicReplication::Fixed(i32::try_from(replication).unwrap_or(3)),
+            );
+            for (key, value) in required {
+                new_topic = new_topic.set(key, value);
+            }
+            let options = AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT));
+            let results = admin
+                .create_topics([&new_topic], &options)
+                .await
+                .map_err(unreachable)?;
+            for result in results {
+                if let Err((name, code)) = result {
+                    return Err(KafkaSetupError::Create {
+                        topic: name,
+                        reason: code.to_string(),
+                    });
+                }
+            }
+            TopicCheck::Created
+        }
+    };
+
+    // A topic just created may not list its settings yet on the broker that replies,
+    // so an incomplete description is requested again for a while.
+    let options = AdminOptions::new().request_timeout(Some(REQUEST_TIMEOUT));
+    let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
+    let resource = loop {
+        let described = admin
+            .describe_configs([&ResourceSpecifier::Topic(topic)], &options)
+            .await
+            .map_err(unreachable)?;
+        let resource = described
+            .into_iter()
+            .next()
+            .ok_or_else(|| KafkaSetupError::Create {
+                topic: topic.to_owned(),
+                reason: "the cluster did not describe its settings".to_owned(),
+            })?
+            .map_err(|code| KafkaSetupError::Create {
+                topic: topic.to_owned(),
+                reason: format!("its settings cannot be read: {code}"),
+            })?;
+        let complete = required
+            .iter()
+            .all(|(setting, _)| resource.get(setting).is_some());
+        if complete || tokio::time::Instant::now() >= deadline {
+            break resource;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    for (setting, expected) in required {
+        let found = resource
+            .get(setting)
+            .and_then(|entry| entry.value.clone())
+            .unwrap_or_else(|| "(unset)".to_owned());
+        if found != expected {
+            return Err(KafkaSetupError::Setting {
+                topic: topic.to_owned(),
+                setting,
+                found,
+                expected: expected.to_owned(),
+            });
+        }
+    }
+    tracing::info!(topic, brokers, chains, ?outcome, "events topic ready");
+    Ok(outcome)
+}
