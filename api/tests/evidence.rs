@@ -434,7 +434,7 @@ fn cli_checks(data_dir: &Path, delivery: &str, saved: &serde_json::Value) {
     damaged["checkpoint"]["root"] = serde_json::Value::from(format!("{flipped}{}", &root[1..]));
     let damaged_path = out.path().join("damaged-checkpoint.json");
     std::fs::write(&damaged_path, damaged.to_string()).unwrap();
-    let refused = consign(&[
+    let rejected = consign(&[
         "ledger",
         "verify",
         "--data-dir",
@@ -442,8 +442,8 @@ fn cli_checks(data_dir: &Path, delivery: &str, saved: &serde_json::Value) {
         "--checkpoint",
         damaged_path.to_str().unwrap(),
     ]);
-    assert_eq!(refused.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("damaged or not genuine"));
+    assert_eq!(rejected.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&rejected.stderr).contains("damaged or not genuine"));
     let other_chain = consign(&[
         "ledger",
         "verify",

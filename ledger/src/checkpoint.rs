@@ -6,10 +6,11 @@
 //! first `p` events of its chain: its tree size is `p` and its root is the Merkle root
 //! of their hashes.
 //!
-//! The signed message is [`checkpoint_message`]: the ASCII context
-//! `consign 2026-12-04 checkpoint v1`, then the chain (4 bytes, big-endian), the tree
-//! size (8 bytes, big-endian), the root (32 bytes) and the sequencer time of the
-//! checkpoint event (8 bytes, big-endian, signed microseconds since 1970 UTC).
+//! The signed message is [`checkpoint_message`]. It starts with the ASCII context
+//! `consign 2026-12-04 checkpoint v1`, followed by the chain (4 bytes, big-endian), the
+//! tree size (8 bytes, big-endian) and the root (32 bytes). It ends with the sequencer
+//! time of the checkpoint event (8 bytes, big-endian, signed microseconds since 1970
+//! UTC).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -46,7 +47,7 @@ pub fn checkpoint_message(fields: &CheckpointFields) -> Vec<u8> {
 /// Public keys by key id, as published.
 pub type PublicKeys = BTreeMap<String, [u8; 32]>;
 
-/// Why a checkpoint signature was not accepted.
+/// The reason a checkpoint signature was rejected.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
     #[error("signed with key {key_id}, which is not among the published keys")]

@@ -315,10 +315,10 @@ async fn checkpoint_on_request() {
 
     let unsigned = tempfile::tempdir().unwrap();
     let plain = common::open(unsigned.path());
-    let refused = plain.checkpoint(CHAIN).await;
+    let rejected = plain.checkpoint(CHAIN).await;
     assert!(
-        matches!(refused, Err(LedgerError::NoCheckpointSigner)),
-        "{refused:?}"
+        matches!(rejected, Err(LedgerError::NoCheckpointSigner)),
+        "{rejected:?}"
     );
 }
 

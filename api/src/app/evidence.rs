@@ -13,10 +13,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
 use consign_ledger::EmbeddedLedger;
-use consign_ledger::evidence::{BundleCheckpoint, EvidenceError, export_bundle};
+use consign_ledger::evidence::{EvidenceError, export_bundle, read_checkpoint};
 use consign_projections::audit;
 use consign_schemas::events::Role;
-use consign_schemas::{ChainId, DeliveryId, Envelope, Event, Position, hash_stored_event};
+use consign_schemas::{ChainId, DeliveryId, Position, hash_stored_event};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -106,39 +106,6 @@ fn chain_of(ledger: &EmbeddedLedger, text: &str) -> Result<ChainId, ApiError> {
     Ok(ChainId::new(chain))
 }
 
-/// Reads the checkpoint event at `position` in the shape of a bundle's checkpoint.
-pub(crate) fn read_checkpoint(
-    ledger: &EmbeddedLedger,
-    chain: ChainId,
-    position: Position,
-) -> Result<BundleCheckpoint, ApiError> {
-    let damaged = || ApiError::Internal {
-        message: format!(
-            "the checkpoint at chain {chain} position {position} is missing or damaged; run `consign ledger verify`"
-        ),
-    };
-    let raw = ledger
-        .read_raw(chain, position, 1)?
-        .into_iter()
-        .next()
-        .filter(|raw| raw.position == position)
-        .ok_or_else(damaged)?;
-    let envelope = Envelope::decode(&raw.bytes).map_err(|_| damaged())?;
-    let Event::CheckpointSigned(signed) = envelope.event else {
-        return Err(damaged());
-    };
-    Ok(BundleCheckpoint {
-        position,
-        hash: hash_stored_event(&raw.bytes),
-        stored: raw.bytes,
-        tree_size: signed.tree_size,
-        root: signed.root_hash,
-        time: envelope.time,
-        key_id: signed.key_id,
-        signature: signed.signature,
-    })
-}
-
 /// `GET /api/ledger/chains/{chain}/checkpoint`: the chain's latest signed checkpoint.
 pub async fn checkpoint(
     State(core): State<Arc<Core>>,
@@ -150,7 +117,16 @@ pub async fn checkpoint(
     let position = core.ledger.last_checkpoint(chain)?.ok_or_else(|| {
         ApiError::not_found(format!("checkpoint of chain {chain}: none is signed yet"))
     })?;
-    let checkpoint = read_checkpoint(&core.ledger, chain, position)?;
+    let checkpoint =
+        read_checkpoint(&core.ledger, chain, position).map_err(|error| match error {
+            EvidenceError::Ledger(error) => ApiError::from(error),
+            other => {
+                tracing::error!(%chain, %position, error = %other, "cannot read the checkpoint");
+                ApiError::Internal {
+                    message: other.to_string(),
+                }
+            }
+        })?;
     Ok(Json(json!({ "chain": chain, "checkpoint": checkpoint })))
 }
 

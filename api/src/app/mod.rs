@@ -106,8 +106,8 @@ pub fn router(core: Arc<Core>) -> Router {
         .with_state(core)
 }
 
-/// Returns the usual JSON error for an unknown `/api` path, naming the path as the
-/// client sent it (the nested router sees it without `/api`).
+/// Returns the usual JSON error for an unknown `/api` path. It names the path as the
+/// client sent it, because the nested router receives it without `/api`.
 async fn no_route(OriginalUri(uri): OriginalUri) -> ApiError {
     ApiError::not_found(format!("route {} (see /api/openapi.json)", uri.path()))
 }

@@ -236,13 +236,6 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
     }
 }
 
-fn read_only() -> EmbeddedOptions {
-    EmbeddedOptions {
-        read_only: true,
-        ..EmbeddedOptions::default()
-    }
-}
-
 fn checked_chain(ledger: &EmbeddedLedger, chain: u32) -> anyhow::Result<ChainId> {
     if chain >= ledger.chain_count() {
         bail!(
@@ -259,7 +252,11 @@ fn checked_chain(ledger: &EmbeddedLedger, chain: u32) -> anyhow::Result<ChainId>
 ///
 /// The ledger cannot be opened, or the position or tree size is out of range.
 pub fn proof(args: ProofArgs) -> anyhow::Result<Outcome> {
-    let ledger = open_ledger(&args.data.data_dir, read_only(), "ledger proof")?;
+    let ledger = open_ledger(
+        &args.data.data_dir,
+        super::ledger::read_only(),
+        "ledger proof",
+    )?;
     let chain = checked_chain(&ledger, args.chain)?;
     let tree_size = args.tree_size.unwrap_or(ledger.next_position(chain)?.get());
     if args.position >= tree_size {
@@ -268,6 +265,7 @@ pub fn proof(args: ProofArgs) -> anyhow::Result<Outcome> {
             args.position
         );
     }
+
     let position = Position::new(args.position);
     let proof = ledger.inclusion_proof(chain, position, tree_size)?;
     let root = ledger.tree_root(chain, tree_size)?;
@@ -277,6 +275,7 @@ pub fn proof(args: ProofArgs) -> anyhow::Result<Outcome> {
         .filter(|raw| raw.position == position)
         .map(|raw| hash_stored_event(&raw.bytes))
         .with_context(|| format!("chain {chain} has no event at position {position}"))?;
+
     let verified = verify_inclusion(&leaf, args.position, tree_size, &proof, &root);
     println!(
         "{}",
@@ -298,7 +297,11 @@ pub fn proof(args: ProofArgs) -> anyhow::Result<Outcome> {
 ///
 /// The ledger cannot be opened, or a size is out of range.
 pub fn consistency(args: ConsistencyArgs) -> anyhow::Result<Outcome> {
-    let ledger = open_ledger(&args.data.data_dir, read_only(), "ledger consistency")?;
+    let ledger = open_ledger(
+        &args.data.data_dir,
+        super::ledger::read_only(),
+        "ledger consistency",
+    )?;
     let chain = checked_chain(&ledger, args.chain)?;
     let new_size = args.new_size.unwrap_or(ledger.next_position(chain)?.get());
     if args.old_size > new_size {

@@ -116,7 +116,7 @@ fn open(data: &DataDirArgs, options: EmbeddedOptions) -> anyhow::Result<Embedded
 }
 
 /// Options for commands that only read: nothing is created or written.
-fn read_only() -> EmbeddedOptions {
+pub(super) fn read_only() -> EmbeddedOptions {
     EmbeddedOptions {
         read_only: true,
         ..EmbeddedOptions::default()

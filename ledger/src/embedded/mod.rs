@@ -104,7 +104,7 @@ pub(crate) struct ForcedCheckpoint {
     pub(crate) reply: oneshot::Sender<Result<Option<Position>, LedgerError>>,
 }
 
-/// What the writer thread is asked to do.
+/// A request to the writer thread.
 pub(crate) enum Work {
     Append(Pending),
     Checkpoint(ForcedCheckpoint),

@@ -38,25 +38,7 @@ pub async fn export_bundle(
         .checkpoint(chain)
         .await?
         .ok_or(EvidenceError::NoEvents { delivery })?;
-    let (checkpoint_hash, checkpoint_bytes, checkpoint_envelope) =
-        read_event(ledger, chain, checkpoint_position)?;
-    let Event::CheckpointSigned(signed) = &checkpoint_envelope.event else {
-        return Err(EvidenceError::Damaged {
-            chain,
-            position: checkpoint_position,
-            reason: "the last checkpoint entry names an event that is not a checkpoint".to_owned(),
-        });
-    };
-    let checkpoint = BundleCheckpoint {
-        position: checkpoint_position,
-        hash: checkpoint_hash,
-        stored: checkpoint_bytes,
-        tree_size: signed.tree_size,
-        root: signed.root_hash,
-        time: checkpoint_envelope.time,
-        key_id: signed.key_id.clone(),
-        signature: signed.signature.clone(),
-    };
+    let checkpoint = read_checkpoint(ledger, chain, checkpoint_position)?;
 
     let mut events = Vec::with_capacity(positions.len());
     let mut postmarks = Vec::new();
@@ -93,6 +75,38 @@ pub async fn export_bundle(
             .iter()
             .map(|(id, key)| (id.clone(), PublicKeyHex(*key)))
             .collect(),
+    })
+}
+
+/// Reads the `CheckpointSigned` event at `position` in the shape of a bundle's
+/// checkpoint.
+///
+/// # Errors
+///
+/// Ledger failures, and [`EvidenceError::Damaged`] when the event is missing, fails
+/// its hash, does not decode or is not a checkpoint.
+pub fn read_checkpoint(
+    ledger: &EmbeddedLedger,
+    chain: ChainId,
+    position: Position,
+) -> Result<BundleCheckpoint, EvidenceError> {
+    let (hash, stored, envelope) = read_event(ledger, chain, position)?;
+    let Event::CheckpointSigned(signed) = envelope.event else {
+        return Err(EvidenceError::Damaged {
+            chain,
+            position,
+            reason: "the event is not a checkpoint".to_owned(),
+        });
+    };
+    Ok(BundleCheckpoint {
+        position,
+        hash,
+        stored,
+        tree_size: signed.tree_size,
+        root: signed.root_hash,
+        time: envelope.time,
+        key_id: signed.key_id,
+        signature: signed.signature,
     })
 }
 

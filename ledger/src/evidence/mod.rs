@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use consign_schemas::{ChainId, ContentHash, DeliveryId, EventHash, Hash32, Position, Timestamp};
 use serde::{Deserialize, Serialize};
 
-pub use export::export_bundle;
+pub use export::{export_bundle, read_checkpoint};
 pub use verify::{Check, VerifyReport, check_saved_checkpoint, verify_bundle};
 
 /// The value of a bundle's `format` field.

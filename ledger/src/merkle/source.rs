@@ -3,7 +3,7 @@
 //! Every subtree that the RFC 9162 recursion visits starts at a multiple of the
 //! largest power of two not above its size. So it is either a perfect subtree (a
 //! power of two of leaves, aligned) or it splits into a perfect left part and a
-//! smaller right part. A [`SubtreeSource`] answers the perfect ones; an inclusion proof then
+//! smaller right part. A [`SubtreeSource`] returns the perfect ones; an inclusion proof then
 //! takes about two lookups per level of the tree, and so does a consistency proof.
 //! A store that keeps the roots of large perfect subtrees builds proofs for a chain of
 //! millions of events without reading them.

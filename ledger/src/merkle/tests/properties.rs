@@ -204,7 +204,7 @@ proptest! {
     }
 }
 
-/// A source that answers perfect subtrees from an accumulator's reported roots, as a
+/// A source that returns perfect subtrees from an accumulator's reported roots, as a
 /// store of subtree roots would, and counts its lookups.
 struct ReportedRoots {
     roots: std::collections::HashMap<(u32, u64), Hash32>,
