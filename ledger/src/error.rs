@@ -80,6 +80,20 @@ pub enum LedgerError {
 
     #[error("no checkpoint signing key is configured; open the ledger with a checkpoint policy")]
     NoCheckpointSigner,
+
+    #[error("chain {chain} cannot take appends in this process now: {reason}; retry shortly")]
+    Unavailable { chain: ChainId, reason: String },
+
+    #[error(
+        "the Kafka record at partition {chain} offset {offset} does not extend this \
+         process's copy of the chain: {reason}; run `consign ledger verify --kafka` to find \
+         the damage"
+    )]
+    Replica {
+        chain: ChainId,
+        offset: i64,
+        reason: String,
+    },
 }
 
 impl LedgerError {

@@ -277,6 +277,13 @@ impl ChainVerifier {
         Self::new(chain, Position::ZERO, genesis_hash(chain), end)
     }
 
+    /// Sets the position the range must reach, for a stream whose length is known only
+    /// once it has been read to its end. Start such a verifier with an end of
+    /// `u64::MAX`.
+    pub fn set_end(&mut self, end: Position) {
+        self.end = end;
+    }
+
     /// True once a break is found; further input is ignored.
     pub fn is_broken(&self) -> bool {
         self.first_break.is_some()

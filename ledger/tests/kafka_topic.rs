@@ -4,38 +4,13 @@
 //! The broker comes from `CONSIGN_KAFKA_BROKERS`, which the README's test command sets
 //! after starting one. Under CI a missing broker fails the test.
 
+mod common;
+
+use common::{kafka_brokers as brokers, unique_topic};
 use consign_ledger::kafka::{KafkaSetupError, TopicCheck, ensure_events_topic};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-
-/// Returns the broker list, or `None` outside CI when no broker was started.
-fn brokers() -> Option<String> {
-    match std::env::var("CONSIGN_KAFKA_BROKERS") {
-        Ok(brokers) if !brokers.is_empty() => Some(brokers),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("CONSIGN_KAFKA_BROKERS is not set under CI; run the tests with scripts/test.sh")
-        }
-        _ => {
-            eprintln!(
-                "SKIPPED: set CONSIGN_KAFKA_BROKERS or run scripts/test.sh to test against Kafka"
-            );
-            None
-        }
-    }
-}
-
-fn unique_topic(purpose: &str) -> String {
-    format!("consign.test.{purpose}.{}", uuid_suffix())
-}
-
-fn uuid_suffix() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{nanos:x}.{}", std::process::id())
-}
 
 async fn create_plain(brokers: &str, topic: &str, partitions: i32, settings: &[(&str, &str)]) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()

@@ -154,7 +154,7 @@ impl Checkpoints {
     }
 
     /// Signs a checkpoint over `tree` at the end of `head`'s chain and adds the event
-    /// to `batch`. Returns the new head.
+    /// to `batch`. Returns the new head, the event's hash and its stored bytes.
     pub(crate) fn sign(
         &self,
         chain: ChainId,
@@ -163,7 +163,7 @@ impl Checkpoints {
         now: Timestamp,
         batch: &mut WriteBatch,
         shared: &Shared,
-    ) -> Result<(Head, Signed, EventHash), LedgerError> {
+    ) -> Result<(Head, Signed, EventHash, Vec<u8>), LedgerError> {
         let policy = self
             .policy
             .as_ref()
@@ -196,6 +196,7 @@ impl Checkpoints {
             }),
         };
         let (hash, value) = keys::encode_event_value(&envelope)?;
+        let bytes = value[32..].to_vec();
         let db = &shared.db;
         batch.put_cf(
             super::open::events_family(db),
@@ -216,7 +217,16 @@ impl Checkpoints {
             last_hash: hash,
             last_time: time,
         };
-        Ok((new_head, signed, hash))
+        Ok((new_head, signed, hash, bytes))
+    }
+
+    /// Stops tracking `chain` until its next append: its sequencer runs elsewhere, so
+    /// this process signs no checkpoint for it.
+    pub(crate) fn release(&mut self, chain: ChainId) {
+        if let Some(coverage) = self.chains.get_mut(&chain) {
+            coverage.uncovered_since = None;
+        }
+        self.uncovered.remove(&chain);
     }
 
     /// Records a committed group: `appended` chains got new events, `signed` got

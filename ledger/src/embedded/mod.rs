@@ -10,10 +10,13 @@
 
 mod check;
 mod checkpoints;
+mod commit;
+mod import;
 mod open;
 mod read;
 mod subscribe;
 mod tree;
+mod upstream;
 mod writer;
 
 use std::collections::HashMap;
@@ -35,6 +38,8 @@ use crate::merkle::MerkleAccumulator;
 use crate::record::{AppendRequest, Appended};
 
 pub use subscribe::Subscription;
+pub use upstream::{ImportRecord, Imported};
+pub(crate) use upstream::{Published, Publisher};
 pub use tree::TreeHead;
 
 pub(crate) const CF_EVENTS: &str = "events";
@@ -108,6 +113,38 @@ pub(crate) struct ForcedCheckpoint {
 pub(crate) enum Work {
     Append(Pending),
     Checkpoint(ForcedCheckpoint),
+    Import(upstream::PendingImport),
+}
+
+/// Writes events committed upstream into the local copy of the chains.
+pub(crate) struct Importer {
+    sender: mpsc::Sender<Work>,
+}
+
+impl Importer {
+    /// Writes `records` of `chain`, in partition order, and blocks until they are
+    /// written. Events the copy already has are checked and skipped.
+    ///
+    /// # Errors
+    ///
+    /// [`LedgerError::Replica`] for the first record that does not extend the chain
+    /// (the records before it are written), storage failures and
+    /// [`LedgerError::Closed`].
+    pub(crate) fn import(
+        &self,
+        chain: ChainId,
+        records: Vec<ImportRecord>,
+    ) -> Result<Imported, LedgerError> {
+        let (reply, receiver) = oneshot::channel();
+        self.sender
+            .send(Work::Import(upstream::PendingImport {
+                chain,
+                records,
+                reply,
+            }))
+            .map_err(|_| LedgerError::Closed)?;
+        receiver.blocking_recv().map_err(|_| LedgerError::Closed)?
+    }
 }
 
 /// An open embedded ledger. Dropping it stops the writer after the appends already
@@ -116,6 +153,9 @@ pub struct EmbeddedLedger {
     shared: Arc<Shared>,
     sender: Option<mpsc::Sender<Work>>,
     writer: Option<JoinHandle<()>>,
+    /// Stops what feeds the writer from outside (the Kafka backend's threads), before
+    /// the writer itself stops.
+    on_close: Mutex<Vec<Box<dyn FnOnce() + Send>>>,
     /// Held for the lifetime of the ledger: the OS lock on it keeps other processes out.
     /// `None` for a read-only ledger on a medium where the lock file cannot be created.
     _lock: Option<File>,
@@ -141,7 +181,17 @@ impl EmbeddedLedger {
     /// [`LedgerError::ChainCountMismatch`] when `options.chains` differs from the
     /// stored count.
     pub fn open(dir: impl AsRef<Path>, options: EmbeddedOptions) -> Result<Self, LedgerError> {
-        let opened = open::open(dir.as_ref(), &options)?;
+        Self::open_with(dir.as_ref(), options, None)
+    }
+
+    /// Opens the ledger with a publisher that must commit every group upstream before
+    /// it is written here.
+    pub(crate) fn open_with(
+        dir: &Path,
+        options: EmbeddedOptions,
+        publisher: Option<Box<dyn Publisher>>,
+    ) -> Result<Self, LedgerError> {
+        let opened = open::open(dir, &options)?;
         let shared = Arc::new(opened.shared);
         let checkpoints = checkpoints::Checkpoints::load(
             &shared,
@@ -152,7 +202,7 @@ impl EmbeddedLedger {
         let writer_shared = Arc::clone(&shared);
         let writer = std::thread::Builder::new()
             .name("consign-ledger-writer".to_owned())
-            .spawn(move || writer::run(writer_shared, receiver, options, checkpoints))
+            .spawn(move || writer::run(writer_shared, receiver, options, checkpoints, publisher))
             .map_err(|source| LedgerError::DataDir {
                 dir: shared.dir.clone(),
                 cause: source,
@@ -162,6 +212,7 @@ impl EmbeddedLedger {
             shared,
             sender: Some(sender),
             writer: Some(writer),
+            on_close: Mutex::new(Vec::new()),
             _lock: opened.lock,
         })
     }
@@ -243,6 +294,41 @@ impl EmbeddedLedger {
         receiver.await.map_err(|_| LedgerError::Closed)?
     }
 
+    /// Returns a handle that imports events committed upstream. The writer keeps
+    /// running while a handle exists, so the handle must be dropped, by a hook given
+    /// to [`Self::on_close`], for the ledger to close.
+    pub(crate) fn importer(&self) -> Result<Importer, LedgerError> {
+        let sender = self.sender.as_ref().ok_or(LedgerError::Closed)?;
+        Ok(Importer {
+            sender: sender.clone(),
+        })
+    }
+
+    /// Returns the upstream offset after the last record imported into `chain`.
+    ///
+    /// # Errors
+    ///
+    /// [`LedgerError::UnknownChain`] and storage failures.
+    pub fn upstream_offset(&self, chain: ChainId) -> Result<Option<i64>, LedgerError> {
+        self.check_chain(chain)?;
+        let value = self
+            .shared
+            .db
+            .get_cf(open::meta_family(&self.shared.db), upstream::offset_key(chain))
+            .map_err(|error| LedgerError::from_rocksdb("read", error))?;
+        Ok(value
+            .and_then(|value| <[u8; 8]>::try_from(value.as_slice()).ok())
+            .map(i64::from_be_bytes))
+    }
+
+    /// Runs `stop` when the ledger closes, before its writer stops.
+    pub(crate) fn on_close(&self, stop: Box<dyn FnOnce() + Send>) {
+        self.on_close
+            .lock()
+            .expect("close hooks lock poisoned")
+            .push(stop);
+    }
+
     /// Returns the position of the last checkpoint event of `chain`, if any.
     ///
     /// # Errors
@@ -285,6 +371,10 @@ impl EmbeddedLedger {
     }
 
     fn shutdown(&mut self) {
+        let stops = std::mem::take(&mut *self.on_close.lock().expect("close hooks lock poisoned"));
+        for stop in stops {
+            stop();
+        }
         self.sender.take();
         if let Some(writer) = self.writer.take()
             && writer.join().is_err()

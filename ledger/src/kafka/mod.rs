@@ -1,9 +1,18 @@
-//! The Apache Kafka backend's cluster set-up: the events topic, created or checked
-//! at start.
+//! The Apache Kafka backend.
 //!
-//! The rest of the backend (one sequencer per partition with a transactional
-//! producer, consumers that read committed records only) is not built yet.
+//! Topic `consign.events` holds one chain per partition. Each chain is extended only
+//! by its sequencer, through a transactional producer that fences any earlier one;
+//! every process keeps a verified copy of all chains in its data directory, filled by
+//! a consumer that reads committed records only, and serves reads from it.
 
+mod open;
+mod replica;
+mod sequencer;
 mod topic;
+mod verify;
 
+pub use open::{KafkaOpenError, KafkaOptions, KafkaStatus, open_kafka_ledger, wait_replicated};
+pub use replica::Progress;
+pub use sequencer::POSITION_HEADER;
 pub use topic::{EVENTS_TOPIC, KafkaSetupError, TopicCheck, ensure_events_topic};
+pub use verify::{TopicReport, verify_topic};

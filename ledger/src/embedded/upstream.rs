@@ -1,0 +1,67 @@
+//! How a replicated backend drives the embedded store.
+//!
+//! With Apache Kafka, the store in the data directory is this process's copy of every
+//! chain. Two things feed it: the writer, which sequences appends for the chains whose
+//! sequencer runs in this process and hands each group to a [`Publisher`] that commits
+//! it upstream before anything is written here; and imports of events that the
+//! upstream committed, in partition order, whoever sequenced them. An import checks
+//! each event against the local head: an event already present must be identical, and
+//! a new one must extend the chain.
+
+use consign_schemas::{ChainId, DeliveryId, Position};
+use tokio::sync::oneshot;
+
+use crate::error::LedgerError;
+
+/// Commits sequenced events upstream; the writer calls it once per chain and group.
+pub(crate) trait Publisher: Send {
+    /// Returns `Ok` when this process sequences `chain` now, or why it does not.
+    fn ready(&mut self, chain: ChainId) -> Result<(), LedgerError>;
+
+    /// Makes `events`, consecutive events of `chain`, durable upstream. On an error
+    /// the events may or may not have been committed: the publisher must not accept
+    /// another group for `chain` until it has caught up with what the upstream holds.
+    fn publish(&mut self, chain: ChainId, events: &[Published]) -> Result<(), LedgerError>;
+}
+
+/// One sequenced event handed to a [`Publisher`].
+#[derive(Clone, Debug)]
+pub(crate) struct Published {
+    pub(crate) position: Position,
+    /// The delivery the event belongs to, the record key upstream.
+    pub(crate) delivery: Option<DeliveryId>,
+    /// The stored bytes that the event hash covers.
+    pub(crate) bytes: Vec<u8>,
+}
+
+/// One event committed upstream, as read back in partition order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImportRecord {
+    /// The record's offset in its partition, stored so a restart resumes after it.
+    pub offset: i64,
+    /// The stored bytes of the event.
+    pub bytes: Vec<u8>,
+}
+
+/// The outcome of an import.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Imported {
+    /// Events that extended the local chain.
+    pub written: u64,
+    /// Events that the local chain already had, byte for byte.
+    pub present: u64,
+}
+
+/// An import waiting for the writer.
+pub(crate) struct PendingImport {
+    pub(crate) chain: ChainId,
+    pub(crate) records: Vec<ImportRecord>,
+    pub(crate) reply: oneshot::Sender<Result<Imported, LedgerError>>,
+}
+
+/// Meta key of the offset after the last record imported into `chain`.
+pub(crate) fn offset_key(chain: ChainId) -> Vec<u8> {
+    let mut key = b"upstream-offset/".to_vec();
+    key.extend_from_slice(&chain.get().to_be_bytes());
+    key
+}

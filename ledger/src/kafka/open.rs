@@ -1,0 +1,259 @@
+//! Opening the ledger on Apache Kafka: the topic check, this process's copy of the
+//! chains, the feeder and the sequencers.
+//!
+//! The ledger returned is the embedded store in the data directory, driven by Kafka:
+//! appends go through the sequencer of their chain, and every read (ranges,
+//! subscriptions, proofs, verification) is served from the copy, which holds exactly
+//! the records committed to the topic.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use consign_schemas::{ChainId, Position};
+use rdkafka::ClientConfig;
+use rdkafka::admin::AdminClient;
+use rdkafka::client::DefaultClientContext;
+
+use super::replica::{Feeder, Progress};
+use super::sequencer::{SequencerPublisher, SequencerSet};
+use super::topic::{EVENTS_TOPIC, KafkaSetupError, ensure_events_topic};
+use crate::embedded::{EmbeddedLedger, EmbeddedOptions};
+use crate::error::LedgerError;
+
+/// Where the Kafka ledger lives and what this process does in it.
+#[derive(Clone, Debug)]
+pub struct KafkaOptions {
+    /// Bootstrap brokers, `host:port[,host:port...]`.
+    pub brokers: String,
+    /// Topic that holds the chains, one per partition.
+    pub topic: String,
+    /// Chains whose sequencer runs in this process; `None` for every chain.
+    pub sequence: Option<Vec<ChainId>>,
+}
+
+impl KafkaOptions {
+    /// Options for `brokers` with the default topic, sequencing every chain.
+    pub fn new(brokers: impl Into<String>) -> Self {
+        Self {
+            brokers: brokers.into(),
+            topic: EVENTS_TOPIC.to_owned(),
+            sequence: None,
+        }
+    }
+}
+
+/// Errors of opening the Kafka ledger.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaOpenError {
+    #[error(transparent)]
+    Setup(#[from] KafkaSetupError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error("cannot start reading topic {topic} at {brokers}: {reason}")]
+    Consumer {
+        brokers: String,
+        topic: String,
+        reason: String,
+    },
+}
+
+/// The Kafka side of an open ledger: which sequencers are ready, how far the copy has
+/// read.
+#[derive(Clone)]
+pub struct KafkaStatus {
+    sequencers: Arc<SequencerSet>,
+    progress: Arc<Progress>,
+}
+
+impl std::fmt::Debug for KafkaStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaStatus")
+            .field("topic", &self.sequencers.topic)
+            .field("ready", &self.sequencers.ready_chains())
+            .finish()
+    }
+}
+
+impl KafkaStatus {
+    /// Chains whose sequencer in this process takes appends now.
+    pub fn ready_chains(&self) -> Vec<ChainId> {
+        self.sequencers.ready_chains()
+    }
+
+    /// Chains whose sequencer in this process was fenced, with the reason.
+    pub fn fenced_chains(&self) -> Vec<(ChainId, String)> {
+        self.sequencers.fenced_chains()
+    }
+
+    /// Why the copy stopped following `chain`, if it did.
+    pub fn broken(&self, chain: ChainId) -> Option<String> {
+        self.progress.broken(chain)
+    }
+
+    /// Waits until the sequencers of `chains` are ready; returns false on timeout.
+    pub async fn wait_ready(&self, chains: &[ChainId], timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let ready = self.ready_chains();
+            if chains.iter().all(|chain| ready.contains(chain)) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Waits until the copy of `chain` in `ledger` holds position `position`; returns
+/// false on timeout. For reading an event appended by another process.
+pub async fn wait_replicated(
+    ledger: &EmbeddedLedger,
+    chain: ChainId,
+    position: Position,
+    timeout: Duration,
+) -> Result<bool, LedgerError> {
+    let deadline = Instant::now() + timeout;
+    while ledger.next_position(chain)? <= position {
+        if Instant::now() >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(true)
+}
+
+/// Opens the ledger on Kafka with its copy in `dir`.
+///
+/// Creates or checks the topic, opens the copy, starts the feeder from the offsets
+/// stored with the copy, and starts the sequencers of `kafka.sequence` in the
+/// background: appends to a chain fail with [`LedgerError::Unavailable`] until its
+/// sequencer is ready (see [`KafkaStatus::wait_ready`]).
+///
+/// # Errors
+///
+/// [`KafkaOpenError`] naming the unreachable cluster, a topic setting that differs,
+/// or the ledger error of the copy.
+pub async fn open_kafka_ledger(
+    dir: &Path,
+    options: EmbeddedOptions,
+    kafka: &KafkaOptions,
+) -> Result<(EmbeddedLedger, KafkaStatus), KafkaOpenError> {
+    let chains = match existing_partitions(&kafka.brokers, &kafka.topic).await? {
+        Some(partitions) => partitions,
+        None => options.chains.unwrap_or(1),
+    };
+    ensure_events_topic(&kafka.brokers, &kafka.topic, chains).await?;
+
+    let progress = Arc::new(Progress::default());
+    let all: Vec<ChainId> = (0..chains).map(ChainId::new).collect();
+    let sequenced = kafka.sequence.clone().unwrap_or_else(|| all.clone());
+    if let Some(chain) = sequenced.iter().find(|chain| chain.get() >= chains) {
+        return Err(LedgerError::UnknownChain {
+            chain: *chain,
+            chains,
+        }
+        .into());
+    }
+    let sequencers = SequencerSet::new(
+        &kafka.brokers,
+        &kafka.topic,
+        &sequenced,
+        Arc::clone(&progress),
+    );
+
+    let options = EmbeddedOptions {
+        chains: Some(chains),
+        // Kafka holds the events durably; the copy is refilled from the stored
+        // offsets after a crash.
+        sync: false,
+        ..options
+    };
+    let publisher = Box::new(SequencerPublisher(Arc::clone(&sequencers)));
+    let ledger = EmbeddedLedger::open_with(dir, options, Some(publisher))?;
+
+    let mut resume = BTreeMap::new();
+    for chain in &all {
+        let offset = ledger.upstream_offset(*chain)?;
+        if let Some(offset) = offset {
+            progress.resume_at(*chain, offset);
+        }
+        resume.insert(*chain, offset);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let feeder = Feeder {
+        brokers: kafka.brokers.clone(),
+        topic: kafka.topic.clone(),
+        resume,
+        importer: ledger.importer()?,
+        progress: Arc::clone(&progress),
+        stop: Arc::clone(&stop),
+    };
+    let consumer = feeder
+        .consumer()
+        .map_err(|error| KafkaOpenError::Consumer {
+            brokers: kafka.brokers.clone(),
+            topic: kafka.topic.clone(),
+            reason: error.to_string(),
+        })?;
+    let feeder_thread = std::thread::Builder::new()
+        .name("consign-kafka-feeder".to_owned())
+        .spawn(move || feeder.run(consumer))
+        .map_err(|error| KafkaOpenError::Consumer {
+            brokers: kafka.brokers.clone(),
+            topic: kafka.topic.clone(),
+            reason: format!("cannot start the feeder thread: {error}"),
+        })?;
+
+    sequencers.start_all();
+    let closing = Arc::clone(&sequencers);
+    ledger.on_close(Box::new(move || {
+        closing.stop();
+        stop.store(true, Ordering::Relaxed);
+        if feeder_thread.join().is_err() {
+            tracing::error!("the Kafka feeder thread panicked");
+        }
+    }));
+
+    tracing::info!(
+        brokers = %kafka.brokers,
+        topic = %kafka.topic,
+        chains,
+        sequenced = sequenced.len(),
+        "ledger opened on Kafka"
+    );
+    let status = KafkaStatus {
+        sequencers,
+        progress,
+    };
+    Ok((ledger, status))
+}
+
+/// Returns the partition count of `topic`, or `None` when it does not exist.
+async fn existing_partitions(brokers: &str, topic: &str) -> Result<Option<u32>, KafkaSetupError> {
+    let unreachable = |cause| KafkaSetupError::Unreachable {
+        brokers: brokers.to_owned(),
+        cause,
+    };
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .map_err(unreachable)?;
+    // Asking for one topic by name could make a broker create it with its defaults.
+    let metadata = tokio::task::spawn_blocking(move || {
+        admin.inner().fetch_metadata(None, Duration::from_secs(15))
+    })
+    .await
+    .expect("metadata task panicked")
+    .map_err(unreachable)?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .find(|found| found.name() == topic && found.error().is_none())
+        .map(|found| u32::try_from(found.partitions().len()).unwrap_or(u32::MAX))
+        .filter(|partitions| *partitions > 0))
+}

@@ -1,0 +1,135 @@
+//! Verification of the chains as the events topic holds them.
+//!
+//! Each partition is read from its first record to its end, committed records only,
+//! and the n-th record must be the event at position n of the chain: its bytes
+//! decode, it names the chain and position, and it links to the hash of the record
+//! before it. Checkpoint roots and signatures are checked as in the embedded store.
+
+use std::time::Duration;
+
+use consign_schemas::{ChainId, Position, hash_stored_event};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use super::sequencer::partition_of;
+use super::topic::KafkaSetupError;
+use crate::record::RawEvent;
+use crate::verify::{ChainChecks, ChainReport, ChainVerifier};
+
+/// Records checked together.
+const CHUNK: usize = 4096;
+
+/// Longest wait for the next record before the read is abandoned.
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The outcome of verifying one partition.
+#[derive(Clone, Debug)]
+pub struct TopicReport {
+    pub report: ChainReport,
+    /// Offset after the last record read.
+    pub end_offset: i64,
+}
+
+/// Verifies every partition of `topic`, calling `progress` with the number of events
+/// checked so far.
+///
+/// # Errors
+///
+/// [`KafkaSetupError::Unreachable`] when the cluster cannot be read, or does not
+/// answer for [`READ_TIMEOUT`] before a partition's end.
+pub fn verify_topic(
+    brokers: &str,
+    topic: &str,
+    checks: &ChainChecks,
+    progress: &dyn Fn(u64),
+) -> Result<Vec<TopicReport>, KafkaSetupError> {
+    let unreachable = |cause| KafkaSetupError::Unreachable {
+        brokers: brokers.to_owned(),
+        cause,
+    };
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "consign-verify")
+        .set("isolation.level", "read_committed")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .create()
+        .map_err(unreachable)?;
+    let metadata = consumer
+        .fetch_metadata(None, READ_TIMEOUT)
+        .map_err(unreachable)?;
+    let Some(found) = metadata.topics().iter().find(|found| found.name() == topic) else {
+        return Err(KafkaSetupError::Create {
+            topic: topic.to_owned(),
+            reason: "the cluster has no such topic; check --kafka and the topic name".to_owned(),
+        });
+    };
+    let partitions = found.partitions().len();
+
+    let mut reports = Vec::with_capacity(partitions);
+    let mut checked = 0u64;
+    for partition in 0..partitions {
+        let chain = ChainId::new(u32::try_from(partition).unwrap_or(u32::MAX));
+        let report = verify_partition(&consumer, topic, chain, checks, &mut |count| {
+            progress(checked + count);
+        })
+        .map_err(unreachable)?;
+        checked += report.report.verified;
+        reports.push(report);
+    }
+    Ok(reports)
+}
+
+fn verify_partition(
+    consumer: &BaseConsumer,
+    topic: &str,
+    chain: ChainId,
+    checks: &ChainChecks,
+    progress: &mut dyn FnMut(u64),
+) -> Result<TopicReport, KafkaError> {
+    let partition = partition_of(chain);
+    let (_, high) = consumer.fetch_watermarks(topic, partition, READ_TIMEOUT)?;
+    let mut verifier =
+        ChainVerifier::from_genesis(chain, Position::new(u64::MAX)).with_checks(checks.clone());
+    let mut next = Position::ZERO;
+    let mut end_offset = 0;
+
+    if high > 0 {
+        let mut assignment = TopicPartitionList::new();
+        assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
+        consumer.assign(&assignment)?;
+        let mut chunk = Vec::with_capacity(CHUNK);
+        loop {
+            match consumer.poll(READ_TIMEOUT) {
+                None => return Err(KafkaError::NoMessageReceived),
+                Some(Err(KafkaError::PartitionEOF(_))) => break,
+                Some(Err(error)) => return Err(error),
+                Some(Ok(message)) => {
+                    let bytes = message.payload().unwrap_or_default().to_vec();
+                    end_offset = message.offset() + 1;
+                    chunk.push(RawEvent {
+                        position: next,
+                        recorded_hash: Some(hash_stored_event(&bytes)),
+                        bytes,
+                    });
+                    next = next.next();
+                    if chunk.len() >= CHUNK {
+                        verifier.feed(&std::mem::take(&mut chunk));
+                        progress(next.get());
+                    }
+                }
+            }
+        }
+        verifier.feed(&chunk);
+        progress(next.get());
+        consumer.unassign()?;
+    }
+
+    verifier.set_end(next);
+    Ok(TopicReport {
+        report: verifier.finish(),
+        end_offset,
+    })
+}

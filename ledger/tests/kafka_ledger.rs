@@ -1,0 +1,254 @@
+//! The ledger on a real Apache Kafka broker: appends commit through the partition's
+//! sequencer, every process's copy follows the topic, a second sequencer fences the
+//! first without a fork, and the topic verifies on its own.
+//!
+//! The broker comes from `CONSIGN_KAFKA_BROKERS`, which the README's test command sets
+//! after starting one. Under CI a missing broker fails the test.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{kafka_brokers, unique_topic, withdrawal};
+use consign_ledger::checkpoint::CheckpointPolicy;
+use consign_ledger::kafka::{KafkaOptions, open_kafka_ledger, verify_topic, wait_replicated};
+use consign_ledger::postmark::PostmarkKeys;
+use consign_ledger::{
+    AppendRequest, ChainChecks, EmbeddedLedger, EmbeddedOptions, LedgerError, StoredEvent,
+};
+use consign_schemas::events::Event;
+use consign_schemas::{ChainId, IdempotencyKey, Position};
+
+const READY: Duration = Duration::from_secs(60);
+
+fn kafka(brokers: &str, topic: &str, sequence: Option<Vec<ChainId>>) -> KafkaOptions {
+    KafkaOptions {
+        brokers: brokers.to_owned(),
+        topic: topic.to_owned(),
+        sequence,
+    }
+}
+
+fn all_events(ledger: &EmbeddedLedger, chain: ChainId) -> Vec<StoredEvent> {
+    ledger.read(chain, Position::ZERO, usize::MAX).unwrap()
+}
+
+fn verified_counts(brokers: &str, topic: &str, checks: &ChainChecks) -> Vec<u64> {
+    let reports = verify_topic(brokers, topic, checks, &|_| {}).unwrap();
+    reports
+        .iter()
+        .map(|report| {
+            assert_eq!(
+                report.report.first_break, None,
+                "chain {} is broken in Kafka",
+                report.report.chain
+            );
+            report.report.verified
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_commit_to_kafka_and_every_copy_follows() {
+    let Some(brokers) = kafka_brokers() else {
+        return;
+    };
+    let topic = unique_topic("ledger");
+    let keys_dir = tempfile::tempdir().unwrap();
+    PostmarkKeys::generate(keys_dir.path()).unwrap();
+    let keys = Arc::new(PostmarkKeys::load(keys_dir.path()).unwrap());
+    let options = EmbeddedOptions {
+        chains: Some(2),
+        checkpoints: Some(CheckpointPolicy {
+            every_events: 40,
+            every: Duration::from_secs(60),
+            signer: keys.clone(),
+        }),
+        ..EmbeddedOptions::default()
+    };
+    let first_dir = tempfile::tempdir().unwrap();
+    let (ledger, status) = open_kafka_ledger(
+        first_dir.path(),
+        options.clone(),
+        &kafka(&brokers, &topic, None),
+    )
+    .await
+    .unwrap();
+    let chains = [ChainId::new(0), ChainId::new(1)];
+    assert!(
+        status.wait_ready(&chains, READY).await,
+        "sequencers not ready"
+    );
+    let ledger = Arc::new(ledger);
+
+    let mut tasks = Vec::new();
+    for task in 0..8u64 {
+        let ledger = Arc::clone(&ledger);
+        tasks.push(tokio::spawn(async move {
+            let chain = ChainId::new(u32::try_from(task % 2).unwrap());
+            let mut placed = Vec::new();
+            for index in 0..25u64 {
+                let number = task * 1000 + index;
+                let request = AppendRequest::new(chain, vec![withdrawal(number)])
+                    .with_idempotency_key(IdempotencyKey::new(format!("key-{number}")).unwrap());
+                let appended = ledger.append(request).await.unwrap();
+                placed.push((chain, appended.events[0].position));
+            }
+            placed
+        }));
+    }
+    let mut placed = Vec::new();
+    for task in tasks {
+        placed.extend(task.await.unwrap());
+    }
+    assert_eq!(placed.len(), 200);
+
+    // A repeated key returns the original place and writes nothing.
+    let again = AppendRequest::new(ChainId::new(0), vec![withdrawal(0)])
+        .with_idempotency_key(IdempotencyKey::new("key-0").unwrap());
+    let replayed = ledger.append(again).await.unwrap();
+    assert!(replayed.replayed);
+    assert!(placed.contains(&(ChainId::new(0), replayed.events[0].position)));
+
+    // 100 appends per chain plus a checkpoint every 40 events.
+    let mut lengths = Vec::new();
+    for chain in chains {
+        let events = all_events(&ledger, chain);
+        let checkpoints = events
+            .iter()
+            .filter(|event| matches!(event.envelope.event, Event::CheckpointSigned(_)))
+            .count();
+        assert_eq!(checkpoints, 2, "chain {chain}");
+        assert_eq!(events.len(), 102, "chain {chain}");
+        lengths.push(events.len() as u64);
+    }
+    let checks = ChainChecks {
+        keys: Some(Arc::new(keys.public_keys())),
+        saved_checkpoint: None,
+    };
+    assert_eq!(verified_counts(&brokers, &topic, &checks), lengths);
+
+    // A second copy, as another process would have, fills from the topic alone and
+    // holds the same bytes; it sequences nothing.
+    let second_dir = tempfile::tempdir().unwrap();
+    let (copy, copy_status) = open_kafka_ledger(
+        second_dir.path(),
+        options.clone(),
+        &kafka(&brokers, &topic, Some(Vec::new())),
+    )
+    .await
+    .unwrap();
+    for chain in chains {
+        let last = Position::new(lengths[chain.get() as usize] - 1);
+        assert!(wait_replicated(&copy, chain, last, READY).await.unwrap());
+        assert_eq!(all_events(&copy, chain), all_events(&ledger, chain));
+        let report = copy
+            .verify_chain(chain, Position::ZERO, None, &|_| {})
+            .unwrap();
+        assert_eq!(report.first_break, None);
+    }
+    assert!(copy_status.ready_chains().is_empty());
+    let refused = copy
+        .append(AppendRequest::new(ChainId::new(0), vec![withdrawal(5)]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, LedgerError::Unavailable { .. }),
+        "{refused}"
+    );
+    assert!(
+        refused.to_string().contains("another consign process"),
+        "{refused}"
+    );
+    copy.close();
+
+    // Reopened, the first copy resumes after its stored offsets and goes on.
+    Arc::into_inner(ledger).unwrap().close();
+    let (ledger, status) =
+        open_kafka_ledger(first_dir.path(), options, &kafka(&brokers, &topic, None))
+            .await
+            .unwrap();
+    assert!(status.wait_ready(&chains, READY).await);
+    let next = ledger.next_position(ChainId::new(1)).unwrap();
+    let appended = ledger
+        .append(AppendRequest::new(ChainId::new(1), vec![withdrawal(9999)]))
+        .await
+        .unwrap();
+    assert!(appended.events[0].position >= next);
+    ledger.close();
+    let counts = verified_counts(&brokers, &topic, &ChainChecks::default());
+    assert!(counts[1] > lengths[1], "{counts:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_sequencer_fences_the_first_without_a_fork() {
+    let Some(brokers) = kafka_brokers() else {
+        return;
+    };
+    let topic = unique_topic("fence");
+    let chain = ChainId::new(0);
+    let options = EmbeddedOptions {
+        chains: Some(1),
+        ..EmbeddedOptions::default()
+    };
+
+    let first_dir = tempfile::tempdir().unwrap();
+    let (first, first_status) = open_kafka_ledger(
+        first_dir.path(),
+        options.clone(),
+        &kafka(&brokers, &topic, None),
+    )
+    .await
+    .unwrap();
+    assert!(first_status.wait_ready(&[chain], READY).await);
+    for index in 0..20 {
+        first
+            .append(AppendRequest::new(chain, vec![withdrawal(index)]))
+            .await
+            .unwrap();
+    }
+
+    let second_dir = tempfile::tempdir().unwrap();
+    let (second, second_status) =
+        open_kafka_ledger(second_dir.path(), options, &kafka(&brokers, &topic, None))
+            .await
+            .unwrap();
+    assert!(second_status.wait_ready(&[chain], READY).await);
+    // The new sequencer starts at the real head, after all 20 events.
+    assert_eq!(second.next_position(chain).unwrap(), Position::new(20));
+
+    let refused = first
+        .append(AppendRequest::new(chain, vec![withdrawal(100)]))
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("fenced"), "{refused}");
+    assert_eq!(first_status.fenced_chains().len(), 1);
+    let again = first
+        .append(AppendRequest::new(chain, vec![withdrawal(101)]))
+        .await
+        .unwrap_err();
+    assert!(again.to_string().contains("fenced"), "{again}");
+
+    for index in 200..220 {
+        let appended = second
+            .append(AppendRequest::new(chain, vec![withdrawal(index)]))
+            .await
+            .unwrap();
+        assert!(appended.events[0].position >= Position::new(20));
+    }
+
+    // The fenced process still follows the chain as the new sequencer extends it.
+    assert!(
+        wait_replicated(&first, chain, Position::new(39), READY)
+            .await
+            .unwrap()
+    );
+    assert_eq!(all_events(&first, chain), all_events(&second, chain));
+    assert_eq!(
+        verified_counts(&brokers, &topic, &ChainChecks::default()),
+        vec![40]
+    );
+    first.close();
+    second.close();
+}
