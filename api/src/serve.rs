@@ -1,4 +1,4 @@
-//! `consign serve`: the long-running server on the embedded ledger.
+//! `consign serve`: the long-running server, on the embedded ledger or on Kafka.
 //!
 //! One process runs everything: the HTTP API and recipient pages, the scheduler that
 //! releases and expires deliveries, and the notifier that sends the e-mails. It stops
@@ -19,7 +19,9 @@ use axum::extract::State;
 use axum::routing::get;
 use consign_ledger::checkpoint::CheckpointPolicy;
 use consign_ledger::postmark::PostmarkKeys;
+use consign_ledger::kafka::open_kafka_ledger;
 use consign_ledger::{Clock, EmbeddedLedger, EmbeddedOptions};
+use consign_schemas::ChainId;
 use consign_notifier::{
     Composer, ComposerConfig, LinkKey, Mailer, MessageIdDomain, SmtpConfig, SmtpSecurity,
 };
@@ -31,9 +33,13 @@ use tokio_util::sync::CancellationToken;
 use crate::app::{Core, CoreParts, Limits, MailTransport, Transport};
 use crate::blobs::{BlobStore, KeyEncryptionKey};
 use crate::cli::DataDirArgs;
+use crate::cli::backend::Role;
 use crate::listen::{ListenConfig, TlsFiles};
 use consign_projections::billing::RateTable;
 use consign_projections::{ALL_VIEWS, ViewStore, ViewStoreOptions};
+
+/// Longest wait at start for the copy of the Kafka ledger and for the sequencers.
+const KAFKA_START: Duration = Duration::from_secs(60);
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
@@ -102,9 +108,55 @@ pub struct ServeArgs {
     #[arg(long, env = "CONSIGN_CHECKPOINT_EVERY_EVENTS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     pub checkpoint_every_events: u64,
 
+    /// With --kafka: the chains whose sequencer runs in this process, as a
+    /// comma-separated list such as 0,2,4. Defaults to every chain. A sequencer started
+    /// here fences the one of the same chain in any other process.
+    #[arg(long, env = "CONSIGN_KAFKA_SEQUENCE", value_delimiter = ',', requires = "kafka")]
+    pub kafka_sequence: Option<Vec<u32>>,
+
     /// Sign a checkpoint of a chain at most this many milliseconds after an event.
     #[arg(long, env = "CONSIGN_CHECKPOINT_EVERY_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     pub checkpoint_every_ms: u64,
+}
+
+/// Opens the embedded ledger, or the copy of the Kafka ledger with its sequencers.
+async fn open_ledger(args: &ServeArgs, options: EmbeddedOptions) -> anyhow::Result<EmbeddedLedger> {
+    let data_dir = &args.data.data_dir;
+    let Some(mut kafka) = args.data.kafka_options(Role::Sequence(None)) else {
+        return EmbeddedLedger::open(data_dir, options)
+            .with_context(|| format!("cannot open the ledger in {}", data_dir.display()));
+    };
+    kafka.sequence = args
+        .kafka_sequence
+        .as_ref()
+        .map(|chains| chains.iter().copied().map(ChainId::new).collect());
+    let (ledger, status) = open_kafka_ledger(data_dir, options, &kafka)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot open the copy of the Kafka ledger ({} at {}) in {}",
+                kafka.topic,
+                kafka.brokers,
+                data_dir.display()
+            )
+        })?;
+    if !status.catch_up(KAFKA_START).await? {
+        tracing::warn!(topic = %kafka.topic, "the local copy is still catching up with Kafka");
+    }
+    let sequenced: Vec<ChainId> = kafka
+        .sequence
+        .clone()
+        .unwrap_or_else(|| ledger.chains().collect());
+    if status.wait_ready(&sequenced, KAFKA_START).await {
+        tracing::info!(topic = %kafka.topic, chains = ?sequenced, "sequencers ready");
+    } else {
+        tracing::warn!(
+            topic = %kafka.topic,
+            ready = ?status.ready_chains(),
+            "not every sequencer is ready; appends to the others get 503 until they are"
+        );
+    }
+    Ok(ledger)
 }
 
 /// Parses a count that must be at least 1.
@@ -151,9 +203,7 @@ pub async fn run(
         }),
         ..EmbeddedOptions::default()
     };
-    let ledger = EmbeddedLedger::open(data_dir, options)
-        .with_context(|| format!("cannot open the ledger in {}", data_dir.display()))?;
-    let ledger = Arc::new(ledger);
+    let ledger = Arc::new(open_ledger(&args, options).await?);
     let kek = load_or_create_kek(&keys.join("documents.kek"))?;
     let links = LinkKey::load_or_create(&keys.join("links.key"))?;
     let blobs = BlobStore::open(data_dir.join("blobs"))?;

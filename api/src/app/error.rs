@@ -155,6 +155,9 @@ impl From<LedgerError> for ApiError {
                     ),
                 }
             }
+            LedgerError::Unavailable { .. } | LedgerError::Replica { .. } => ApiError::Unavailable {
+                message: format!("the ledger cannot confirm this now: {error}"),
+            },
             LedgerError::TreeBeyondHead { .. } => ApiError::invalid("tree_size", error.to_string()),
             LedgerError::Proof { .. } => ApiError::bad_request(error.to_string()),
             other => ApiError::Internal {

@@ -75,7 +75,18 @@ pub fn create(args: CreateArgs) -> anyhow::Result<Outcome> {
         role: args.role.into(),
         password,
     };
-    let (id, position) = open_account(&args.data.data_dir, &account)?;
+    let (id, position) = if args.data.kafka.is_some() {
+        crate::app::check_account_password("password", &account.password)
+            .map_err(anyhow::Error::msg)?;
+        let ledger = super::backend::open_ledger(
+            &args.data,
+            EmbeddedOptions::default(),
+            super::backend::Role::Sequence(Some(vec![ACCOUNT_CHAIN])),
+        )?;
+        append_account(&ledger, &account)?
+    } else {
+        open_account(&args.data.data_dir, &account)?
+    };
     println!(
         "opened account {} ({id}) with role {:?} at position {}",
         account.login.trim(),
@@ -98,6 +109,15 @@ pub fn open_account(
     crate::app::check_account_password("password", &account.password).map_err(anyhow::Error::msg)?;
     let ledger = EmbeddedLedger::open(data_dir, EmbeddedOptions::default())
         .with_context(|| format!("cannot open the ledger in {}", data_dir.display()))?;
+    append_account(&ledger, account)
+}
+
+/// Appends the opening of `account` after checking its login against the account
+/// chain.
+fn append_account(
+    ledger: &EmbeddedLedger,
+    account: &NewAccount,
+) -> anyhow::Result<(consign_schemas::AccountId, Position)> {
     let mut model = Model::new();
     let mut from = Position::new(0);
     loop {

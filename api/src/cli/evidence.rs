@@ -78,10 +78,14 @@ pub struct ConsistencyArgs {
 
 /// Opens the ledger of a stopped server, naming the usual cause of a held lock.
 fn open_ledger(
-    data_dir: &Path,
+    data: &DataDirArgs,
     options: EmbeddedOptions,
     command: &str,
 ) -> anyhow::Result<EmbeddedLedger> {
+    let data_dir = &data.data_dir;
+    if data.kafka.is_some() {
+        return super::backend::open_ledger(data, options, super::backend::Role::Follow);
+    }
     match EmbeddedLedger::open(data_dir, options) {
         Ok(ledger) => Ok(ledger),
         Err(LedgerError::Locked { dir, .. }) => bail!(
@@ -136,7 +140,7 @@ pub fn export(args: ExportArgs) -> anyhow::Result<Outcome> {
         }),
         ..EmbeddedOptions::default()
     };
-    let ledger = open_ledger(&args.data.data_dir, options, "evidence export")?;
+    let ledger = open_ledger(&args.data, options, "evidence export")?;
 
     let views_dir = args.data.data_dir.join("views");
     let store = ViewStore::open(
@@ -253,7 +257,7 @@ fn checked_chain(ledger: &EmbeddedLedger, chain: u32) -> anyhow::Result<ChainId>
 /// The ledger cannot be opened, or the position or tree size is out of range.
 pub fn proof(args: ProofArgs) -> anyhow::Result<Outcome> {
     let ledger = open_ledger(
-        &args.data.data_dir,
+        &args.data,
         super::ledger::read_only(),
         "ledger proof",
     )?;
@@ -298,7 +302,7 @@ pub fn proof(args: ProofArgs) -> anyhow::Result<Outcome> {
 /// The ledger cannot be opened, or a size is out of range.
 pub fn consistency(args: ConsistencyArgs) -> anyhow::Result<Outcome> {
     let ledger = open_ledger(
-        &args.data.data_dir,
+        &args.data,
         super::ledger::read_only(),
         "ledger consistency",
     )?;

@@ -1,4 +1,5 @@
-//! `consign ledger`: verify, dump and generate.
+//! `consign ledger`: verify, dump and generate, on the embedded store or, with
+//! `--kafka`, on the Kafka ledger.
 
 use std::io::{BufWriter, Write};
 use std::time::Instant;
@@ -9,6 +10,7 @@ use consign_ledger::{BreakReason, ChainChecks, EmbeddedLedger, EmbeddedOptions, 
 use consign_schemas::{ChainId, Envelope, Position, Timestamp, hash_stored_event};
 use serde_json::json;
 
+use super::backend::Role;
 use super::{DataDirArgs, Outcome};
 use crate::progress;
 
@@ -53,7 +55,7 @@ fn read_saved_checkpoint(path: &std::path::Path) -> anyhow::Result<SavedCheckpoi
 }
 
 /// Loads the published keys beside the ledger to check checkpoint signatures with.
-fn public_keys(
+pub(super) fn public_keys(
     data_dir: &std::path::Path,
 ) -> Option<std::sync::Arc<consign_ledger::checkpoint::PublicKeys>> {
     let dir = data_dir.join("keys").join("postmark");
@@ -110,9 +112,8 @@ pub struct GenerateArgs {
     pub no_sync: bool,
 }
 
-fn open(data: &DataDirArgs, options: EmbeddedOptions) -> anyhow::Result<EmbeddedLedger> {
-    EmbeddedLedger::open(&data.data_dir, options)
-        .with_context(|| format!("cannot open the ledger in {}", data.data_dir.display()))
+fn open(data: &DataDirArgs, options: EmbeddedOptions, role: Role) -> anyhow::Result<EmbeddedLedger> {
+    super::backend::open_ledger(data, options, role)
 }
 
 /// Options for commands that only read: nothing is created or written.
@@ -124,6 +125,9 @@ pub(super) fn read_only() -> EmbeddedOptions {
 }
 
 pub(super) fn verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
+    if args.data.kafka.is_some() {
+        return super::kafka_verify::verify(&args);
+    }
     let ledger = match EmbeddedLedger::open(&args.data.data_dir, read_only()) {
         Ok(ledger) => ledger,
         Err(error) if error.is_corruption() => {
@@ -291,7 +295,7 @@ pub(super) fn verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
 }
 
 pub(super) fn dump(args: DumpArgs) -> anyhow::Result<Outcome> {
-    let ledger = open(&args.data, read_only())?;
+    let ledger = open(&args.data, read_only(), Role::Follow)?;
     let chain = ChainId::new(args.chain);
     let limit = args.limit.unwrap_or(u64::MAX);
 
@@ -396,7 +400,7 @@ pub(super) fn generate(args: GenerateArgs) -> anyhow::Result<Outcome> {
         }),
         ..EmbeddedOptions::default()
     };
-    let ledger = open(&args.data, options)?;
+    let ledger = open(&args.data, options, Role::Sequence(None))?;
 
     // A workload is a history from the start: appended to an existing ledger, its
     // accounts would open twice and its deliveries expire twice.

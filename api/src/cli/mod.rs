@@ -2,7 +2,9 @@
 
 pub mod account;
 mod audit;
+pub(crate) mod backend;
 mod evidence;
+mod kafka_verify;
 mod keys;
 mod ledger;
 mod projections;
@@ -45,7 +47,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the HTTP server on the embedded ledger.
+    /// Run the HTTP server, on the embedded ledger or, with --kafka, on Kafka.
     Serve(crate::serve::ServeArgs),
     /// Inspect, check and generate ledgers.
     #[command(subcommand)]
@@ -83,9 +85,20 @@ pub enum AccountCommand {
 /// Location of the embedded ledger.
 #[derive(Debug, clap::Args)]
 pub struct DataDirArgs {
-    /// Data directory of the embedded store.
+    /// Data directory of the embedded store, or of this process's copy of the ledger
+    /// with --kafka.
     #[arg(long, env = "CONSIGN_DATA_DIR", default_value = "./consign-data")]
     pub data_dir: PathBuf,
+
+    /// Apache Kafka brokers, HOST:PORT[,HOST:PORT...]: the ledger lives in Kafka, one
+    /// chain per partition of --kafka-topic. Without it, the ledger is the embedded
+    /// store in the data directory.
+    #[arg(long, env = "CONSIGN_KAFKA")]
+    pub kafka: Option<String>,
+
+    /// Kafka topic of the events, with --kafka.
+    #[arg(long, env = "CONSIGN_KAFKA_TOPIC", default_value = consign_ledger::kafka::EVENTS_TOPIC)]
+    pub kafka_topic: String,
 }
 
 #[derive(Debug, Subcommand)]

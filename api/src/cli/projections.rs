@@ -75,7 +75,7 @@ pub fn run(command: ProjectionsCommand) -> anyhow::Result<Outcome> {
 
 fn rebuild(args: RebuildArgs) -> anyhow::Result<Outcome> {
     let views = select_views(args.view.as_deref())?;
-    let (ledger, store) = open(&args.data.data_dir, "rebuild")?;
+    let (ledger, store) = open(&args.data, "rebuild")?;
 
     for view in &views {
         store
@@ -95,7 +95,7 @@ fn rebuild(args: RebuildArgs) -> anyhow::Result<Outcome> {
 
 fn catch_up(args: CatchUpArgs) -> anyhow::Result<Outcome> {
     let views: Vec<&dyn Projection> = ALL_VIEWS.to_vec();
-    let (ledger, store) = open(&args.data.data_dir, "catch-up")?;
+    let (ledger, store) = open(&args.data, "catch-up")?;
 
     let started = Instant::now();
     let done = catch_up_with_bar(&ledger, &store, &views)?;
@@ -110,7 +110,7 @@ fn catch_up(args: CatchUpArgs) -> anyhow::Result<Outcome> {
 
 fn status(args: StatusArgs) -> anyhow::Result<Outcome> {
     let views: Vec<&dyn Projection> = ALL_VIEWS.to_vec();
-    let (ledger, store) = open(&args.data.data_dir, "status")?;
+    let (ledger, store) = open(&args.data, "status")?;
     let report = report(&ledger, &store, &views)?;
     if args.json {
         print_json(&report)?;
@@ -135,22 +135,26 @@ fn select_views(name: Option<&str>) -> anyhow::Result<Vec<&'static dyn Projectio
 }
 
 /// Opens the ledger read-only and the view store in its `views` directory.
-fn open(data_dir: &Path, command: &str) -> anyhow::Result<(EmbeddedLedger, ViewStore)> {
-    let ledger = open_ledger_read_only(data_dir, &format!("projections {command}"))?;
-    let store = open_view_store(data_dir, &ledger)?;
+fn open(data: &DataDirArgs, command: &str) -> anyhow::Result<(EmbeddedLedger, ViewStore)> {
+    let ledger = open_ledger_read_only(data, &format!("projections {command}"))?;
+    let store = open_view_store(&data.data_dir, &ledger)?;
     Ok((ledger, store))
 }
 
 /// Opens the ledger read-only for `consign COMMAND`, naming the process that has it
 /// open when it is locked.
 pub(super) fn open_ledger_read_only(
-    data_dir: &Path,
+    data: &DataDirArgs,
     command: &str,
 ) -> anyhow::Result<EmbeddedLedger> {
+    let data_dir = &data.data_dir;
     let options = EmbeddedOptions {
         read_only: true,
         ..EmbeddedOptions::default()
     };
+    if data.kafka.is_some() {
+        return super::backend::open_ledger(data, options, super::backend::Role::Follow);
+    }
     match EmbeddedLedger::open(data_dir, options) {
         Ok(ledger) => Ok(ledger),
         Err(LedgerError::Locked { dir, holder }) => {

@@ -181,7 +181,26 @@ impl EmbeddedLedger {
     /// [`LedgerError::ChainCountMismatch`] when `options.chains` differs from the
     /// stored count.
     pub fn open(dir: impl AsRef<Path>, options: EmbeddedOptions) -> Result<Self, LedgerError> {
-        Self::open_with(dir.as_ref(), options, None)
+        let read_only = options.read_only;
+        let ledger = Self::open_with(dir.as_ref(), options, None)?;
+        if !read_only {
+            let stored = ledger
+                .shared
+                .db
+                .get_cf(open::meta_family(&ledger.shared.db), upstream::UPSTREAM_KEY)
+                .map_err(|error| LedgerError::from_rocksdb("open", error))?;
+            if let Some(stored) = stored {
+                return Err(LedgerError::DataDir {
+                    dir: ledger.shared.dir.clone(),
+                    cause: std::io::Error::other(format!(
+                        "it holds a copy of the ledger in {}, which only that upstream may \
+                         extend; give --kafka to use it",
+                        String::from_utf8_lossy(&stored)
+                    )),
+                });
+            }
+        }
+        Ok(ledger)
     }
 
     /// Opens the ledger with a publisher that must commit every group upstream before
@@ -319,6 +338,42 @@ impl EmbeddedLedger {
         Ok(value
             .and_then(|value| <[u8; 8]>::try_from(value.as_slice()).ok())
             .map(i64::from_be_bytes))
+    }
+
+    /// Marks this store as the copy of `upstream`, or checks that it is one. A store
+    /// that holds events of its own, or copies another upstream, is refused.
+    pub(crate) fn claim_upstream(&self, upstream: &str) -> Result<(), LedgerError> {
+        let db = &self.shared.db;
+        let meta = open::meta_family(db);
+        let stored = db
+            .get_cf(meta, upstream::UPSTREAM_KEY)
+            .map_err(|error| LedgerError::from_rocksdb("open", error))?;
+        let refuse = |reason: String| LedgerError::DataDir {
+            dir: self.shared.dir.clone(),
+            cause: std::io::Error::other(reason),
+        };
+        match stored {
+            Some(stored) if stored == upstream.as_bytes() => Ok(()),
+            Some(stored) => Err(refuse(format!(
+                "it holds the copy of {}, not of {upstream}; give each upstream its own \
+                 --data-dir",
+                String::from_utf8_lossy(&stored)
+            ))),
+            None => {
+                let events: u64 = self
+                    .chains()
+                    .map(|chain| self.next_position(chain).map(Position::get))
+                    .sum::<Result<u64, LedgerError>>()?;
+                if events > 0 {
+                    return Err(refuse(format!(
+                        "it holds an embedded ledger of {events} events, not a copy of \
+                         {upstream}; use a new --data-dir for the Kafka ledger"
+                    )));
+                }
+                db.put_cf(meta, upstream::UPSTREAM_KEY, upstream.as_bytes())
+                    .map_err(|error| LedgerError::from_rocksdb("open", error))
+            }
+        }
     }
 
     /// Runs `stop` when the ledger closes, before its writer stops.

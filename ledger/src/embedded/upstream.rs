@@ -65,3 +65,6 @@ pub(crate) fn offset_key(chain: ChainId) -> Vec<u8> {
     key.extend_from_slice(&chain.get().to_be_bytes());
     key
 }
+
+/// Meta key naming the upstream this store is a copy of, such as `kafka:consign.events`.
+pub(crate) const UPSTREAM_KEY: &[u8] = b"upstream";

@@ -16,6 +16,7 @@ use consign_schemas::{ChainId, Position};
 use rdkafka::ClientConfig;
 use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use super::replica::{Feeder, Progress};
 use super::sequencer::{SequencerPublisher, SequencerSet};
@@ -91,6 +92,41 @@ impl KafkaStatus {
     /// Why the copy stopped following `chain`, if it did.
     pub fn broken(&self, chain: ChainId) -> Option<String> {
         self.progress.broken(chain)
+    }
+
+    /// Waits until the copy holds every record committed to the topic before the call;
+    /// returns false on timeout.
+    ///
+    /// # Errors
+    ///
+    /// [`KafkaSetupError::Unreachable`] when the end of a partition cannot be read, and
+    /// [`KafkaSetupError::Create`] naming a partition the copy stopped following.
+    pub async fn catch_up(&self, timeout: Duration) -> Result<bool, KafkaSetupError> {
+        let brokers = self.sequencers.brokers.clone();
+        let topic = self.sequencers.topic.clone();
+        let ends = tokio::task::spawn_blocking(move || partition_ends(&brokers, &topic))
+            .await
+            .expect("watermark task panicked")?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut behind = false;
+            for (chain, end) in &ends {
+                if let Some(reason) = self.progress.broken(*chain) {
+                    return Err(KafkaSetupError::Create {
+                        topic: self.sequencers.topic.clone(),
+                        reason,
+                    });
+                }
+                behind |= !self.progress.reached(*chain, *end);
+            }
+            if !behind {
+                return Ok(true);
+            }
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// Waits until the sequencers of `chains` are ready; returns false on timeout.
@@ -175,6 +211,7 @@ pub async fn open_kafka_ledger(
     };
     let publisher = Box::new(SequencerPublisher(Arc::clone(&sequencers)));
     let ledger = EmbeddedLedger::open_with(dir, options, Some(publisher))?;
+    ledger.claim_upstream(&format!("kafka:{}", kafka.topic))?;
 
     let mut resume = BTreeMap::new();
     for chain in &all {
@@ -231,6 +268,37 @@ pub async fn open_kafka_ledger(
         progress,
     };
     Ok((ledger, status))
+}
+
+/// Returns the offset after the last record of every partition of `topic`.
+fn partition_ends(brokers: &str, topic: &str) -> Result<Vec<(ChainId, i64)>, KafkaSetupError> {
+    let unreachable = |cause| KafkaSetupError::Unreachable {
+        brokers: brokers.to_owned(),
+        cause,
+    };
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "consign-replica")
+        .create()
+        .map_err(unreachable)?;
+    let timeout = Duration::from_secs(15);
+    let metadata = consumer
+        .fetch_metadata(None, timeout)
+        .map_err(unreachable)?;
+    let partitions = metadata
+        .topics()
+        .iter()
+        .find(|found| found.name() == topic)
+        .map_or(0, |found| found.partitions().len());
+    let mut ends = Vec::with_capacity(partitions);
+    for partition in 0..partitions {
+        let partition = i32::try_from(partition).unwrap_or(i32::MAX);
+        let (_, high) = consumer
+            .fetch_watermarks(topic, partition, timeout)
+            .map_err(unreachable)?;
+        ends.push((ChainId::new(partition.unsigned_abs()), high));
+    }
+    Ok(ends)
 }
 
 /// Returns the partition count of `topic`, or `None` when it does not exist.

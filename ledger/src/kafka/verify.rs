@@ -8,8 +8,9 @@
 use std::time::Duration;
 
 use consign_schemas::{ChainId, Position, hash_stored_event};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
@@ -49,13 +50,13 @@ pub fn verify_topic(
         brokers: brokers.to_owned(),
         cause,
     };
-    let consumer: BaseConsumer = ClientConfig::new()
+    let consumer: BaseConsumer<EndIsNoError> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", "consign-verify")
         .set("isolation.level", "read_committed")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
-        .create()
+        .create_with_context(EndIsNoError)
         .map_err(unreachable)?;
     let metadata = consumer
         .fetch_metadata(None, READ_TIMEOUT)
@@ -82,8 +83,26 @@ pub fn verify_topic(
     Ok(reports)
 }
 
+/// Consumer context that does not log reaching a partition's end as an error: the
+/// verification reads to the end on purpose.
+struct EndIsNoError;
+
+impl ClientContext for EndIsNoError {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let end = matches!(
+            error,
+            KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
+        );
+        if !end {
+            tracing::error!(%error, reason, "Kafka client error");
+        }
+    }
+}
+
+impl ConsumerContext for EndIsNoError {}
+
 fn verify_partition(
-    consumer: &BaseConsumer,
+    consumer: &BaseConsumer<EndIsNoError>,
     topic: &str,
     chain: ChainId,
     checks: &ChainChecks,

@@ -131,7 +131,7 @@ fn replay(args: &ReplayArgs) -> anyhow::Result<Outcome> {
     })?;
     let cutoff = Cutoff::parse(&args.as_of)?;
     let data_dir = &args.data.data_dir;
-    let ledger = super::projections::open_ledger_read_only(data_dir, "audit replay")?;
+    let ledger = super::projections::open_ledger_read_only(&args.data, "audit replay")?;
     let chain = chain_for_delivery(delivery, ledger.chain_count());
     let head = ledger
         .next_position(chain)
