@@ -1,6 +1,7 @@
 //! The ledger on a real Apache Kafka broker: appends commit through the partition's
-//! sequencer, every process's copy follows the topic, a second sequencer fences the
-//! first without a fork, and the topic verifies on its own.
+//! sequencer, every process's copy follows the topic, an append where the chain's
+//! sequencer is elsewhere goes to it, a second sequencer fences the first without a
+//! fork, and the topic verifies on its own.
 //!
 //! The broker comes from `CONSIGN_KAFKA_BROKERS`, which the README's test command sets
 //! after starting one. Under CI a missing broker fails the test.
@@ -14,9 +15,7 @@ use common::{kafka_brokers, unique_topic, withdrawal};
 use consign_ledger::checkpoint::CheckpointPolicy;
 use consign_ledger::kafka::{KafkaOptions, open_kafka_ledger, verify_topic, wait_replicated};
 use consign_ledger::postmark::PostmarkKeys;
-use consign_ledger::{
-    AppendRequest, ChainChecks, EmbeddedLedger, EmbeddedOptions, LedgerError, StoredEvent,
-};
+use consign_ledger::{AppendRequest, ChainChecks, EmbeddedLedger, EmbeddedOptions, StoredEvent};
 use consign_schemas::events::Event;
 use consign_schemas::{ChainId, IdempotencyKey, Position};
 
@@ -149,18 +148,27 @@ async fn appends_commit_to_kafka_and_every_copy_follows() {
         assert_eq!(report.first_break, None);
     }
     assert!(copy_status.ready_chains().is_empty());
-    let refused = copy
+
+    // An append in the copy goes to the chain's sequencer through the commands topic,
+    // and both copies hold it.
+    let forwarded = copy
         .append(AppendRequest::new(ChainId::new(0), vec![withdrawal(5)]))
         .await
-        .unwrap_err();
-    assert!(
-        matches!(refused, LedgerError::Unavailable { .. }),
-        "{refused}"
-    );
-    assert!(
-        refused.to_string().contains("another consign process"),
-        "{refused}"
-    );
+        .unwrap();
+    assert!(!forwarded.replayed);
+    let position = forwarded.events[0].position;
+    assert!(wait_replicated(&ledger, ChainId::new(0), position, READY).await.unwrap());
+    let in_first = ledger.read(ChainId::new(0), position, 1).unwrap();
+    assert_eq!(in_first[0].hash, forwarded.events[0].hash);
+    let again = copy
+        .append(
+            AppendRequest::new(ChainId::new(0), vec![withdrawal(0)])
+                .with_idempotency_key(IdempotencyKey::new("key-0").unwrap()),
+        )
+        .await
+        .unwrap();
+    assert!(again.replayed);
+    lengths[0] = ledger.next_position(ChainId::new(0)).unwrap().get();
     copy.close();
 
     // Reopened, the first copy resumes after its stored offsets and goes on.
@@ -218,19 +226,22 @@ async fn a_second_sequencer_fences_the_first_without_a_fork() {
     // The new sequencer starts at the real head, after all 20 events.
     assert_eq!(second.next_position(chain).unwrap(), Position::new(20));
 
+    // The first append after the hand-over finds the old sequencer fenced and is
+    // refused; nothing of it is recorded.
     let refused = first
         .append(AppendRequest::new(chain, vec![withdrawal(100)]))
         .await
         .unwrap_err();
     assert!(refused.to_string().contains("fenced"), "{refused}");
     assert_eq!(first_status.fenced_chains().len(), 1);
-    let again = first
+    // Later appends in the fenced process go to the new sequencer.
+    let forwarded = first
         .append(AppendRequest::new(chain, vec![withdrawal(101)]))
         .await
-        .unwrap_err();
-    assert!(again.to_string().contains("fenced"), "{again}");
+        .unwrap();
+    assert_eq!(forwarded.events[0].position, Position::new(20));
 
-    for index in 200..220 {
+    for index in 200..219 {
         let appended = second
             .append(AppendRequest::new(chain, vec![withdrawal(index)]))
             .await
@@ -249,6 +260,14 @@ async fn a_second_sequencer_fences_the_first_without_a_fork() {
         verified_counts(&brokers, &topic, &ChainChecks::default()),
         vec![40]
     );
+    let reasons: Vec<String> = all_events(&first, chain)
+        .iter()
+        .filter_map(|event| match &event.envelope.event {
+            Event::DeliveryWithdrawn(withdrawn) => Some(withdrawn.reason.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(!reasons.contains(&"withdrawal number 100".to_owned()));
     first.close();
     second.close();
 }

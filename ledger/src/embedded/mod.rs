@@ -22,11 +22,11 @@ mod writer;
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use consign_schemas::{ChainId, EventHash, Position};
+use consign_schemas::{ChainId, EventHash, IdempotencyKey, Position};
 use rocksdb::DB;
 use tokio::sync::{oneshot, watch};
 
@@ -39,7 +39,7 @@ use crate::record::{AppendRequest, Appended};
 
 pub use subscribe::Subscription;
 pub use upstream::{ImportRecord, Imported};
-pub(crate) use upstream::{Published, Publisher};
+pub(crate) use upstream::{Forward, Published, Publisher};
 pub use tree::TreeHead;
 
 pub(crate) const CF_EVENTS: &str = "events";
@@ -116,12 +116,13 @@ pub(crate) enum Work {
     Import(upstream::PendingImport),
 }
 
-/// Writes events committed upstream into the local copy of the chains.
-pub(crate) struct Importer {
+/// A handle on the writer for the Kafka backend's threads: imports of events committed
+/// upstream, and appends of requests forwarded by other processes.
+pub(crate) struct WriterHandle {
     sender: mpsc::Sender<Work>,
 }
 
-impl Importer {
+impl WriterHandle {
     /// Writes `records` of `chain`, in partition order, and blocks until they are
     /// written. Events the copy already has are checked and skipped.
     ///
@@ -145,6 +146,22 @@ impl Importer {
             .map_err(|_| LedgerError::Closed)?;
         receiver.blocking_recv().map_err(|_| LedgerError::Closed)?
     }
+
+    /// Queues an append and returns the receiver of its outcome, without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`LedgerError::Closed`].
+    pub(crate) fn enqueue(
+        &self,
+        request: AppendRequest,
+    ) -> Result<oneshot::Receiver<Result<Appended, LedgerError>>, LedgerError> {
+        let (reply, receiver) = oneshot::channel();
+        self.sender
+            .send(Work::Append(Pending { request, reply }))
+            .map_err(|_| LedgerError::Closed)?;
+        Ok(receiver)
+    }
 }
 
 /// An open embedded ledger. Dropping it stops the writer after the appends already
@@ -156,6 +173,8 @@ pub struct EmbeddedLedger {
     /// Stops what feeds the writer from outside (the Kafka backend's threads), before
     /// the writer itself stops.
     on_close: Mutex<Vec<Box<dyn FnOnce() + Send>>>,
+    /// Sends appends for chains sequenced in another process there (Kafka backend).
+    forward: OnceLock<Arc<dyn Forward>>,
     /// Held for the lifetime of the ledger: the OS lock on it keeps other processes out.
     /// `None` for a read-only ledger on a medium where the lock file cannot be created.
     _lock: Option<File>,
@@ -232,6 +251,7 @@ impl EmbeddedLedger {
             sender: Some(sender),
             writer: Some(writer),
             on_close: Mutex::new(Vec::new()),
+            forward: OnceLock::new(),
             _lock: opened.lock,
         })
     }
@@ -264,6 +284,9 @@ impl EmbeddedLedger {
     /// Dropping the future does not withdraw the request: it may still become durable.
     /// Retry with the same idempotency key to learn its positions.
     pub async fn append(&self, request: AppendRequest) -> Result<Appended, LedgerError> {
+        if let Some(forward) = self.forwarding(&request)? {
+            return forward.forward(self, request).await;
+        }
         let receiver = self.enqueue(request)?;
         receiver.await.map_err(|_| LedgerError::Closed)?
     }
@@ -274,8 +297,71 @@ impl EmbeddedLedger {
     ///
     /// Panics when called from inside an async runtime's worker thread.
     pub fn append_blocking(&self, request: AppendRequest) -> Result<Appended, LedgerError> {
+        if let Some(forward) = self.forwarding(&request)? {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|error| LedgerError::Storage {
+                    operation: "append",
+                    reason: format!("cannot start a runtime to forward the append: {error}"),
+                })?;
+            return runtime.block_on(forward.forward(self, request));
+        }
         let receiver = self.enqueue(request)?;
         receiver.blocking_recv().map_err(|_| LedgerError::Closed)?
+    }
+
+    /// Returns the forwarder when `request`'s chain is sequenced in another process.
+    fn forwarding(&self, request: &AppendRequest) -> Result<Option<Arc<dyn Forward>>, LedgerError> {
+        let Some(forward) = self.forward.get() else {
+            return Ok(None);
+        };
+        self.check_chain(request.chain)?;
+        if request.events.is_empty() {
+            return Err(LedgerError::EmptyAppend);
+        }
+        Ok((!forward.sequences(request.chain)).then(|| Arc::clone(forward)))
+    }
+
+    /// True when appends to `chain` are sequenced by this process: always on the
+    /// embedded backend; on Kafka, while this process runs the chain's sequencer.
+    /// Work that must happen once per chain, such as sending e-mails, runs only
+    /// where this is true.
+    pub fn sequences_here(&self, chain: ChainId) -> bool {
+        self.forward
+            .get()
+            .is_none_or(|forward| forward.sequences(chain))
+    }
+
+    /// Sends appends for chains sequenced elsewhere through `forward`.
+    pub(crate) fn set_forward(&self, forward: Arc<dyn Forward>) {
+        let _ = self.forward.set(forward);
+    }
+
+    /// Returns the placement of the append that used `key`, when this copy has it.
+    ///
+    /// # Errors
+    ///
+    /// Storage failures and a malformed entry.
+    pub(crate) fn find_idempotent(&self, key: &IdempotencyKey) -> Result<Option<Appended>, LedgerError> {
+        let db = &self.shared.db;
+        let value = db
+            .get_cf(open::idempotency_family(db), key.as_str().as_bytes())
+            .map_err(|error| LedgerError::from_rocksdb("read", error))?;
+        let Some(value) = value else {
+            return Ok(None);
+        };
+        let (chain, first, count) =
+            crate::keys::decode_idempotency(&value).ok_or_else(|| LedgerError::Corrupt {
+                dir: self.shared.dir.clone(),
+                reason: format!("idempotency entry for {:?} is malformed", key.as_str()),
+            })?;
+        let events = read::read_placements(&self.shared, chain, first, count)?;
+        Ok(Some(Appended {
+            chain,
+            events,
+            replayed: true,
+        }))
     }
 
     fn enqueue(
@@ -316,9 +402,9 @@ impl EmbeddedLedger {
     /// Returns a handle that imports events committed upstream. The writer keeps
     /// running while a handle exists, so the handle must be dropped, by a hook given
     /// to [`Self::on_close`], for the ledger to close.
-    pub(crate) fn importer(&self) -> Result<Importer, LedgerError> {
+    pub(crate) fn writer_handle(&self) -> Result<WriterHandle, LedgerError> {
         let sender = self.sender.as_ref().ok_or(LedgerError::Closed)?;
-        Ok(Importer {
+        Ok(WriterHandle {
             sender: sender.clone(),
         })
     }

@@ -8,10 +8,29 @@
 //! each event against the local head: an event already present must be identical, and
 //! a new one must extend the chain.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use consign_schemas::{ChainId, DeliveryId, Position};
 use tokio::sync::oneshot;
 
+use super::EmbeddedLedger;
 use crate::error::LedgerError;
+use crate::record::{AppendRequest, Appended};
+
+/// Sends appends for chains whose sequencer runs in another process to that sequencer.
+pub(crate) trait Forward: Send + Sync {
+    /// True while this process sequences `chain`.
+    fn sequences(&self, chain: ChainId) -> bool;
+
+    /// Hands `request` to the sequencer of its chain and waits until `ledger`, the
+    /// local copy, holds the result.
+    fn forward<'a>(
+        &'a self,
+        ledger: &'a EmbeddedLedger,
+        request: AppendRequest,
+    ) -> Pin<Box<dyn Future<Output = Result<Appended, LedgerError>> + Send + 'a>>;
+}
 
 /// Commits sequenced events upstream; the writer calls it once per chain and group.
 pub(crate) trait Publisher: Send {

@@ -3,14 +3,18 @@
 //! Topic `consign.events` holds one chain per partition. Each chain is extended only
 //! by its sequencer, through a transactional producer that fences any earlier one;
 //! every process keeps a verified copy of all chains in its data directory, filled by
-//! a consumer that reads committed records only, and serves reads from it.
+//! a consumer that reads committed records only, and serves reads from it. An append
+//! to a chain sequenced in another process goes there through topic
+//! `consign.commands`.
 
+mod commands;
 mod open;
 mod replica;
 mod sequencer;
 mod topic;
 mod verify;
 
+pub use commands::commands_topic;
 pub use open::{KafkaOpenError, KafkaOptions, KafkaStatus, open_kafka_ledger, wait_replicated};
 pub use replica::Progress;
 pub use sequencer::POSITION_HEADER;

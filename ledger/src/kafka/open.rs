@@ -2,7 +2,8 @@
 //! chains, the feeder and the sequencers.
 //!
 //! The ledger returned is the embedded store in the data directory, driven by Kafka:
-//! appends go through the sequencer of their chain, and every read (ranges,
+//! appends go through the sequencer of their chain, here or, through the commands
+//! topic, in another process, and every read (ranges,
 //! subscriptions, proofs, verification) is served from the copy, which holds exactly
 //! the records committed to the topic.
 
@@ -17,7 +18,9 @@ use rdkafka::ClientConfig;
 use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::FutureProducer;
 
+use super::commands::{Forwarder, Intake, commands_topic};
 use super::replica::{Feeder, Progress};
 use super::sequencer::{SequencerPublisher, SequencerSet};
 use super::topic::{EVENTS_TOPIC, KafkaSetupError, ensure_events_topic};
@@ -165,7 +168,7 @@ pub async fn wait_replicated(
 
 /// Opens the ledger on Kafka with its copy in `dir`.
 ///
-/// Creates or checks the topic, opens the copy, starts the feeder from the offsets
+/// Creates or checks the events and commands topics, opens the copy, starts the feeder from the offsets
 /// stored with the copy, and starts the sequencers of `kafka.sequence` in the
 /// background: appends to a chain fail with [`LedgerError::Unavailable`] until its
 /// sequencer is ready (see [`KafkaStatus::wait_ready`]).
@@ -184,6 +187,8 @@ pub async fn open_kafka_ledger(
         None => options.chains.unwrap_or(1),
     };
     ensure_events_topic(&kafka.brokers, &kafka.topic, chains).await?;
+    let commands = commands_topic(&kafka.topic);
+    ensure_events_topic(&kafka.brokers, &commands, chains).await?;
 
     let progress = Arc::new(Progress::default());
     let all: Vec<ChainId> = (0..chains).map(ChainId::new).collect();
@@ -226,7 +231,7 @@ pub async fn open_kafka_ledger(
         brokers: kafka.brokers.clone(),
         topic: kafka.topic.clone(),
         resume,
-        importer: ledger.importer()?,
+        writer: ledger.writer_handle()?,
         progress: Arc::clone(&progress),
         stop: Arc::clone(&stop),
     };
@@ -246,11 +251,46 @@ pub async fn open_kafka_ledger(
             reason: format!("cannot start the feeder thread: {error}"),
         })?;
 
+    let consumer_error = |reason: String| KafkaOpenError::Consumer {
+        brokers: kafka.brokers.clone(),
+        topic: commands.clone(),
+        reason,
+    };
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &kafka.brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "1")
+        .create()
+        .map_err(|error| consumer_error(error.to_string()))?;
+    ledger.set_forward(Arc::new(Forwarder {
+        producer,
+        topic: commands.clone(),
+        sequencers: Arc::clone(&sequencers),
+    }));
+    let intake = Intake {
+        brokers: kafka.brokers.clone(),
+        topic: commands.clone(),
+        writer: ledger.writer_handle()?,
+        sequencers: Arc::clone(&sequencers),
+        stop: Arc::clone(&stop),
+    };
+    let intake_consumer = intake
+        .consumer()
+        .map_err(|error| consumer_error(error.to_string()))?;
+    let intake_thread = std::thread::Builder::new()
+        .name("consign-kafka-intake".to_owned())
+        .spawn(move || intake.run(intake_consumer))
+        .map_err(|error| consumer_error(format!("cannot start the intake thread: {error}")))?;
+
     sequencers.start_all();
     let closing = Arc::clone(&sequencers);
     ledger.on_close(Box::new(move || {
         closing.stop();
         stop.store(true, Ordering::Relaxed);
+        if intake_thread.join().is_err() {
+            tracing::error!("the Kafka intake thread panicked");
+        }
         if feeder_thread.join().is_err() {
             tracing::error!("the Kafka feeder thread panicked");
         }

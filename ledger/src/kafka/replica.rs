@@ -19,7 +19,7 @@ use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::sequencer::partition_of;
-use crate::embedded::{ImportRecord, Importer};
+use crate::embedded::{ImportRecord, WriterHandle};
 use crate::error::LedgerError;
 
 /// Most records gathered from the consumer before they are imported.
@@ -68,7 +68,7 @@ pub(super) struct Feeder {
     pub(super) topic: String,
     /// Where to resume each partition: the offset after the last imported record.
     pub(super) resume: BTreeMap<ChainId, Option<i64>>,
-    pub(super) importer: Importer,
+    pub(super) writer: WriterHandle,
     pub(super) progress: Arc<Progress>,
     pub(super) stop: Arc<AtomicBool>,
 }
@@ -130,7 +130,7 @@ impl Feeder {
             }
 
             for (chain, records) in gathered {
-                match self.importer.import(chain, records) {
+                match self.writer.import(chain, records) {
                     Ok(_) => {}
                     Err(error @ LedgerError::Replica { .. }) => {
                         tracing::error!(chain = %chain, %error, "stopped reading this chain's partition");
