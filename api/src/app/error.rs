@@ -145,6 +145,10 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Start of the message of a 503 for an append that a Kafka sequencer could not take
+/// now: it is starting, moving to another process, or lost its brokers.
+pub(crate) const UNCONFIRMED: &str = "the ledger cannot confirm this now";
+
 impl From<LedgerError> for ApiError {
     fn from(error: LedgerError) -> Self {
         match error {
@@ -156,7 +160,7 @@ impl From<LedgerError> for ApiError {
                 }
             }
             LedgerError::Unavailable { .. } | LedgerError::Replica { .. } => ApiError::Unavailable {
-                message: format!("the ledger cannot confirm this now: {error}"),
+                message: format!("{UNCONFIRMED}: {error}"),
             },
             LedgerError::TreeBeyondHead { .. } => ApiError::invalid("tree_size", error.to_string()),
             LedgerError::Proof { .. } => ApiError::bad_request(error.to_string()),

@@ -20,7 +20,7 @@ use consign_schemas::events::{DeliveryExpired, DeliveryReleased};
 use consign_schemas::{Actor, DeliveryId, Event, IdempotencyKey, SystemComponent, Timestamp};
 
 use super::core::Core;
-use super::error::ApiError;
+use super::error::{ApiError, UNCONFIRMED};
 
 /// Maximum sleep between two rounds.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
@@ -30,7 +30,8 @@ const MAX_SLEEP: Duration = Duration::from_secs(60);
 /// # Errors
 ///
 /// The ledger rejected an append; the scheduler stops, because nothing due can be
-/// recorded until the ledger is reopened.
+/// recorded until the ledger is reopened. An append that a Kafka sequencer cannot take
+/// now is tried again a second later instead.
 pub async fn run(
     core: Arc<Core>,
     shutdown: impl std::future::Future<Output = ()>,
@@ -39,7 +40,17 @@ pub async fn run(
     let mut changes = core.views.commits();
     loop {
         let now = core.clock.now();
-        let next = round(&core, now).await?;
+        let next = match round(&core, now).await {
+            Ok(next) => next,
+            // A Kafka sequencer that is starting or changing hands: try again soon.
+            Err(ApiError::Unavailable { message }) if message.starts_with(UNCONFIRMED) => {
+                tracing::warn!(error = %message, "scheduler cannot record now; retrying");
+                Some(Timestamp::from_micros(
+                    now.as_micros().saturating_add(UNAVAILABLE_RETRY_MICROS),
+                ))
+            }
+            Err(error) => return Err(error),
+        };
 
         let deadline = next.unwrap_or(Timestamp::from_micros(i64::MAX));
         tokio::select! {
@@ -49,6 +60,9 @@ pub async fn run(
         }
     }
 }
+
+/// Wait before a round that follows one the ledger could not record, in microseconds.
+const UNAVAILABLE_RETRY_MICROS: i64 = 1_000_000;
 
 /// Maximum entries handled in one round; a longer backlog takes several rounds.
 const ROUND_LIMIT: usize = 1_000;
@@ -60,8 +74,14 @@ const ROUND_LIMIT: usize = 1_000;
 /// As [`run`], and a view that cannot be read.
 pub async fn round(core: &Core, now: Timestamp) -> Result<Option<Timestamp>, ApiError> {
     let due = schedule::due_at_or_before(&core.views, now, ROUND_LIMIT)?;
+    let mut handled = 0;
     for entry in &due {
         let delivery = entry.delivery;
+        // On Kafka, the process that sequences the delivery's chain records its steps.
+        if !core.ledger.sequences_here(core.chain_of(delivery)) {
+            continue;
+        }
+        handled += 1;
         let (action, event) = match entry.kind {
             DueKind::Release => ("release", Event::DeliveryReleased(DeliveryReleased { delivery })),
             DueKind::Expiry => ("expire", Event::DeliveryExpired(DeliveryExpired { delivery })),
@@ -73,9 +93,11 @@ pub async fn round(core: &Core, now: Timestamp) -> Result<Option<Timestamp>, Api
     }
     let unsigned = core.model().missing_postmarks();
     for delivery in unsigned {
-        super::postmark::issue(core, delivery).await?;
+        if core.ledger.sequences_here(core.chain_of(delivery)) {
+            super::postmark::issue(core, delivery).await?;
+        }
     }
-    if due.len() == ROUND_LIMIT {
+    if due.len() == ROUND_LIMIT && handled > 0 {
         return Ok(Some(now));
     }
     Ok(schedule::next_due_after(&core.views, now)?.map(|entry| entry.at))

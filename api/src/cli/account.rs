@@ -81,7 +81,7 @@ pub fn create(args: CreateArgs) -> anyhow::Result<Outcome> {
         let ledger = super::backend::open_ledger(
             &args.data,
             EmbeddedOptions::default(),
-            super::backend::Role::Sequence(Some(vec![ACCOUNT_CHAIN])),
+            super::backend::Role::Follow,
         )?;
         append_account(&ledger, &account)?
     } else {

@@ -182,9 +182,12 @@ pub async fn open_kafka_ledger(
     options: EmbeddedOptions,
     kafka: &KafkaOptions,
 ) -> Result<(EmbeddedLedger, KafkaStatus), KafkaOpenError> {
-    let chains = match existing_partitions(&kafka.brokers, &kafka.topic).await? {
-        Some(partitions) => partitions,
-        None => options.chains.unwrap_or(1),
+    // An existing topic gives the chain count; an explicit count that differs is
+    // refused by the topic check below.
+    let chains = match (options.chains, existing_partitions(&kafka.brokers, &kafka.topic).await?) {
+        (Some(chains), _) => chains,
+        (None, Some(partitions)) => partitions,
+        (None, None) => 1,
     };
     ensure_events_topic(&kafka.brokers, &kafka.topic, chains).await?;
     let commands = commands_topic(&kafka.topic);

@@ -12,7 +12,7 @@ use std::time::Duration;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
 /// Name of the topic that contains every chain.
 pub const EVENTS_TOPIC: &str = "consign.events";
@@ -120,15 +120,25 @@ pub async fn ensure_events_topic(
                 .create_topics([&new_topic], &options)
                 .await
                 .map_err(unreachable)?;
+            let mut outcome = TopicCheck::Created;
             for result in results {
-                if let Err((name, code)) = result {
-                    return Err(KafkaSetupError::Create {
-                        topic: name,
-                        reason: code.to_string(),
-                    });
+                match result {
+                    Ok(_) => {}
+                    // Another process created it first: its settings are checked below,
+                    // and its partition count here.
+                    Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                        check_partitions(&admin, brokers, topic, chains)?;
+                        outcome = TopicCheck::Checked;
+                    }
+                    Err((name, code)) => {
+                        return Err(KafkaSetupError::Create {
+                            topic: name,
+                            reason: code.to_string(),
+                        });
+                    }
                 }
             }
-            TopicCheck::Created
+            outcome
         }
     };
 
@@ -176,4 +186,33 @@ pub async fn ensure_events_topic(
     }
     tracing::info!(topic, brokers, chains, ?outcome, "events topic ready");
     Ok(outcome)
+}
+
+/// Checks the partition count of `topic`, which exists.
+fn check_partitions(
+    admin: &AdminClient<DefaultClientContext>,
+    brokers: &str,
+    topic: &str,
+    chains: u32,
+) -> Result<(), KafkaSetupError> {
+    let metadata = admin
+        .inner()
+        .fetch_metadata(None, REQUEST_TIMEOUT)
+        .map_err(|cause| KafkaSetupError::Unreachable {
+            brokers: brokers.to_owned(),
+            cause,
+        })?;
+    let found = metadata
+        .topics()
+        .iter()
+        .find(|found| found.name() == topic)
+        .map_or(0, |found| found.partitions().len());
+    if found != chains as usize {
+        return Err(KafkaSetupError::Partitions {
+            topic: topic.to_owned(),
+            found,
+            expected: chains,
+        });
+    }
+    Ok(())
 }

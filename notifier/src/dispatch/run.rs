@@ -213,6 +213,21 @@ impl Dispatcher {
         in_progress: &mut InProgress,
     ) {
         let context = Arc::clone(&self.context);
+        // On Kafka, the process that sequences a delivery's chain does its e-mail work,
+        // so that two processes never send the same notification.
+        let delivery = match &work {
+            DueWork::FirstAttempt { delivery, .. } => Some(*delivery),
+            DueWork::Retry { notification, .. }
+            | DueWork::Send { notification, .. }
+            | DueWork::Abandon { notification, .. } => {
+                state.notification(*notification).map(|record| record.delivery)
+            }
+        };
+        if let Some(chain) = delivery.and_then(|delivery| state.delivery_chain(delivery))
+            && !context.ledger.sequences_here(chain)
+        {
+            return;
+        }
         match work {
             DueWork::FirstAttempt {
                 delivery,
