@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages and Python modules that building and testing consign
-# need, skipping whatever is already present. Uses sudo when not run as root.
+# need, skipping whatever is already present: among them Chromium and chromedriver
+# for the browser tests of the pages. Uses sudo when not run as root.
 set -euo pipefail
 
 packages=(
@@ -8,6 +9,7 @@ packages=(
   libcurl4-openssl-dev libssl-dev libsasl2-dev zlib1g-dev libzstd-dev liblz4-dev
   python3 python3-pip util-linux
   b3sum
+  chromium chromium-driver
 )
 
 as_root() {

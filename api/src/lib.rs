@@ -8,6 +8,7 @@ pub mod blobs;
 pub mod cli;
 pub(crate) mod listen;
 pub mod logging;
+pub(crate) mod pages;
 pub mod progress;
 pub mod serve;
 pub(crate) mod web;

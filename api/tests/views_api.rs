@@ -102,12 +102,12 @@ async fn views_serve_senders_billing_and_auditors() {
         .text()
         .await
         .unwrap();
+    // The first link of the page is its stylesheet, so find the document link.
     let href = page
         .split("href=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .find(|href| href.contains("/documents/"))
         .unwrap()
         .to_owned();
     let document = server.client.get(server.url(&href)).send().await.unwrap();

@@ -150,21 +150,42 @@ pub async fn put_list(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     caller.require(&[Role::Sender])?;
     let ApiJson(body) = body?;
-    check_line("name", &name, 100)?;
+    let (members, position) = define_list(&core, &caller, &name, &body.members).await?;
+    Ok(Json(json!({
+        "name": name,
+        "members": members.len(),
+        "position": position,
+    })))
+}
+
+/// Checks a mailing list of the caller and records it, replacing any list of that name.
+/// Returns the checked members and the position of the `MailingListDefined` event.
+///
+/// # Errors
+///
+/// [`ApiError::Invalid`] naming the name or the first member that is wrong, and the
+/// ledger's errors.
+pub(crate) async fn define_list(
+    core: &Core,
+    caller: &Caller,
+    name: &str,
+    members: &[RecipientInput],
+) -> Result<(Vec<Mailbox>, consign_schemas::Position), ApiError> {
+    caller.require(&[Role::Sender])?;
+    check_line("name", name, 100)?;
     if name.trim().is_empty() {
         return Err(ApiError::invalid("name", "the list name is empty"));
     }
-    if body.members.is_empty() || body.members.len() > MAX_LIST_MEMBERS {
+    if members.is_empty() || members.len() > MAX_LIST_MEMBERS {
         return Err(ApiError::invalid(
             "members",
             format!(
                 "a list has 1 to {MAX_LIST_MEMBERS} members; this one has {}",
-                body.members.len()
+                members.len()
             ),
         ));
     }
-    let members = body
-        .members
+    let members = members
         .iter()
         .enumerate()
         .map(|(index, member)| parse_mailbox(&format!("members[{index}]"), member))
@@ -172,18 +193,14 @@ pub async fn put_list(
 
     let event = Event::MailingListDefined(MailingListDefined {
         account: caller.account.id,
-        name: name.clone(),
+        name: name.to_owned(),
         members: members.clone(),
     });
     let actor = Actor::Account(caller.account.id);
     let appended = core
         .append(AppendRequest::new(ACCOUNT_CHAIN, vec![NewEvent { actor, event }]))
         .await?;
-    Ok(Json(json!({
-        "name": name,
-        "members": members.len(),
-        "position": appended.events[0].position,
-    })))
+    Ok((members, appended.events[0].position))
 }
 
 /// `GET /api/lists`: the caller's mailing lists.

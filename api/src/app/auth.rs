@@ -71,6 +71,12 @@ impl FromRequestParts<Arc<Core>> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, core: &Arc<Core>) -> Result<Self, ApiError> {
         let token = session_token(&parts.headers).ok_or(ApiError::Unauthenticated)?;
+        // A browser sends the cookie with requests that another site starts; the pages
+        // check a form token for those, the JSON API takes the bearer header instead.
+        let from_cookie = !parts.headers.contains_key(AUTHORIZATION);
+        if from_cookie && !parts.method.is_safe() {
+            return Err(ApiError::CookieCannotWrite);
+        }
         let account_id = core
             .sessions
             .account(&token)
@@ -85,7 +91,7 @@ impl FromRequestParts<Arc<Core>> for Caller {
 }
 
 /// Reads the session token from the bearer header, or else from the session cookie.
-fn session_token(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn session_token(headers: &HeaderMap) -> Option<String> {
     if let Some(value) = headers.get(AUTHORIZATION).and_then(|value| value.to_str().ok()) {
         // The scheme name is case-insensitive (RFC 9110, section 11.1).
         let (scheme, token) = value.split_once(' ')?;
@@ -111,37 +117,9 @@ pub async fn login(
     ClientIp(ip): ClientIp,
     ApiJson(request): ApiJson<LoginRequest>,
 ) -> Result<Response, ApiError> {
-    let shown: String = request.login.chars().take(64).collect();
-    if request.password.len() > passwords::MAX_PASSWORD_BYTES || request.login.len() > 256 {
-        return Err(ApiError::BadCredentials);
-    }
-
-    // Guesses are throttled per login and client network, as recipient passwords are,
-    // so a guesser elsewhere cannot lock the account's owner out.
-    let key = ThrottleKey::new(login_throttle_hash(&request.login), ip);
-    if let Err(retry) = core.throttle.check(key, Instant::now()) {
-        tracing::info!(login = %shown.escape_debug(), %ip, "login throttled");
-        return Err(ApiError::Throttled {
-            retry_after_seconds: retry.seconds(),
-        });
-    }
-    let account = core.model().account_by_login(&request.login).cloned();
-    let phc = account.as_ref().map(|account| account.password_hash.clone());
-    if !passwords::verify(request.password, phc).await {
-        core.throttle.record_failure(key, Instant::now());
-        tracing::info!(login = %shown.escape_debug(), %ip, "login failed");
-        return Err(ApiError::BadCredentials);
-    }
-    core.throttle.record_success(key);
-    let account = account.expect("a verified password belongs to an account");
-
+    let account = check_credentials(&core, ip, &request.login, request.password).await?;
     let token = core.sessions.open(account.id);
     tracing::info!(account = %account.id, role = role_name(account.role), "login");
-    let cookie = format!(
-        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
-        SESSION_LIFETIME.as_secs(),
-        if core.secure_cookies { "; Secure" } else { "" }
-    );
     let body = Json(json!({
         "token": token,
         "account": account.id,
@@ -152,9 +130,64 @@ pub async fn login(
     let mut response = body.into_response();
     response.headers_mut().insert(
         SET_COOKIE,
-        HeaderValue::from_str(&cookie).expect("the cookie is ASCII"),
+        HeaderValue::from_str(&session_cookie(&core, &token)).expect("the cookie is ASCII"),
     );
     Ok(response)
+}
+
+/// Checks a login and password under the guess throttle and returns the account.
+///
+/// # Errors
+///
+/// [`ApiError::BadCredentials`] for an unknown login or a wrong password, and
+/// [`ApiError::Throttled`] after too many failures from the client's network.
+pub(crate) async fn check_credentials(
+    core: &Core,
+    ip: std::net::IpAddr,
+    login: &str,
+    password: String,
+) -> Result<Account, ApiError> {
+    let shown: String = login.chars().take(64).collect();
+    if password.len() > passwords::MAX_PASSWORD_BYTES || login.len() > 256 {
+        return Err(ApiError::BadCredentials);
+    }
+
+    // Guesses are throttled per login and client network, as recipient passwords are,
+    // so a guesser elsewhere cannot lock the account's owner out.
+    let key = ThrottleKey::new(login_throttle_hash(login), ip);
+    if let Err(retry) = core.throttle.check(key, Instant::now()) {
+        tracing::info!(login = %shown.escape_debug(), %ip, "login throttled");
+        return Err(ApiError::Throttled {
+            retry_after_seconds: retry.seconds(),
+        });
+    }
+    let account = core.model().account_by_login(login).cloned();
+    let phc = account.as_ref().map(|account| account.password_hash.clone());
+    if !passwords::verify(password, phc).await {
+        core.throttle.record_failure(key, Instant::now());
+        tracing::info!(login = %shown.escape_debug(), %ip, "login failed");
+        return Err(ApiError::BadCredentials);
+    }
+    core.throttle.record_success(key);
+    Ok(account.expect("a verified password belongs to an account"))
+}
+
+/// Returns the `Set-Cookie` value that carries a session token: HttpOnly,
+/// SameSite=Strict, and Secure when the server runs behind HTTPS.
+pub(crate) fn session_cookie(core: &Core, token: &str) -> String {
+    format!(
+        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
+        SESSION_LIFETIME.as_secs(),
+        if core.secure_cookies { "; Secure" } else { "" }
+    )
+}
+
+/// Returns the `Set-Cookie` value that removes the session cookie.
+pub(crate) fn expired_session_cookie(core: &Core) -> String {
+    format!(
+        "{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}",
+        if core.secure_cookies { "; Secure" } else { "" }
+    )
 }
 
 /// Returns the throttle key hash of a login, apart from every link token hash.
@@ -173,7 +206,7 @@ pub async fn logout(
     if let Some(token) = session_token(&headers) {
         core.sessions.close(&token);
     }
-    let cookie = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+    let cookie = expired_session_cookie(&core);
     let mut response = axum::http::StatusCode::NO_CONTENT.into_response();
     response.headers_mut().insert(
         SET_COOKIE,

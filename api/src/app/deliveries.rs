@@ -66,10 +66,32 @@ pub async fn withdraw(
     caller.require(&[Role::Sender])?;
     let id = parse_id(&id)?;
     let reason = withdraw_reason(&headers, &body)?;
+    let position = withdraw_delivery(&core, &caller, id, reason).await?;
+    Ok(Json(json!({
+        "delivery": id,
+        "status": "withdrawn",
+        "position": position,
+    })))
+}
+
+/// Records the withdrawal of one of the caller's deliveries and returns the position of
+/// its `DeliveryWithdrawn` event.
+///
+/// # Errors
+///
+/// [`ApiError::NotFound`] for a delivery the caller cannot see, [`ApiError::Conflict`]
+/// for one already withdrawn or expired, [`ApiError::Invalid`] for a bad reason.
+pub(crate) async fn withdraw_delivery(
+    core: &Core,
+    caller: &Caller,
+    id: DeliveryId,
+    reason: String,
+) -> Result<consign_schemas::Position, ApiError> {
+    caller.require(&[Role::Sender])?;
     check_line("reason", &reason, 500)?;
     {
         let model = core.model();
-        let delivery = visible(&model, &caller, id)?;
+        let delivery = visible(&model, caller, id)?;
         match delivery.availability(core.clock.now()) {
             Availability::Withdrawn => {
                 return Err(ApiError::Conflict {
@@ -101,11 +123,7 @@ pub async fn withdraw(
     .with_idempotency_key(key);
     let appended = core.append(request).await?;
     tracing::info!(delivery = %id, by = %caller.account.id, "delivery withdrawn");
-    Ok(Json(json!({
-        "delivery": id,
-        "status": "withdrawn",
-        "position": appended.events[0].position,
-    })))
+    Ok(appended.events[0].position)
 }
 
 /// Reads the optional JSON body of a withdrawal: none, or `{"reason": "..."}`.
@@ -128,13 +146,13 @@ fn withdraw_reason(headers: &axum::http::HeaderMap, body: &[u8]) -> Result<Strin
     Ok(parsed.reason)
 }
 
-fn parse_id(text: &str) -> Result<DeliveryId, ApiError> {
+pub(crate) fn parse_id(text: &str) -> Result<DeliveryId, ApiError> {
     text.parse()
         .map_err(|_| ApiError::not_found(format!("delivery {text:?}")))
 }
 
 /// Returns the delivery if the caller may see it, and 404 otherwise.
-fn visible<'m>(model: &'m Model, caller: &Caller, id: DeliveryId) -> Result<&'m Delivery, ApiError> {
+pub(crate) fn visible<'m>(model: &'m Model, caller: &Caller, id: DeliveryId) -> Result<&'m Delivery, ApiError> {
     let delivery = model
         .delivery(id)
         .ok_or_else(|| ApiError::not_found(format!("delivery {id}")))?;
@@ -149,7 +167,7 @@ fn visible<'m>(model: &'m Model, caller: &Caller, id: DeliveryId) -> Result<&'m 
     Ok(delivery)
 }
 
-fn status_name(availability: Availability) -> &'static str {
+pub(crate) fn status_name(availability: Availability) -> &'static str {
     match availability {
         Availability::Available => "released",
         Availability::NotYetReleased => "scheduled",

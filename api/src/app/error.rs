@@ -44,6 +44,12 @@ pub enum ApiError {
     #[error("this route needs the {needed} role; the account has the {actual} role")]
     Forbidden { needed: String, actual: String },
 
+    #[error(
+        "the session cookie only reads through the API, so that another site cannot make a \
+         browser change anything; send `Authorization: Bearer TOKEN` from POST /api/login"
+    )]
+    CookieCannotWrite,
+
     #[error("{what} not found")]
     NotFound { what: String },
 
@@ -86,7 +92,7 @@ impl ApiError {
             ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::LimitExceeded { status, .. } => *status,
             ApiError::Unauthenticated | ApiError::BadCredentials => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ApiError::Forbidden { .. } | ApiError::CookieCannotWrite => StatusCode::FORBIDDEN,
             ApiError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
@@ -104,6 +110,7 @@ impl ApiError {
             ApiError::Unauthenticated => "unauthenticated",
             ApiError::BadCredentials => "bad_credentials",
             ApiError::Forbidden { .. } => "forbidden",
+            ApiError::CookieCannotWrite => "cookie_cannot_write",
             ApiError::Throttled { .. } => "throttled",
             ApiError::NotFound { .. } => "not_found",
             ApiError::Conflict { .. } => "conflict",

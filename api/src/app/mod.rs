@@ -17,12 +17,14 @@
 //! | `GET /api/views/status` | admin, auditor | each view's positions, lag and digest |
 //! | `GET /api/openapi.json` | anyone | the API description |
 //! | `GET, POST /d/{token}`, `GET /d/{token}/documents/{id}` | recipient with the link | pages and downloads |
+//!
+//! The HTML pages for senders, billing and auditors are in [`crate::pages`].
 
-mod accounts;
-mod auth;
-mod body;
+pub(crate) mod accounts;
+pub(crate) mod auth;
+pub(crate) mod body;
 mod core;
-mod deliveries;
+pub(crate) mod deliveries;
 mod error;
 mod evidence;
 mod limits;
@@ -30,15 +32,15 @@ mod names;
 mod openapi;
 mod passwords;
 pub mod postmark;
-mod recipient;
-mod recipients;
-mod request;
+pub(crate) mod recipient;
+pub(crate) mod recipients;
+pub(crate) mod request;
 pub mod scheduler;
 mod sessions;
-mod submit;
+pub(crate) mod submit;
 mod text;
-mod tokens;
-mod views;
+pub(crate) mod tokens;
+pub(crate) mod views;
 
 use std::sync::Arc;
 
@@ -103,6 +105,7 @@ pub fn router(core: Arc<Core>) -> Router {
         )
         .route("/d/{token}", get(recipient::page).post(recipient::password))
         .route("/d/{token}/documents/{document}", get(recipient::download))
+        .merge(crate::pages::router())
         .with_state(core)
 }
 

@@ -39,7 +39,7 @@ use crate::blobs::{BlobLimits, StoredBlob};
 const MAX_METADATA_BYTES: usize = 1024 * 1024;
 
 /// One stored document of the submission in progress.
-struct Upload {
+pub(crate) struct Upload {
     id: DocumentId,
     file_name: String,
     media_type: String,
@@ -133,7 +133,7 @@ fn idempotency_key(headers: &HeaderMap, caller: &Caller) -> Result<Option<Idempo
         .map_err(|error| ApiError::invalid("Idempotency-Key", error.to_string()))
 }
 
-async fn next_field<'a>(multipart: &'a mut Multipart) -> Result<Option<Field<'a>>, ApiError> {
+pub(crate) async fn next_field<'a>(multipart: &'a mut Multipart) -> Result<Option<Field<'a>>, ApiError> {
     multipart.next_field().await.map_err(|error| ApiError::BadRequest {
         field: None,
         message: format!("the multipart body is malformed or was cut off: {error}"),
@@ -166,42 +166,8 @@ async fn store_documents(
     multipart: &mut Multipart,
     uploads: &mut Vec<Upload>,
 ) -> Result<(), ApiError> {
-    let limits = BlobLimits {
-        max_size: core.limits.max_document_bytes,
-    };
     while let Some(field) = next_field(multipart).await? {
-        let index = uploads.len();
-        if field.name() != Some("document") {
-            return Err(ApiError::BadRequest {
-                field: Some(format!("documents[{index}]")),
-                message: format!(
-                    "unexpected part {:?} after metadata; every later part must be named document",
-                    field.name().unwrap_or("")
-                ),
-            });
-        }
-        if index >= core.limits.max_documents {
-            return Err(ApiError::LimitExceeded {
-                status: StatusCode::UNPROCESSABLE_ENTITY,
-                limit: "max_documents",
-                message: format!(
-                    "more than {} documents; the limit is max_documents",
-                    core.limits.max_documents
-                ),
-            });
-        }
-        let file_name = check_file_name(&format!("documents[{index}].file_name"), field.file_name())?;
-        let media_type = check_media_type(&format!("documents[{index}].content_type"), field.content_type())?;
-
-        let kek = plan.encrypt.then_some(&core.kek);
-        let blob = core.blobs.put(with_idle_timeout(field), &limits, kek).await?;
-        tracing::debug!(blob.key = %blob.storage_key, size = blob.size, "document stored");
-        uploads.push(Upload {
-            id: DocumentId::random(),
-            file_name,
-            media_type,
-            blob,
-        });
+        store_document(core, plan, field, uploads).await?;
     }
     if uploads.is_empty() {
         return Err(ApiError::invalid(
@@ -209,6 +175,57 @@ async fn store_documents(
             "no document: add at least one part named document with a file name",
         ));
     }
+    Ok(())
+}
+
+/// Streams one part named `document` into the blob store and pushes it to `uploads`.
+///
+/// # Errors
+///
+/// [`ApiError::BadRequest`] for a part of another name, [`ApiError::LimitExceeded`]
+/// past `max_documents` or `max_document_bytes`, [`ApiError::Invalid`] for a bad file
+/// name or media type, and the blob store's errors.
+pub(crate) async fn store_document(
+    core: &Core,
+    plan: &Plan,
+    field: Field<'_>,
+    uploads: &mut Vec<Upload>,
+) -> Result<(), ApiError> {
+    let limits = BlobLimits {
+        max_size: core.limits.max_document_bytes,
+    };
+    let index = uploads.len();
+    if field.name() != Some("document") {
+        return Err(ApiError::BadRequest {
+            field: Some(format!("documents[{index}]")),
+            message: format!(
+                "unexpected part {:?} after metadata; every later part must be named document",
+                field.name().unwrap_or("")
+            ),
+        });
+    }
+    if index >= core.limits.max_documents {
+        return Err(ApiError::LimitExceeded {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            limit: "max_documents",
+            message: format!(
+                "more than {} documents; the limit is max_documents",
+                core.limits.max_documents
+            ),
+        });
+    }
+    let file_name = check_file_name(&format!("documents[{index}].file_name"), field.file_name())?;
+    let media_type = check_media_type(&format!("documents[{index}].content_type"), field.content_type())?;
+
+    let kek = plan.encrypt.then_some(&core.kek);
+    let blob = core.blobs.put(with_idle_timeout(field), &limits, kek).await?;
+    tracing::debug!(blob.key = %blob.storage_key, size = blob.size, "document stored");
+    uploads.push(Upload {
+        id: DocumentId::random(),
+        file_name,
+        media_type,
+        blob,
+    });
     Ok(())
 }
 
@@ -236,16 +253,33 @@ fn with_idle_timeout(
     })
 }
 
+/// Returns a new delivery id whose chain this process sequences, when it sequences
+/// any. On Kafka the delivery's documents, its e-mails and its recipient links then
+/// stay with the process that took the upload; on the embedded backend every id
+/// qualifies.
+fn local_delivery_id(core: &Core) -> DeliveryId {
+    // With k of n chains here, a random id lands on one with probability k/n.
+    const TRIES: usize = 4096;
+    let first = DeliveryId::random();
+    if core.ledger.sequences_here(core.chain_of(first)) {
+        return first;
+    }
+    (1..TRIES)
+        .map(|_| DeliveryId::random())
+        .find(|delivery| core.ledger.sequences_here(core.chain_of(*delivery)))
+        .unwrap_or(first)
+}
+
 /// Appends the submission. Returns the response body and whether the idempotency key
 /// replayed an earlier submission, whose documents were stored already.
-async fn record(
+pub(crate) async fn record(
     core: &Core,
     caller: &Caller,
     plan: Plan,
     uploads: &[Upload],
     idempotency: Option<IdempotencyKey>,
 ) -> Result<(serde_json::Value, bool), ApiError> {
-    let delivery = DeliveryId::random();
+    let delivery = local_delivery_id(core);
     let chain = core.chain_of(delivery);
     let actor = Actor::Account(caller.account.id);
     let password_hash = match plan.password.clone() {
@@ -474,7 +508,7 @@ fn replayed_body(
 }
 
 /// Deletes the documents of a failed or replayed submission.
-async fn discard(core: &Core, uploads: &[Upload]) {
+pub(crate) async fn discard(core: &Core, uploads: &[Upload]) {
     for upload in uploads {
         if let Err(error) = core.blobs.delete(&upload.blob.storage_key).await {
             tracing::error!(%error, blob.key = %upload.blob.storage_key, "cannot delete a document of a failed submission");

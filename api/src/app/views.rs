@@ -84,7 +84,7 @@ async fn wait_after(core: &Core, view: &str, after: Option<&str>) -> Result<(), 
 }
 
 /// Parses an RFC 3339 time.
-fn parse_time(field: &str, text: &str) -> Result<Timestamp, ApiError> {
+pub(crate) fn parse_time(field: &str, text: &str) -> Result<Timestamp, ApiError> {
     let instant: jiff::Timestamp = text.parse().map_err(|error| {
         ApiError::invalid(
             field,
@@ -162,7 +162,7 @@ pub struct AfterParams {
 }
 
 /// Reads a delivery's tracking record if the caller may see it.
-fn visible_tracking(core: &Core, caller: &Caller, id: &str) -> Result<DeliveryTracking, ApiError> {
+pub(crate) fn visible_tracking(core: &Core, caller: &Caller, id: &str) -> Result<DeliveryTracking, ApiError> {
     let not_found = || ApiError::not_found(format!("delivery {id:?}"));
     let id: DeliveryId = id.parse().map_err(|_| not_found())?;
     let record = tracking::delivery(&core.views, id)?.ok_or_else(not_found)?;
@@ -177,7 +177,7 @@ fn visible_tracking(core: &Core, caller: &Caller, id: &str) -> Result<DeliveryTr
     Ok(record)
 }
 
-fn tracking_json(record: &DeliveryTracking) -> Value {
+pub(crate) fn tracking_json(record: &DeliveryTracking) -> Value {
     json!({ "summary": record.summary, "recipients": record.recipients })
 }
 
@@ -267,24 +267,13 @@ pub async fn usage(
         }
     };
 
-    let report = match params.as_of.as_deref() {
-        Some(as_of) => {
-            let positions = parse_positions(as_of)?;
-            let core = Arc::clone(&core);
-            tokio::task::spawn_blocking(move || {
-                billing::billing_as_of(&core.ledger, &positions, &query)
-            })
-            .await
-            .map_err(|error| ApiError::Internal {
-                message: format!("the as-of computation failed: {error}"),
-            })?
-            .map_err(|error| ApiError::invalid("as_of", error.to_string()))?
-        }
-        None => {
-            wait_after(&core, "billing", params.after.as_deref()).await?;
-            billing::usage(&core.views, &query)?
-        }
-    };
+    let report = usage_report(
+        &core,
+        query,
+        params.as_of.as_deref(),
+        params.after.as_deref(),
+    )
+    .await?;
 
     let mut body = Vec::new();
     if csv {
@@ -293,6 +282,39 @@ pub async fn usage(
     } else {
         billing::write_json(&report, core.rates.as_ref(), &mut body)?;
         Ok(([(CONTENT_TYPE, "application/json")], body).into_response())
+    }
+}
+
+/// Computes a billing report from the billing view, or as of the ledger positions in
+/// `as_of` (`CHAIN:POSITION,...`) by folding that ledger prefix again.
+///
+/// # Errors
+///
+/// [`ApiError::Invalid`] on `as_of` or `after` when they are malformed or beyond the
+/// ledger, and the view's errors.
+pub(crate) async fn usage_report(
+    core: &Arc<Core>,
+    query: UsageQuery,
+    as_of: Option<&str>,
+    after: Option<&str>,
+) -> Result<billing::BillingReport, ApiError> {
+    match as_of {
+        Some(as_of) => {
+            let positions = parse_positions(as_of)?;
+            let core = Arc::clone(core);
+            tokio::task::spawn_blocking(move || {
+                billing::billing_as_of(&core.ledger, &positions, &query)
+            })
+            .await
+            .map_err(|error| ApiError::Internal {
+                message: format!("the as-of computation failed: {error}"),
+            })?
+            .map_err(|error| ApiError::invalid("as_of", error.to_string()))
+        }
+        None => {
+            wait_after(core, "billing", after).await?;
+            Ok(billing::usage(&core.views, &query)?)
+        }
     }
 }
 
@@ -327,37 +349,26 @@ pub async fn history(
     wait_after(&core, "audit", params.after.as_deref()).await?;
     let not_found = || ApiError::not_found(format!("delivery {id:?}"));
     let delivery: DeliveryId = id.parse().map_err(|_| not_found())?;
-    let entries = audit::history(&core.views, delivery)?;
-    if entries.is_empty() {
+    let history = checked_history(&core, delivery)?;
+    if history.is_empty() {
         return Err(not_found());
     }
-
-    let mut rows = Vec::with_capacity(entries.len());
-    let mut receipt_notifications = HashSet::new();
-    for entry in &entries {
-        let checked = check_in_ledger(
-            &core,
-            entry.chain,
-            entry.position,
-            entry.hash,
-            entry.previous,
-        )?;
-        let etsi = etsi_name(
-            entry.kind,
-            checked.event.as_ref(),
-            &mut receipt_notifications,
-        );
-        rows.push(json!({
-            "chain": entry.chain,
-            "position": entry.position,
-            "hash": entry.hash,
-            "previous": entry.previous,
-            "time": entry.time,
-            "type": entry.kind.name(),
-            "etsi": etsi,
-            "link_verified": checked.link_verified,
-        }));
-    }
+    let rows: Vec<Value> = history
+        .iter()
+        .map(|row| {
+            let entry = &row.entry;
+            json!({
+                "chain": entry.chain,
+                "position": entry.position,
+                "hash": entry.hash,
+                "previous": entry.previous,
+                "time": entry.time,
+                "type": entry.kind.name(),
+                "etsi": row.etsi,
+                "link_verified": row.link_verified,
+            })
+        })
+        .collect();
     match params.format.as_deref() {
         None | Some("json") => {
             Ok(Json(json!({ "delivery": delivery, "events": rows })).into_response())
@@ -375,6 +386,51 @@ pub async fn history(
             format!("format {other:?} is not json or jsonl"),
         )),
     }
+}
+
+/// One event of a delivery's history, checked against the ledger.
+#[derive(Debug)]
+pub(crate) struct CheckedEntry {
+    pub(crate) entry: audit::AuditEntry,
+    /// The ETSI EN 319 522 event name, if the event is one.
+    pub(crate) etsi: Option<&'static str>,
+    /// See [`LedgerCheck::link_verified`].
+    pub(crate) link_verified: bool,
+}
+
+/// Reads a delivery's history from the audit view and checks each event against the
+/// ledger; empty for an unknown delivery.
+///
+/// # Errors
+///
+/// The view or the ledger cannot be read.
+pub(crate) fn checked_history(
+    core: &Core,
+    delivery: DeliveryId,
+) -> Result<Vec<CheckedEntry>, ApiError> {
+    let entries = audit::history(&core.views, delivery)?;
+    let mut rows = Vec::with_capacity(entries.len());
+    let mut receipt_notifications = HashSet::new();
+    for entry in entries {
+        let checked = check_in_ledger(
+            core,
+            entry.chain,
+            entry.position,
+            entry.hash,
+            entry.previous,
+        )?;
+        let etsi = etsi_name(
+            entry.kind,
+            checked.event.as_ref(),
+            &mut receipt_notifications,
+        );
+        rows.push(CheckedEntry {
+            entry,
+            etsi,
+            link_verified: checked.link_verified,
+        });
+    }
+    Ok(rows)
 }
 
 /// One history event as read back from the ledger.

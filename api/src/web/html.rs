@@ -1,9 +1,10 @@
 //! Server-rendered HTML pages for recipients: the password form, the delivery page and
 //! the status pages, and for senders the postmark receipt.
 //!
-//! The pages contain no JavaScript and one small inline `<style>`, and they fit a phone
-//! screen. Every string that comes from a sender, a recipient or a request passes
-//! through [`escape`] before it reaches the markup.
+//! The pages contain no JavaScript, take their style from the stylesheet that the
+//! sender pages share ([`STYLESHEET_PATH`]), and fit a phone screen. Every string that
+//! comes from a sender, a recipient or a request passes through [`escape`] before it
+//! reaches the markup.
 
 mod postmark;
 
@@ -14,20 +15,13 @@ use jiff::Timestamp;
 
 pub(crate) use postmark::{PostmarkDocument, PostmarkPage, postmark_page};
 
-/// `Content-Security-Policy` that these pages work under: no scripts, no external
-/// resources, the inline style, and forms posting to this origin only.
-pub(crate) const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; \
-     form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+/// `Content-Security-Policy` that these pages work under. It allows no script, styles
+/// and images from this origin only, and forms that post to this origin only.
+pub(crate) const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; \
+     img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;line-height:1.5;margin:0 auto;\
-max-width:50rem;padding:1rem;color:#1a1a1a;background:#fff}\
-h1{font-size:1.5rem}table{border-collapse:collapse;width:100%}\
-th,td{border-bottom:1px solid #ccc;padding:.5rem;text-align:left;vertical-align:top}\
-.scroll{overflow-x:auto}code{word-break:break-all;font-size:.8rem}\
-.error{color:#a00000;border-left:4px solid #a00000;padding-left:.5rem}\
-.visually-hidden{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}\
-input,button{font-size:1rem;padding:.5rem}label{display:block;margin-bottom:.25rem}\
-a{color:#0645ad}";
+/// Path of the stylesheet of every page, served by [`crate::pages`].
+pub(crate) const STYLESHEET_PATH: &str = "/assets/consign.css";
 
 /// Escapes `text` for use in HTML element content and in quoted attribute values.
 pub(crate) fn escape(text: &str) -> String {
@@ -87,16 +81,20 @@ pub(crate) enum StatusPage {
     Withdrawn,
     /// No delivery has this link, or the token in it is mistyped.
     UnknownLink,
+    /// The password form was posted from another site.
+    CrossSite,
 }
 
 impl StatusPage {
-    /// HTTP status that goes with the page: 403 before release, 410 for expired and
-    /// withdrawn deliveries, 404 for an unknown link.
+    /// HTTP status that goes with the page: 403 before release and for a form posted
+    /// from another site, 410 for expired and withdrawn deliveries, 404 for an unknown
+    /// link.
     pub(crate) fn status_code(&self) -> StatusCode {
         match self {
             StatusPage::NotYetReleased { .. } => StatusCode::FORBIDDEN,
             StatusPage::Expired { .. } | StatusPage::Withdrawn => StatusCode::GONE,
             StatusPage::UnknownLink => StatusCode::NOT_FOUND,
+            StatusPage::CrossSite => StatusCode::FORBIDDEN,
         }
     }
 }
@@ -233,6 +231,12 @@ pub(crate) fn status_page(page: &StatusPage) -> String {
             "No delivery has this link. Check that the whole link was copied from the e-mail."
                 .to_owned(),
         ),
+        StatusPage::CrossSite => (
+            "Form not accepted",
+            "The password was sent from another website, so it was not checked. Open the \
+             link from your e-mail and enter the password on this site."
+                .to_owned(),
+        ),
     };
     document(title, &format!("<h1>{title}</h1>\n<p>{text}</p>\n"))
 }
@@ -243,8 +247,10 @@ fn document(title: &str, body: &str) -> String {
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
          <meta name=\"referrer\" content=\"no-referrer\">\n\
-         <title>{} - consign</title>\n<style>{STYLE}</style>\n</head>\n\
-         <body>\n<main>\n{body}</main>\n</body>\n</html>\n",
+         <title>{} - consign</title>\n\
+         <link rel=\"stylesheet\" href=\"{STYLESHEET_PATH}\">\n</head>\n<body>\n\
+         <header class=\"site\"><div class=\"bar\"><span class=\"brand\">consign</span>\
+         </div></header>\n<main class=\"narrow\">\n{body}</main>\n</body>\n</html>\n",
         escape(title)
     )
 }

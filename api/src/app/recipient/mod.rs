@@ -238,12 +238,26 @@ pub struct PasswordForm {
 }
 
 /// `POST /d/{token}`: checks the access password under the guess throttle.
+///
+/// The form needs no separate CSRF token: its URL contains the 256-bit link token,
+/// which another site cannot know. A browser's `Sec-Fetch-Site: cross-site` is
+/// rejected as well, so a page that learned a link still cannot post through a
+/// recipient's browser.
 pub async fn password(
     State(core): State<Arc<Core>>,
     Path(token): Path<String>,
     ClientIp(ip): ClientIp,
+    headers: HeaderMap,
     Form(form): Form<PasswordForm>,
 ) -> Result<Response, ApiError> {
+    let cross_site = headers
+        .get("sec-fetch-site")
+        .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"cross-site"));
+    if cross_site {
+        tracing::warn!(%ip, "password form rejected: posted from another site");
+        let page = StatusPage::CrossSite;
+        return Ok(page_response(page.status_code(), html::status_page(&page)));
+    }
     let Some(resolved) = resolve(&core, &token) else {
         return Ok(unknown_link());
     };
