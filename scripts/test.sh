@@ -18,6 +18,8 @@ if [ -z "${CARGO_TARGET_DIR:-}" ]; then
   fi
 fi
 echo "building in $CARGO_TARGET_DIR"
+# A test run builds once; incremental state would only take disk space.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 cargo build --workspace --all-targets --locked
 

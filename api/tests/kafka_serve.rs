@@ -112,7 +112,7 @@ impl Drop for ServeProcess {
     }
 }
 
-/// Logs in, waiting until the server's copy holds the account.
+/// Logs in, waiting until the server's copy contains the account.
 async fn login(client: &reqwest::Client, base: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -243,7 +243,7 @@ async fn two_processes_record_every_acknowledged_submission_once() {
     assert!(verify.status.success(), "{report}");
     assert!(report.contains("is intact"), "{report}");
 
-    // A fresh copy holds every acknowledged submission exactly once.
+    // A fresh copy contains every acknowledged submission exactly once.
     let options = KafkaOptions {
         brokers: brokers.clone(),
         topic: topic.clone(),

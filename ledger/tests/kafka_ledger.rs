@@ -129,7 +129,7 @@ async fn appends_commit_to_kafka_and_every_copy_follows() {
     assert_eq!(verified_counts(&brokers, &topic, &checks), lengths);
 
     // A second copy, as another process would have, fills from the topic alone and
-    // holds the same bytes; it sequences nothing.
+    // contains the same bytes; it sequences nothing.
     let second_dir = tempfile::tempdir().unwrap();
     let (copy, copy_status) = open_kafka_ledger(
         second_dir.path(),
@@ -150,7 +150,7 @@ async fn appends_commit_to_kafka_and_every_copy_follows() {
     assert!(copy_status.ready_chains().is_empty());
 
     // An append in the copy goes to the chain's sequencer through the commands topic,
-    // and both copies hold it.
+    // and both copies contain it.
     let forwarded = copy
         .append(AppendRequest::new(ChainId::new(0), vec![withdrawal(5)]))
         .await
@@ -227,7 +227,7 @@ async fn a_second_sequencer_fences_the_first_without_a_fork() {
     assert_eq!(second.next_position(chain).unwrap(), Position::new(20));
 
     // The first append after the hand-over finds the old sequencer fenced and is
-    // refused; nothing of it is recorded.
+    // rejected; nothing of it is recorded.
     let refused = first
         .append(AppendRequest::new(chain, vec![withdrawal(100)]))
         .await

@@ -11,7 +11,7 @@ use consign_schemas::ChainId;
 
 use super::DataDirArgs;
 
-/// Longest wait for the copy to catch up with the topic, or for a sequencer to start.
+/// Maximum wait for the copy to catch up with the topic, or for a sequencer to start.
 const CATCH_UP: Duration = Duration::from_secs(300);
 
 /// What a command does on Kafka.

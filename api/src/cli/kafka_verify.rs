@@ -1,4 +1,4 @@
-//! `consign ledger verify --kafka`: verifies every chain as the events topic holds it,
+//! `consign ledger verify --kafka`: verifies every chain as the events topic contains it,
 //! without a local copy.
 
 use std::io::Write;

@@ -1,8 +1,8 @@
 //! Imports of events committed upstream into the local copy of a chain.
 //!
-//! Each record is checked before anything is written: its bytes must decode to an
-//! event of the chain, an event at a position the copy already has must have the
-//! same hash, and a new one must take the next position and link to the head. The
+//! Each record is checked before anything is written. Its bytes must decode to an
+//! event of the chain. An event at a position the copy already has must have the same
+//! hash, and a new one must take the next position and link to the head. The
 //! valid prefix of a batch is written in one RocksDB batch with the Merkle leaves,
 //! idempotency entries and the offset after the last record; the first invalid
 //! record is reported with its offset.
@@ -142,7 +142,7 @@ impl ImportState {
         let envelope = Envelope::decode(&record.bytes)
             .map_err(|error| format!("its bytes do not decode ({error})"))?;
         if envelope.chain != chain {
-            return Err(format!("it holds an event of chain {}", envelope.chain));
+            return Err(format!("it contains an event of chain {}", envelope.chain));
         }
         let position = envelope.position;
 
@@ -152,7 +152,7 @@ impl ImportState {
             let pending = stored.first().map(|placed| placed.hash);
             if pending != Some(hash) {
                 return Err(format!(
-                    "position {position} holds a different event here (hash {}) than upstream \
+                    "position {position} contains a different event here (hash {}) than upstream \
                      (hash {hash}): the chain has forked",
                     pending.map_or_else(|| "none".to_owned(), |hash| hash.to_string())
                 ));
@@ -163,7 +163,7 @@ impl ImportState {
         }
         if position > self.head.next {
             return Err(format!(
-                "it holds position {position}, but the next position is {}: events are missing",
+                "it contains position {position}, but the next position is {}: events are missing",
                 self.head.next
             ));
         }

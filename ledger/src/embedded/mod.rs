@@ -212,7 +212,7 @@ impl EmbeddedLedger {
                 return Err(LedgerError::DataDir {
                     dir: ledger.shared.dir.clone(),
                     cause: std::io::Error::other(format!(
-                        "it holds a copy of the ledger in {}, which only that upstream may \
+                        "it contains a copy of the ledger in {}, which only that upstream may \
                          extend; give --kafka to use it",
                         String::from_utf8_lossy(&stored)
                     )),
@@ -427,21 +427,21 @@ impl EmbeddedLedger {
     }
 
     /// Marks this store as the copy of `upstream`, or checks that it is one. A store
-    /// that holds events of its own, or copies another upstream, is refused.
+    /// that contains events of its own, or copies another upstream, is rejected.
     pub(crate) fn claim_upstream(&self, upstream: &str) -> Result<(), LedgerError> {
         let db = &self.shared.db;
         let meta = open::meta_family(db);
         let stored = db
             .get_cf(meta, upstream::UPSTREAM_KEY)
             .map_err(|error| LedgerError::from_rocksdb("open", error))?;
-        let refuse = |reason: String| LedgerError::DataDir {
+        let reject = |reason: String| LedgerError::DataDir {
             dir: self.shared.dir.clone(),
             cause: std::io::Error::other(reason),
         };
         match stored {
             Some(stored) if stored == upstream.as_bytes() => Ok(()),
-            Some(stored) => Err(refuse(format!(
-                "it holds the copy of {}, not of {upstream}; give each upstream its own \
+            Some(stored) => Err(reject(format!(
+                "it contains the copy of {}, not of {upstream}; give each upstream its own \
                  --data-dir",
                 String::from_utf8_lossy(&stored)
             ))),
@@ -451,8 +451,8 @@ impl EmbeddedLedger {
                     .map(|chain| self.next_position(chain).map(Position::get))
                     .sum::<Result<u64, LedgerError>>()?;
                 if events > 0 {
-                    return Err(refuse(format!(
-                        "it holds an embedded ledger of {events} events, not a copy of \
+                    return Err(reject(format!(
+                        "it contains an embedded ledger of {events} events, not a copy of \
                          {upstream}; use a new --data-dir for the Kafka ledger"
                     )));
                 }

@@ -24,7 +24,7 @@ pub(crate) trait Forward: Send + Sync {
     fn sequences(&self, chain: ChainId) -> bool;
 
     /// Hands `request` to the sequencer of its chain and waits until `ledger`, the
-    /// local copy, holds the result.
+    /// local copy, contains the result.
     fn forward<'a>(
         &'a self,
         ledger: &'a EmbeddedLedger,
@@ -39,7 +39,7 @@ pub(crate) trait Publisher: Send {
 
     /// Makes `events`, consecutive events of `chain`, durable upstream. On an error
     /// the events may or may not have been committed: the publisher must not accept
-    /// another group for `chain` until it has caught up with what the upstream holds.
+    /// another group for `chain` until it has caught up with what the upstream contains.
     fn publish(&mut self, chain: ChainId, events: &[Published]) -> Result<(), LedgerError>;
 }
 

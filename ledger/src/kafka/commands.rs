@@ -1,10 +1,10 @@
 //! Forwarded appends: how a process appends to a chain whose sequencer runs elsewhere.
 //!
 //! The process writes the request to the commands topic, in the partition of its
-//! chain, and waits until its own copy holds the events. Every forwarded request
-//! carries an idempotency key (one is made from the command id when the caller gave
-//! none), so the requester recognises its events by the key, and a command read twice
-//! by sequencers, after a crash or a hand-over, is recorded once.
+//! chain, and waits until its own copy contains the events. Every forwarded request
+//! carries an idempotency key, made from the command id when the caller gave none.
+//! The requester finds its events by that key, and a command that sequencers read
+//! twice, after a crash or a hand-over, is recorded once.
 //!
 //! The sequencer side is the intake: a consumer of the commands partitions of the
 //! chains this process sequences, which appends each command through the writer and
@@ -31,7 +31,7 @@ use crate::embedded::{EmbeddedLedger, Forward, WriterHandle};
 use crate::error::LedgerError;
 use crate::record::{AppendRequest, Appended, NewEvent};
 
-/// Longest wait for a forwarded append to reach the local copy.
+/// Maximum wait for a forwarded append to reach the local copy.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Most commands appended together by the intake.

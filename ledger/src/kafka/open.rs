@@ -1,11 +1,11 @@
 //! Opening the ledger on Apache Kafka: the topic check, this process's copy of the
 //! chains, the feeder and the sequencers.
 //!
-//! The ledger returned is the embedded store in the data directory, driven by Kafka:
-//! appends go through the sequencer of their chain, here or, through the commands
-//! topic, in another process, and every read (ranges,
-//! subscriptions, proofs, verification) is served from the copy, which holds exactly
-//! the records committed to the topic.
+//! The ledger returned is the embedded store in the data directory, driven by Kafka.
+//! Appends go through the sequencer of their chain, in this process or, through the
+//! commands topic, in another. Every read (ranges, subscriptions, proofs,
+//! verification) is served from the copy, which contains the records committed to
+//! the topic.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -27,12 +27,12 @@ use super::topic::{EVENTS_TOPIC, KafkaSetupError, ensure_events_topic};
 use crate::embedded::{EmbeddedLedger, EmbeddedOptions};
 use crate::error::LedgerError;
 
-/// Where the Kafka ledger lives and what this process does in it.
+/// Settings of the Kafka ledger: the brokers, the topic and this process's chains.
 #[derive(Clone, Debug)]
 pub struct KafkaOptions {
     /// Bootstrap brokers, `host:port[,host:port...]`.
     pub brokers: String,
-    /// Topic that holds the chains, one per partition.
+    /// Topic that contains the chains, one per partition.
     pub topic: String,
     /// Chains whose sequencer runs in this process; `None` for every chain.
     pub sequence: Option<Vec<ChainId>>,
@@ -92,12 +92,12 @@ impl KafkaStatus {
         self.sequencers.fenced_chains()
     }
 
-    /// Why the copy stopped following `chain`, if it did.
+    /// Returns why the copy stopped following `chain`, if it did.
     pub fn broken(&self, chain: ChainId) -> Option<String> {
         self.progress.broken(chain)
     }
 
-    /// Waits until the copy holds every record committed to the topic before the call;
+    /// Waits until the copy contains every record committed to the topic before the call;
     /// returns false on timeout.
     ///
     /// # Errors
@@ -148,7 +148,7 @@ impl KafkaStatus {
     }
 }
 
-/// Waits until the copy of `chain` in `ledger` holds position `position`; returns
+/// Waits until the copy of `chain` in `ledger` contains position `position`; returns
 /// false on timeout. For reading an event appended by another process.
 pub async fn wait_replicated(
     ledger: &EmbeddedLedger,
@@ -183,7 +183,7 @@ pub async fn open_kafka_ledger(
     kafka: &KafkaOptions,
 ) -> Result<(EmbeddedLedger, KafkaStatus), KafkaOpenError> {
     // An existing topic gives the chain count; an explicit count that differs is
-    // refused by the topic check below.
+    // rejected by the topic check below.
     let chains = match (options.chains, existing_partitions(&kafka.brokers, &kafka.topic).await?) {
         (Some(chains), _) => chains,
         (None, Some(partitions)) => partitions,
@@ -212,7 +212,7 @@ pub async fn open_kafka_ledger(
 
     let options = EmbeddedOptions {
         chains: Some(chains),
-        // Kafka holds the events durably; the copy is refilled from the stored
+        // Kafka keeps the events durably; the copy is refilled from the stored
         // offsets after a crash.
         sync: false,
         ..options

@@ -3,7 +3,7 @@
 //!
 //! It resumes each partition at the offset stored with the copy, so a restart reads
 //! only what it has not imported. After each import it records how far the consumer
-//! has read, which tells a starting sequencer when the copy holds everything
+//! has read, which tells a starting sequencer when the copy contains everything
 //! committed before it fenced its predecessors. A record that does not extend the
 //! copy (a fork, a gap, bytes that do not decode) stops that partition and is logged.
 

@@ -3,12 +3,12 @@
 //! Each chain this process sequences has a transactional producer whose
 //! `transactional.id` names the topic and partition. Starting one fences any earlier
 //! producer with the same id, in this process or another, and aborts its open
-//! transaction. The chain takes appends only once this process's copy holds every
+//! transaction. The chain takes appends only once this process's copy contains every
 //! record committed before that point, so a new sequencer always extends the real
 //! head. Each group of a chain is one transaction; the writer hears of success only
 //! after the commit, with `acks=all`.
 //!
-//! A sequencer that learns it was fenced stops for good and says why. After any other
+//! A sequencer that learns it was fenced stops for good and logs the reason. After any other
 //! failure the outcome of the transaction is unknown, so the chain takes no appends
 //! until a new producer has fenced the old one and the copy has caught up again.
 
@@ -28,7 +28,7 @@ use super::replica::Progress;
 use crate::embedded::{Published, Publisher};
 use crate::error::LedgerError;
 
-/// Longest wait for a transaction to start or commit.
+/// Maximum wait for a transaction to start or commit.
 const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Header that carries the event position, for people reading the raw topic.
@@ -45,7 +45,7 @@ enum Slot {
     Fenced(String),
 }
 
-/// What the sequencers share with their start-up threads.
+/// State shared by the sequencers and their start-up threads.
 pub(super) struct SequencerSet {
     pub(super) brokers: String,
     pub(super) topic: String,
@@ -143,7 +143,7 @@ impl SequencerSet {
         }
     }
 
-    /// Fences earlier producers of `chain`, waits for the copy to hold everything they
+    /// Fences earlier producers of `chain`, waits for the copy to contain everything they
     /// committed, and marks the chain ready. Retries until it succeeds or the ledger
     /// closes.
     fn run_start(&self, chain: ChainId) {
@@ -260,8 +260,8 @@ impl Publisher for SequencerPublisher {
 
     fn publish(&mut self, chain: ChainId, events: &[Published]) -> Result<(), LedgerError> {
         let set = Arc::clone(&self.0);
-        let taken = set.lock().remove(&chain);
-        let producer = match taken {
+        let slot = set.lock().remove(&chain);
+        let producer = match slot {
             Some(Slot::Ready(producer)) => producer,
             other => {
                 if let Some(slot) = other {
@@ -316,7 +316,7 @@ impl SequencerSet {
     }
 }
 
-/// True when `error` says a newer producer with the same transactional id exists.
+/// Returns true when `error` reports a newer producer with the same transactional id.
 fn is_fenced(error: &KafkaError) -> bool {
     let code = match error {
         KafkaError::Transaction(inner) => inner.code(),
@@ -333,7 +333,7 @@ fn is_fenced(error: &KafkaError) -> bool {
     )
 }
 
-/// The partition of `chain`: chain n is partition n.
+/// Returns the partition of `chain`: chain n is partition n.
 pub(super) fn partition_of(chain: ChainId) -> i32 {
     i32::try_from(chain.get()).unwrap_or(i32::MAX)
 }

@@ -1,4 +1,4 @@
-//! Verification of the chains as the events topic holds them.
+//! Verification of the chains as the events topic contains them.
 //!
 //! Each partition is read from its first record to its end, committed records only,
 //! and the n-th record must be the event at position n of the chain: its bytes
@@ -22,7 +22,7 @@ use crate::verify::{ChainChecks, ChainReport, ChainVerifier};
 /// Records checked together.
 const CHUNK: usize = 4096;
 
-/// Longest wait for the next record before the read is abandoned.
+/// Maximum wait for the next record before the read is abandoned.
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The outcome of verifying one partition.

@@ -5,6 +5,7 @@ mod billing;
 mod common;
 mod coverage;
 mod damage;
+mod equivalence;
 mod expected;
 mod format;
 mod regenerate;

@@ -32,10 +32,10 @@ use crate::expected::write_expected;
 /// NOTE: the workload's simulated time is not visible outside the generator, so the
 /// sequencer times advance by a fixed step per request and do not match the times in
 /// the payloads, such as expiry dates and retry times.
-struct SteppingAppender<'a> {
-    ledger: &'a EmbeddedLedger,
-    clock: &'a ManualClock,
-    step: Duration,
+pub struct SteppingAppender<'a> {
+    pub ledger: &'a EmbeddedLedger,
+    pub clock: &'a ManualClock,
+    pub step: Duration,
 }
 
 impl Appender for SteppingAppender<'_> {
