@@ -22,7 +22,7 @@ use consign_schemas::ChainId;
 use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Producer};
 
 use super::replica::Progress;
 use crate::embedded::{Published, Publisher};
@@ -34,7 +34,9 @@ const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(30);
 /// Header that carries the event position, for people reading the raw topic.
 pub const POSITION_HEADER: &str = "consign-position";
 
-type TxProducer = ThreadedProducer<DefaultProducerContext>;
+/// A producer without a polling thread: its commit serves the delivery reports itself,
+/// while a polling thread would make each commit wait for the thread's next poll.
+type TxProducer = BaseProducer<DefaultProducerContext>;
 
 /// The state of one chain's sequencer in this process.
 enum Slot {
@@ -173,6 +175,10 @@ impl SequencerSet {
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "0")
+            // A transaction that starts right after the previous commit is answered
+            // CONCURRENT_TRANSACTIONS until the commit markers are written; at the
+            // default backoff of 100 ms every group would wait that long.
+            .set("retry.backoff.ms", "2")
             .set("transaction.timeout.ms", "60000")
             .create()?;
         producer.init_transactions(TRANSACTION_TIMEOUT)?;
@@ -231,11 +237,18 @@ impl SequencerSet {
                     Ok(()) => break,
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                         record = back;
-                        std::thread::sleep(Duration::from_millis(1));
+                        producer.poll(Duration::from_millis(1));
                     }
                     Err((error, _)) => return Err(error),
                 }
             }
+        }
+
+        // The commit flushes too, but rdkafka's flush then polls in steps of 100 ms,
+        // which every commit would wait out; delivery is awaited here in 1 ms steps.
+        let deadline = Instant::now() + TRANSACTION_TIMEOUT;
+        while producer.in_flight_count() > 0 && Instant::now() < deadline {
+            producer.poll(Duration::from_millis(1));
         }
         producer.commit_transaction(TRANSACTION_TIMEOUT)
     }
