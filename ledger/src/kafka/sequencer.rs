@@ -177,8 +177,10 @@ impl SequencerSet {
             .set("linger.ms", "0")
             // A transaction that starts right after the previous commit is answered
             // CONCURRENT_TRANSACTIONS until the commit markers are written; at the
-            // default backoff of 100 ms every group would wait that long.
+            // default backoff of 100 ms every group would wait that long, and the
+            // backoff doubles up to one second on repeated answers.
             .set("retry.backoff.ms", "2")
+            .set("retry.backoff.max.ms", "20")
             .set("transaction.timeout.ms", "60000")
             .create()?;
         producer.init_transactions(TRANSACTION_TIMEOUT)?;
