@@ -147,7 +147,7 @@ impl Forwarder {
 
 impl Forward for Forwarder {
     fn sequences(&self, chain: ChainId) -> bool {
-        self.sequencers.ready_chains().contains(&chain)
+        self.sequencers.is_ready(chain)
     }
 
     fn forward<'a>(

@@ -42,7 +42,9 @@ type TxProducer = BaseProducer<DefaultProducerContext>;
 enum Slot {
     /// Fencing earlier producers and waiting for the copy to catch up.
     Starting,
-    Ready(TxProducer),
+    /// Taking appends. The producer is shared so that a commit runs outside the lock
+    /// while the chain still counts as sequenced here.
+    Ready(Arc<TxProducer>),
     /// Another producer took the chain over; this process no longer sequences it.
     Fenced(String),
 }
@@ -84,6 +86,11 @@ impl SequencerSet {
         for chain in chains {
             self.start(chain);
         }
+    }
+
+    /// Returns true when the sequencer of `chain` takes appends now.
+    pub(super) fn is_ready(&self, chain: ChainId) -> bool {
+        matches!(self.lock().get(&chain), Some(Slot::Ready(_)))
     }
 
     /// Returns the chains whose sequencer is ready.
@@ -154,7 +161,7 @@ impl SequencerSet {
             match self.fence_and_catch_up(chain) {
                 Ok(Some(producer)) => {
                     tracing::info!(chain = %chain, topic = %self.topic, "sequencer ready");
-                    self.lock().insert(chain, Slot::Ready(producer));
+                    self.lock().insert(chain, Slot::Ready(Arc::new(producer)));
                     return;
                 }
                 Ok(None) => return,
@@ -275,22 +282,16 @@ impl Publisher for SequencerPublisher {
 
     fn publish(&mut self, chain: ChainId, events: &[Published]) -> Result<(), LedgerError> {
         let set = Arc::clone(&self.0);
-        let slot = set.lock().remove(&chain);
-        let producer = match slot {
-            Some(Slot::Ready(producer)) => producer,
-            other => {
-                if let Some(slot) = other {
-                    set.lock().insert(chain, slot);
-                }
-                return self.ready(chain);
-            }
+        let ready = match set.lock().get(&chain) {
+            Some(Slot::Ready(producer)) => Some(Arc::clone(producer)),
+            _ => None,
+        };
+        let Some(producer) = ready else {
+            return self.ready(chain);
         };
 
         match set.commit(chain, &producer, events) {
-            Ok(()) => {
-                set.lock().insert(chain, Slot::Ready(producer));
-                Ok(())
-            }
+            Ok(()) => Ok(()),
             Err(error) if is_fenced(&error) => {
                 let reason = format!(
                     "another sequencer for chain {chain} (transactional.id {}) fenced this one, \
@@ -307,7 +308,6 @@ impl Publisher for SequencerPublisher {
                 {
                     let _ = producer.abort_transaction(TRANSACTION_TIMEOUT);
                 }
-                drop(producer);
                 tracing::warn!(chain = %chain, %error, "transaction failed; restarting the sequencer");
                 set.start_again(chain);
                 Err(LedgerError::Unavailable {
