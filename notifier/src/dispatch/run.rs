@@ -263,12 +263,10 @@ impl Dispatcher {
                     attempt: 1,
                 };
                 let idempotency = first_attempt_key(delivery, recipient, kind);
-                tasks.spawn(work::record_attempt(
-                    context,
+                tasks.spawn(released_when_unavailable(
                     key,
-                    target,
-                    event,
-                    idempotency,
+                    target.chain,
+                    work::record_attempt(context, key, target, event, idempotency),
                 ));
             }
             DueWork::Retry {
@@ -292,12 +290,10 @@ impl Dispatcher {
                 });
                 let target = target_of(state, notification, attempt);
                 let idempotency = retry_key(notification, attempt);
-                tasks.spawn(work::record_attempt(
-                    context,
+                tasks.spawn(released_when_unavailable(
                     key,
-                    target,
-                    event,
-                    idempotency,
+                    target.chain,
+                    work::record_attempt(context, key, target, event, idempotency),
                 ));
             }
             DueWork::Send {
@@ -325,7 +321,8 @@ impl Dispatcher {
                     email,
                     deadline,
                 };
-                tasks.spawn(work::send(context, job));
+                let chain = job.target.chain;
+                tasks.spawn(released_when_unavailable(key, chain, work::send(context, job)));
             }
             DueWork::Abandon {
                 notification,
@@ -345,7 +342,11 @@ impl Dispatcher {
                     _ => outcome_key(notification, attempt),
                 };
                 let target = target_of(state, notification, attempt);
-                tasks.spawn(work::abandon(context, target, reason, idempotency));
+                tasks.spawn(released_when_unavailable(
+                    key,
+                    target.chain,
+                    work::abandon(context, target, reason, idempotency),
+                ));
             }
         }
     }
@@ -465,6 +466,33 @@ where
             Some(next) => item = next,
             None => return Ok(()),
         }
+    }
+}
+
+/// Runs `work`, and when the ledger could not take its append now (a Kafka sequencer
+/// that is restarting or moving), reports it as finished with nothing appended. The
+/// claim is then released and the work is done again once it is due and its chain is
+/// sequenced here, under the same ids.
+async fn released_when_unavailable(
+    key: WorkKey,
+    chain: ChainId,
+    work: impl Future<Output = Result<Finished, DispatchError>>,
+) -> Result<Finished, DispatchError> {
+    match work.await {
+        Err(DispatchError::Append {
+            event,
+            delivery,
+            source: source @ consign_ledger::LedgerError::Unavailable { .. },
+            ..
+        }) => {
+            tracing::warn!(%delivery, event, error = %source, "notification work not recorded now; it is retried");
+            Ok(Finished {
+                key,
+                chain,
+                position: Position::ZERO,
+            })
+        }
+        other => other,
     }
 }
 
