@@ -132,7 +132,7 @@ async fn login(client: &reqwest::Client, base: &str) -> String {
 }
 
 /// Submits for `duration` and returns the delivery ids that were acknowledged, and
-/// the number of 503 answers.
+/// the number of 503 responses.
 async fn submit_for(base: String, token: String, worker: u32, duration: Duration) -> (Vec<String>, u32) {
     let client = reqwest::Client::new();
     let deadline = Instant::now() + duration;

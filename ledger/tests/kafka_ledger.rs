@@ -1,6 +1,6 @@
-//! The ledger on a real Apache Kafka broker: appends commit through the partition's
-//! sequencer, every process's copy follows the topic, an append where the chain's
-//! sequencer is elsewhere goes to it, a second sequencer fences the first without a
+//! The ledger on a real Apache Kafka broker. Appends commit through the partition's
+//! sequencer, and every process's copy follows the topic. An append where the chain's
+//! sequencer is elsewhere goes to it. A second sequencer fences the first without a
 //! fork, and the topic verifies on its own.
 //!
 //! The broker comes from `CONSIGN_KAFKA_BROKERS`, which the README's test command sets
@@ -49,7 +49,7 @@ fn verified_counts(brokers: &str, topic: &str, checks: &ChainChecks) -> Vec<u64>
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn appends_commit_to_kafka_and_every_copy_follows() {
+async fn appends_commit_and_copies_follow() {
     let Some(brokers) = kafka_brokers() else {
         return;
     };
@@ -190,7 +190,7 @@ async fn appends_commit_to_kafka_and_every_copy_follows() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_sequencer_fences_the_first_without_a_fork() {
+async fn sequencer_fenced_by_second_without_fork() {
     let Some(brokers) = kafka_brokers() else {
         return;
     };

@@ -71,8 +71,8 @@ impl FromRequestParts<Arc<Core>> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, core: &Arc<Core>) -> Result<Self, ApiError> {
         let token = session_token(&parts.headers).ok_or(ApiError::Unauthenticated)?;
-        // A browser sends the cookie with requests that another site starts; the pages
-        // check a form token for those, the JSON API takes the bearer header instead.
+        // A browser sends the cookie with requests that another site starts. The pages
+        // check a form token for those, so the JSON API takes the bearer header instead.
         let from_cookie = !parts.headers.contains_key(AUTHORIZATION);
         if from_cookie && !parts.method.is_safe() {
             return Err(ApiError::CookieCannotWrite);

@@ -254,9 +254,8 @@ fn with_idle_timeout(
 }
 
 /// Returns a new delivery id whose chain this process sequences, when it sequences
-/// any. On Kafka the delivery's documents, its e-mails and its recipient links then
-/// stay with the process that took the upload; on the embedded backend every id
-/// qualifies.
+/// any. On Kafka the delivery's documents, e-mails and recipient links then stay with
+/// the process that took the upload. On the embedded backend every id qualifies.
 fn local_delivery_id(core: &Core) -> DeliveryId {
     // With k of n chains here, a random id lands on one with probability k/n.
     const TRIES: usize = 4096;

@@ -14,7 +14,7 @@ use super::DataDirArgs;
 /// Maximum wait for the copy to catch up with the topic, or for a sequencer to start.
 const CATCH_UP: Duration = Duration::from_secs(300);
 
-/// What a command does on Kafka.
+/// The part a command plays on Kafka.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Role {
     /// Reads only: the copy follows the topic and sequences nothing.
@@ -25,7 +25,7 @@ pub(crate) enum Role {
 }
 
 impl DataDirArgs {
-    /// The Kafka options of these arguments, when `--kafka` was given.
+    /// Returns the Kafka options of these arguments, when `--kafka` was given.
     pub(crate) fn kafka_options(&self, role: Role) -> Option<KafkaOptions> {
         let brokers = self.kafka.clone()?;
         Some(KafkaOptions {
@@ -40,8 +40,9 @@ impl DataDirArgs {
 }
 
 /// Opens the ledger for a command outside any async runtime. With `--kafka` the copy
-/// in the data directory is opened for writing (imports write to it) and caught up
-/// with the topic; with [`Role::Sequence`] it also waits for those sequencers.
+/// in the data directory is opened for writing, because imports write to it, and
+/// caught up with the topic. With [`Role::Sequence`] it also waits for those
+/// sequencers.
 ///
 /// # Errors
 ///

@@ -1,7 +1,7 @@
-//! Backend equivalence: the same scripted workload, appended one request at a time
-//! with the same clock, on the embedded backend and on Apache Kafka gives the same
-//! events for every delivery (apart from event ids, which are random) and the same
-//! view digests.
+//! Backend equivalence: the same scripted workload is appended one request at a time
+//! with the same clock, on the embedded backend and on Apache Kafka. Both give the
+//! same events for every delivery, apart from the random event ids, and the same view
+//! digests.
 //!
 //! The Kafka broker comes from `CONSIGN_KAFKA_BROKERS`, which the README's test
 //! command sets after starting one; under CI a missing broker fails the test.
@@ -53,7 +53,7 @@ async fn run_workload(ledger: &EmbeddedLedger, clock: &ManualClock) {
     workload::generate(&appender, config(), 1, |_| {}).await.unwrap();
 }
 
-/// Each delivery's events, and the events of no delivery under `None`, as JSON of
+/// Groups the events by delivery, with those of no delivery under `None`, as JSON of
 /// their actor, type, payload, position and time.
 fn events_by_delivery(ledger: &EmbeddedLedger) -> BTreeMap<Option<String>, Vec<Value>> {
     let mut grouped: BTreeMap<Option<String>, Vec<Value>> = BTreeMap::new();
