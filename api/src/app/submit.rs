@@ -29,7 +29,7 @@ use serde_json::json;
 
 use super::auth::Caller;
 use super::core::Core;
-use super::error::ApiError;
+use super::error::{ApiError, UNCONFIRMED};
 use super::names::{check_file_name, check_media_type};
 use super::passwords;
 use super::request::{Plan, plan};
@@ -109,7 +109,8 @@ async fn submit_checked(
         Ok(()) => record(&core, &caller, plan, &uploads, idempotency).await,
         Err(error) => Err(error),
     };
-    if outcome.is_err() || matches!(outcome, Ok((_, true))) {
+    let pending = matches!(&outcome, Err(error) if outcome_unknown(error));
+    if !pending && (outcome.is_err() || matches!(outcome, Ok((_, true)))) {
         discard(&core, &uploads).await;
     }
     let (body, _) = outcome?;
@@ -253,19 +254,19 @@ fn with_idle_timeout(
     })
 }
 
-/// Returns a new delivery id whose chain this process sequences, when it sequences
-/// any. On Kafka the delivery's documents, e-mails and recipient links then stay with
+/// Returns a new delivery id on a chain of this process (see
+/// `EmbeddedLedger::is_home_chain`), when it has any. On Kafka the delivery's documents, e-mails and recipient links then stay with
 /// the process that took the upload. On the embedded backend every id qualifies.
 fn local_delivery_id(core: &Core) -> DeliveryId {
     // With k of n chains here, a random id lands on one with probability k/n.
     const TRIES: usize = 4096;
     let first = DeliveryId::random();
-    if core.ledger.sequences_here(core.chain_of(first)) {
+    if core.ledger.is_home_chain(core.chain_of(first)) {
         return first;
     }
     (1..TRIES)
         .map(|_| DeliveryId::random())
-        .find(|delivery| core.ledger.sequences_here(core.chain_of(*delivery)))
+        .find(|delivery| core.ledger.is_home_chain(core.chain_of(*delivery)))
         .unwrap_or(first)
 }
 
@@ -507,6 +508,17 @@ fn replayed_body(
 }
 
 /// Deletes the documents of a failed or replayed submission.
+/// Returns true when `error` leaves the submission's outcome unknown: a Kafka
+/// sequencer did not confirm it, so it may still be recorded and its documents must
+/// stay. They are kept, and logged.
+pub(crate) fn outcome_unknown(error: &ApiError) -> bool {
+    let unknown = matches!(error, ApiError::Unavailable { message } if message.starts_with(UNCONFIRMED));
+    if unknown {
+        tracing::warn!(%error, "documents kept: the submission may still be recorded");
+    }
+    unknown
+}
+
 pub(crate) async fn discard(core: &Core, uploads: &[Upload]) {
     for upload in uploads {
         if let Err(error) = core.blobs.delete(&upload.blob.storage_key).await {

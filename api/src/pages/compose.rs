@@ -24,7 +24,7 @@ use super::compose_form::render;
 use super::form::{FormError, parse_recipient_lines};
 use super::session::{PageCaller, PageError, see_other};
 use crate::app::request::{Plan, plan};
-use crate::app::submit::{Upload, discard, next_field, record, store_document};
+use crate::app::submit::{Upload, discard, next_field, outcome_unknown, record, store_document};
 use crate::app::{ApiError, Core};
 
 /// Maximum size of all text fields of the form together.
@@ -203,13 +203,16 @@ async fn submit_checked(
     let mut uploads: Vec<Upload> = Vec::new();
     let stored = read_form(core, caller, &mut multipart, fields, &mut uploads).await;
     let idempotency = idempotency_key(caller, &fields.idempotency);
+    let mut pending = false;
     let outcome = match stored {
-        Ok(plan) => record(core, &caller.caller, plan, &uploads, idempotency)
-            .await
-            .map_err(SubmitError::from),
+        Ok(plan) => {
+            let recorded = record(core, &caller.caller, plan, &uploads, idempotency).await;
+            pending = matches!(&recorded, Err(error) if outcome_unknown(error));
+            recorded.map_err(SubmitError::from)
+        }
         Err(error) => Err(error),
     };
-    if outcome.is_err() || matches!(outcome, Ok((_, true))) {
+    if !pending && (outcome.is_err() || matches!(outcome, Ok((_, true)))) {
         discard(core, &uploads).await;
     }
     let (body, _) = outcome?;

@@ -104,7 +104,7 @@ impl Committer<'_> {
             && let Err(error) = publisher.ready(chain)
         {
             self.checkpoints.release(chain);
-            let reason = error.to_string();
+            let reason = reason_of(error);
             for pending in group {
                 let _ = pending.reply.send(Err(unavailable(chain, &reason)));
             }
@@ -248,7 +248,7 @@ impl Committer<'_> {
             && !published.is_empty()
             && let Err(error) = publisher.publish(chain, published)
         {
-            let reason = error.to_string();
+            let reason = reason_of(error);
             tracing::warn!(chain = %chain, error = %reason, "events not committed upstream");
             for pending in group {
                 let _ = pending.reply.send(Err(unavailable(chain, &reason)));
@@ -282,6 +282,15 @@ impl Committer<'_> {
 }
 
 /// The error of an append to `chain` that the upstream did not take.
+/// Returns the reason of an upstream error, without the wording that
+/// [`LedgerError::Unavailable`] adds when it is shown.
+fn reason_of(error: LedgerError) -> String {
+    match error {
+        LedgerError::Unavailable { reason, .. } => reason,
+        other => other.to_string(),
+    }
+}
+
 fn unavailable(chain: ChainId, reason: &str) -> LedgerError {
     LedgerError::Unavailable {
         chain,

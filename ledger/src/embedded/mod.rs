@@ -333,6 +333,13 @@ impl EmbeddedLedger {
             .is_none_or(|forward| forward.sequences(chain))
     }
 
+    /// True when `chain` belongs to this process: always on the embedded backend; on
+    /// Kafka, when the process was started to sequence it and was not fenced from it,
+    /// even while its sequencer is starting. New deliveries go on such chains.
+    pub fn is_home_chain(&self, chain: ChainId) -> bool {
+        self.forward.get().is_none_or(|forward| forward.home(chain))
+    }
+
     /// Sends appends for chains sequenced elsewhere through `forward`.
     pub(crate) fn set_forward(&self, forward: Arc<dyn Forward>) {
         let _ = self.forward.set(forward);

@@ -23,6 +23,10 @@ pub(crate) trait Forward: Send + Sync {
     /// True while this process sequences `chain`.
     fn sequences(&self, chain: ChainId) -> bool;
 
+    /// True when `chain` is one this process was started to sequence and was not
+    /// fenced from, even while its sequencer is starting.
+    fn home(&self, chain: ChainId) -> bool;
+
     /// Hands `request` to the sequencer of its chain and waits until `ledger`, the
     /// local copy, contains the result.
     fn forward<'a>(

@@ -34,10 +34,15 @@ pub async fn export_bundle(
         return Err(EvidenceError::NoEvents { delivery });
     }
 
-    let checkpoint_position = ledger
-        .checkpoint(chain)
-        .await?
-        .ok_or(EvidenceError::NoEvents { delivery })?;
+    let checkpoint_position = if ledger.sequences_here(chain) {
+        ledger
+            .checkpoint(chain)
+            .await?
+            .ok_or(EvidenceError::NoEvents { delivery })?
+    } else {
+        let last = *positions.last().expect("not empty");
+        covering_checkpoint(ledger, chain, last).await?
+    };
     let checkpoint = read_checkpoint(ledger, chain, checkpoint_position)?;
 
     let mut events = Vec::with_capacity(positions.len());
@@ -136,3 +141,35 @@ fn read_event(
     let envelope = Envelope::decode(&raw.bytes).map_err(|error| damaged(error.to_string()))?;
     Ok((hash, raw.bytes, envelope))
 }
+
+/// Waits for a checkpoint of `chain` that covers `position`, signed by the process
+/// that sequences the chain, which signs one at most a configured time after each
+/// event. Returns its position.
+async fn covering_checkpoint(
+    ledger: &EmbeddedLedger,
+    chain: ChainId,
+    position: Position,
+) -> Result<Position, EvidenceError> {
+    let deadline = std::time::Instant::now() + COVERING_WAIT;
+    loop {
+        if let Some(checkpoint) = ledger.last_checkpoint(chain)?
+            && checkpoint > position
+        {
+            return Ok(checkpoint);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(crate::LedgerError::Unavailable {
+                chain,
+                reason: format!(
+                    "no signed checkpoint covers position {position} yet, and chain {chain} is \
+                     sequenced by another process, which signs the next one"
+                ),
+            }
+            .into());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Maximum wait for another process's checkpoint to cover the events of a bundle.
+const COVERING_WAIT: std::time::Duration = std::time::Duration::from_secs(10);

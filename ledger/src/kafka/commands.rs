@@ -150,6 +150,10 @@ impl Forward for Forwarder {
         self.sequencers.is_ready(chain)
     }
 
+    fn home(&self, chain: ChainId) -> bool {
+        self.sequencers.is_home(chain)
+    }
+
     fn forward<'a>(
         &'a self,
         ledger: &'a EmbeddedLedger,

@@ -93,6 +93,14 @@ impl SequencerSet {
         matches!(self.lock().get(&chain), Some(Slot::Ready(_)))
     }
 
+    /// Returns true when this process sequences `chain` or is starting its sequencer.
+    pub(super) fn is_home(&self, chain: ChainId) -> bool {
+        matches!(
+            self.lock().get(&chain),
+            Some(Slot::Ready(_) | Slot::Starting)
+        )
+    }
+
     /// Returns the chains whose sequencer is ready.
     pub(super) fn ready_chains(&self) -> Vec<ChainId> {
         let mut chains: Vec<ChainId> = self

@@ -38,6 +38,8 @@ const AMOUNT_COLUMNS: [&str; 6] = [
 /// Writes the report as CSV: a first line `# ledger positions (chain:next position): 0:N
 /// 1:M ...`, a header, and one record per row, with amount columns when `rates` is set.
 ///
+/// A billing code that a spreadsheet would read as a formula (one starting with `=`,
+/// `+`, `-`, `@`, a tab or a carriage return) is written with a leading `'`.
 /// An empty `billing_code` field means no billing code. A CSV reader skips the first
 /// line when `#` is its comment character, as with `csv::ReaderBuilder::comment`.
 ///
@@ -74,7 +76,10 @@ pub fn write_csv(
         let mut record = vec![
             row.month.to_string(),
             row.account.to_string(),
-            row.billing_code.clone().unwrap_or_default(),
+            row.billing_code
+                .as_deref()
+                .map(spreadsheet_safe)
+                .unwrap_or_default(),
         ];
         record.extend(
             [
@@ -187,4 +192,26 @@ pub fn write_json(
         .map_err(|error| failed(error.to_string()))?;
     writeln!(writer).map_err(|error| failed(error.to_string()))?;
     writer.flush().map_err(|error| failed(error.to_string()))
+}
+
+/// Prefixes `text` with `'` when a spreadsheet would run it as a formula.
+fn spreadsheet_safe(text: &str) -> String {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{text}")
+    } else {
+        text.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod formula_tests {
+    use super::spreadsheet_safe;
+
+    #[test]
+    fn formula_codes_are_quoted() {
+        assert_eq!(spreadsheet_safe("=1+2"), "'=1+2");
+        assert_eq!(spreadsheet_safe("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(spreadsheet_safe("-5"), "'-5");
+        assert_eq!(spreadsheet_safe("ACME-2026"), "ACME-2026");
+    }
 }
