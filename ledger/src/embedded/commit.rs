@@ -41,7 +41,7 @@ enum Outcome {
     Rejected(LedgerError),
 }
 
-/// What one group commit works with.
+/// The state and settings one group commit works with.
 pub(super) struct Committer<'a> {
     pub(super) shared: &'a Shared,
     pub(super) write_options: &'a WriteOptions,
@@ -281,7 +281,6 @@ impl Committer<'_> {
     }
 }
 
-/// The error of an append to `chain` that the upstream did not take.
 /// Returns the reason of an upstream error, without the wording that
 /// [`LedgerError::Unavailable`] adds when it is shown.
 fn reason_of(error: LedgerError) -> String {
@@ -291,6 +290,7 @@ fn reason_of(error: LedgerError) -> String {
     }
 }
 
+/// Builds the error of an append to `chain` that the upstream did not take.
 fn unavailable(chain: ChainId, reason: &str) -> LedgerError {
     LedgerError::Unavailable {
         chain,
