@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use common::{kafka_brokers, unique_topic, withdrawal};
 use consign_ledger::checkpoint::CheckpointPolicy;
+use consign_ledger::evidence::{export_bundle, verify_bundle};
 use consign_ledger::kafka::{KafkaOptions, open_kafka_ledger, verify_topic, wait_replicated};
 use consign_ledger::postmark::PostmarkKeys;
 use consign_ledger::{AppendRequest, ChainChecks, EmbeddedLedger, EmbeddedOptions, StoredEvent};
@@ -169,6 +170,23 @@ async fn appends_commit_and_copies_follow() {
         .unwrap();
     assert!(again.replayed);
     lengths[0] = ledger.next_position(ChainId::new(0)).unwrap().get();
+
+    // The copy, which sequences nothing, exports evidence proved into a checkpoint
+    // that the first process signed.
+    let early = all_events(&copy, ChainId::new(0))[3].clone();
+    let delivery = early.envelope.event.delivery().unwrap();
+    let bundle = export_bundle(&copy, delivery, ChainId::new(0), &[early.position()], &keys.public_keys())
+        .await
+        .unwrap();
+    assert!(bundle.checkpoint.tree_size > early.position().get());
+    // These events are withdrawals without a submission, so only the `submission`
+    // check fails; the signature and the inclusion proof pass.
+    let report = verify_bundle(&bundle.to_bytes());
+    for check in &report.checks {
+        assert_eq!(check.passed, check.name != "submission", "{check:?}");
+    }
+    assert!(report.checks.iter().any(|check| check.name == "inclusion"));
+    assert!(report.checks.iter().any(|check| check.name == "checkpoint-signature"));
     copy.close();
 
     // Reopened, the first copy resumes after its stored offsets and goes on.

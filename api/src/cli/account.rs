@@ -83,7 +83,13 @@ pub fn create(args: CreateArgs) -> anyhow::Result<Outcome> {
             EmbeddedOptions::default(),
             super::backend::Role::Follow,
         )?;
-        append_account(&ledger, &account)?
+        append_account(&ledger, &account).map_err(|error| {
+            error.context(format!(
+                "the account was handed to the server that sequences chain {ACCOUNT_CHAIN} on \
+                 Kafka, and none recorded it; start `consign serve --kafka` first, then run \
+                 this command again"
+            ))
+        })?
     } else {
         open_account(&args.data.data_dir, &account)?
     };

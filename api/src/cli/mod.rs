@@ -95,12 +95,28 @@ pub struct DataDirArgs {
     /// Apache Kafka brokers, HOST:PORT[,HOST:PORT...]: the ledger lives in Kafka, one
     /// chain per partition of --kafka-topic. Without it, the ledger is the embedded
     /// store in the data directory.
-    #[arg(long, env = "CONSIGN_KAFKA")]
+    #[arg(long, env = "CONSIGN_KAFKA", value_parser = parse_brokers)]
     pub kafka: Option<String>,
 
     /// Kafka topic of the events, with --kafka.
     #[arg(long, env = "CONSIGN_KAFKA_TOPIC", default_value = consign_ledger::kafka::EVENTS_TOPIC)]
     pub kafka_topic: String,
+}
+
+/// Checks a broker list: `HOST:PORT` items separated by commas.
+fn parse_brokers(text: &str) -> Result<String, String> {
+    for broker in text.split(',') {
+        let valid = broker
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.trim().is_empty() && port.parse::<u16>().is_ok_and(|port| port > 0));
+        if !valid {
+            return Err(format!(
+                "{broker:?} is not HOST:PORT; give the brokers as HOST:PORT[,HOST:PORT...], \
+                 such as 127.0.0.1:9092"
+            ));
+        }
+    }
+    Ok(text.to_owned())
 }
 
 #[derive(Debug, Subcommand)]

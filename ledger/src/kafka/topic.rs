@@ -184,7 +184,7 @@ pub async fn ensure_events_topic(
             });
         }
     }
-    tracing::info!(topic, brokers, chains, ?outcome, "events topic ready");
+    tracing::info!(topic, brokers, chains, ?outcome, "topic ready");
     Ok(outcome)
 }
 
