@@ -38,7 +38,7 @@ use crate::listen::{ListenConfig, TlsFiles};
 use consign_projections::billing::RateTable;
 use consign_projections::{ALL_VIEWS, ViewStore, ViewStoreOptions};
 
-/// Longest wait at start for the copy of the Kafka ledger and for the sequencers.
+/// Maximum wait at start for the copy of the Kafka ledger and for the sequencers.
 const KAFKA_START: Duration = Duration::from_secs(60);
 
 #[derive(Debug, clap::Args)]

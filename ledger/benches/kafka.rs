@@ -2,9 +2,9 @@
 //! in the same run:
 //!
 //! - appends through the consign ledger (one chain, its sequencer in this process,
-//!   one transaction per group commit) against a raw rdkafka producer (idempotent,
-//!   `acks=all`) sending records of the same size to a one-partition topic, with the
-//!   same number of sends in flight; throughput and p99 latency;
+//!   one transaction per group commit), throughput and p99 latency. The baseline is a
+//!   raw rdkafka producer (idempotent, `acks=all`) with the same number of sends in
+//!   flight, sending records of the same size to a one-partition topic.
 //! - rebuilding a copy of the chain from the topic against a raw read-committed
 //!   consumer reading the same partition.
 //!
@@ -139,6 +139,7 @@ async fn raw_produce(brokers: &str, in_flight: usize, size: usize) -> Rate {
         .set("linger.ms", "0")
         .create()
         .unwrap();
+
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -163,6 +164,7 @@ async fn raw_produce(brokers: &str, in_flight: usize, size: usize) -> Rate {
             latencies
         }));
     }
+
     tokio::time::sleep(seconds()).await;
     stop.store(true, Ordering::Relaxed);
     let mut latencies = Vec::new();

@@ -246,11 +246,11 @@ async fn sequencer_fenced_by_second_without_fork() {
 
     // The first append after the hand-over finds the old sequencer fenced and is
     // rejected; nothing of it is recorded.
-    let refused = first
+    let rejected = first
         .append(AppendRequest::new(chain, vec![withdrawal(100)]))
         .await
         .unwrap_err();
-    assert!(refused.to_string().contains("fenced"), "{refused}");
+    assert!(rejected.to_string().contains("fenced"), "{rejected}");
     assert_eq!(first_status.fenced_chains().len(), 1);
     // Later appends in the fenced process go to the new sequencer.
     let forwarded = first

@@ -52,9 +52,9 @@ pub enum Command {
     /// Inspect, check and generate ledgers.
     #[command(subcommand)]
     Ledger(LedgerCommand),
-    /// Manage accounts: while the server is stopped on the embedded ledger; on Kafka,
-    /// while a server runs, which records the account (give this command its own
-    /// --data-dir).
+    /// Manage accounts. On the embedded ledger, run it while the server is stopped.
+    /// On Kafka, run it while a server runs, because that server records the account,
+    /// and give it its own --data-dir.
     #[command(subcommand)]
     Account(AccountCommand),
     /// Manage the postmark signing keys.

@@ -325,7 +325,7 @@ pub(super) fn tree_of<'a>(
     Ok(trees.get_mut(&chain).expect("inserted above"))
 }
 
-/// Which chains a group may sign checkpoints for, and when.
+/// The chains a group may sign checkpoints for, and the conditions.
 struct Due<'a> {
     forced: &'a [ForcedCheckpoint],
     appended: &'a [ChainId],

@@ -4,7 +4,7 @@
 //! event of the chain. An event at a position the copy already has must have the same
 //! hash, and a new one must take the next position and link to the head. The
 //! valid prefix of a batch is written in one RocksDB batch with the Merkle leaves,
-//! idempotency entries and the offset after the last record; the first invalid
+//! idempotency entries and the offset after the last record. The first invalid
 //! record is reported with its offset.
 
 use std::collections::HashMap;

@@ -333,9 +333,10 @@ impl EmbeddedLedger {
             .is_none_or(|forward| forward.sequences(chain))
     }
 
-    /// True when `chain` belongs to this process: always on the embedded backend; on
-    /// Kafka, when the process was started to sequence it and was not fenced from it,
-    /// even while its sequencer is starting. New deliveries go on such chains.
+    /// Returns true when `chain` belongs to this process. That is always so on the
+    /// embedded backend. On Kafka, the process was started to sequence it and was not
+    /// fenced from it, even if its sequencer is still starting. New deliveries go on
+    /// such chains.
     pub fn is_home_chain(&self, chain: ChainId) -> bool {
         self.forward.get().is_none_or(|forward| forward.home(chain))
     }

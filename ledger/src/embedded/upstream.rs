@@ -1,10 +1,10 @@
 //! How a replicated backend drives the embedded store.
 //!
 //! With Apache Kafka, the store in the data directory is this process's copy of every
-//! chain. Two things feed it: the writer, which sequences appends for the chains whose
-//! sequencer runs in this process and hands each group to a [`Publisher`] that commits
-//! it upstream before anything is written here; and imports of events that the
-//! upstream committed, in partition order, whoever sequenced them. An import checks
+//! chain. Two things feed it. The writer sequences appends for the chains whose
+//! sequencer runs in this process, and hands each group to a [`Publisher`] that commits
+//! it upstream before anything is written here. Imports bring the events that the
+//! upstream committed, in partition order, from any sequencer. An import checks
 //! each event against the local head: an event already present must be identical, and
 //! a new one must extend the chain.
 

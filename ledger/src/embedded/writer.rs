@@ -15,7 +15,7 @@
 //!
 //! The same thread writes imports of events committed upstream. With a publisher
 //! (the Kafka backend), each chain's part of a group is committed upstream first and
-//! written here only once that succeeded; a chain whose sequencer runs elsewhere gets
+//! written here only once that succeeded. A chain whose sequencer runs elsewhere gets
 //! no appends.
 //!
 //! After a failed write the writer rejects every later append until the ledger is

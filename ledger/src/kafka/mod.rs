@@ -1,8 +1,8 @@
 //! The Apache Kafka backend.
 //!
 //! Topic `consign.events` contains one chain per partition. Each chain is extended only
-//! by its sequencer, through a transactional producer that fences any earlier one;
-//! every process keeps a verified copy of all chains in its data directory, filled by
+//! by its sequencer, through a transactional producer that fences any earlier one.
+//! Every process keeps a verified copy of all chains in its data directory, filled by
 //! a consumer that reads committed records only, and serves reads from it. An append
 //! to a chain sequenced in another process goes there through topic
 //! `consign.commands`.

@@ -97,13 +97,13 @@ impl KafkaStatus {
         self.progress.broken(chain)
     }
 
-    /// Waits until the copy contains every record committed to the topic before the call;
-    /// returns false on timeout.
+    /// Waits until the copy contains every record committed to the topic before the
+    /// call. Returns false on timeout.
     ///
     /// # Errors
     ///
     /// [`KafkaSetupError::Unreachable`] when the end of a partition cannot be read, and
-    /// [`KafkaSetupError::Create`] naming a partition the copy stopped following.
+    /// [`KafkaSetupError::Unusable`] naming a partition the copy stopped following.
     pub async fn catch_up(&self, timeout: Duration) -> Result<bool, KafkaSetupError> {
         let brokers = self.sequencers.brokers.clone();
         let topic = self.sequencers.topic.clone();
@@ -115,7 +115,7 @@ impl KafkaStatus {
             let mut behind = false;
             for (chain, end) in &ends {
                 if let Some(reason) = self.progress.broken(*chain) {
-                    return Err(KafkaSetupError::Create {
+                    return Err(KafkaSetupError::Unusable {
                         topic: self.sequencers.topic.clone(),
                         reason,
                     });

@@ -3,7 +3,7 @@
 //!
 //! It resumes each partition at the offset stored with the copy, so a restart reads
 //! only what it has not imported. After each import it records how far the consumer
-//! has read, which tells a starting sequencer when the copy contains everything
+//! has read, from which a starting sequencer learns when the copy contains everything
 //! committed before it fenced its predecessors. A record that does not extend the
 //! copy (a fork, a gap, bytes that do not decode) stops that partition and is logged.
 
@@ -66,7 +66,7 @@ impl Progress {
 pub(super) struct Feeder {
     pub(super) brokers: String,
     pub(super) topic: String,
-    /// Where to resume each partition: the offset after the last imported record.
+    /// Resume offset of each partition: the offset after the last imported record.
     pub(super) resume: BTreeMap<ChainId, Option<i64>>,
     pub(super) writer: WriterHandle,
     pub(super) progress: Arc<Progress>,

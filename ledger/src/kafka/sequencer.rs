@@ -160,6 +160,13 @@ impl SequencerSet {
         }
     }
 
+    /// Starts `chain`'s sequencer again after a failed transaction, unless closing.
+    fn start_again(self: &Arc<Self>, chain: ChainId) {
+        if !self.stop.load(Ordering::Relaxed) {
+            self.start(chain);
+        }
+    }
+
     /// Fences earlier producers of `chain`, waits for the copy to contain everything they
     /// committed, and marks the chain ready. Retries until it succeeds or the ledger
     /// closes.
@@ -190,10 +197,10 @@ impl SequencerSet {
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "0")
-            // A transaction that starts right after the previous commit is answered
-            // CONCURRENT_TRANSACTIONS until the commit markers are written; at the
-            // default backoff of 100 ms every group would wait that long, and the
-            // backoff doubles up to one second on repeated answers.
+            // A transaction that starts right after the previous commit gets the error
+            // CONCURRENT_TRANSACTIONS until the commit markers are written. At the
+            // default backoff of 100 ms, doubling up to one second, every group would
+            // wait that long.
             .set("retry.backoff.ms", "2")
             .set("retry.backoff.max.ms", "20")
             .set("transaction.timeout.ms", "60000")
@@ -261,8 +268,8 @@ impl SequencerSet {
             }
         }
 
-        // The commit flushes too, but rdkafka's flush then polls in steps of 100 ms,
-        // which every commit would wait out; delivery is awaited here in 1 ms steps.
+        // The commit flushes too, but rdkafka's flush polls in steps of 100 ms, so
+        // every commit would wait that long. Delivery is awaited here in 1 ms steps.
         let deadline = Instant::now() + TRANSACTION_TIMEOUT;
         while producer.in_flight_count() > 0 && Instant::now() < deadline {
             producer.poll(Duration::from_millis(1));
@@ -326,15 +333,6 @@ impl Publisher for SequencerPublisher {
                     ),
                 })
             }
-        }
-    }
-}
-
-impl SequencerSet {
-    /// Starts `chain`'s sequencer again after a failed transaction, unless closing.
-    fn start_again(self: &Arc<Self>, chain: ChainId) {
-        if !self.stop.load(Ordering::Relaxed) {
-            self.start(chain);
         }
     }
 }

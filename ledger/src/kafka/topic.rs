@@ -27,6 +27,8 @@ pub enum KafkaSetupError {
     Unreachable { brokers: String, cause: KafkaError },
     #[error("cannot create topic {topic}: {reason}")]
     Create { topic: String, reason: String },
+    #[error("cannot use topic {topic}: {reason}")]
+    Unusable { topic: String, reason: String },
     #[error(
         "topic {topic} has {setting}={found}, but consign needs {setting}={expected} so that \
          no acknowledged event is lost or expires; change it with Kafka's kafka-configs tool \

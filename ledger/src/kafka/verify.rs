@@ -1,9 +1,8 @@
 //! Verification of the chains as the events topic contains them.
 //!
-//! Each partition is read from its first record to its end, committed records only,
-//! and the n-th record must be the event at position n of the chain: its bytes
-//! decode, it names the chain and position, and it links to the hash of the record
-//! before it. Checkpoint roots and signatures are checked as in the embedded store.
+//! Each partition is read from its first record to its end, committed records only.
+//! The n-th record must be the event at position n of the chain. Its bytes decode, it
+//! names the chain and position, and it links to the hash of the record before it. Checkpoint roots and signatures are checked as in the embedded store.
 
 use std::time::Duration;
 
@@ -38,8 +37,8 @@ pub struct TopicReport {
 ///
 /// # Errors
 ///
-/// [`KafkaSetupError::Unreachable`] when the cluster cannot be read, or does not
-/// answer for [`READ_TIMEOUT`] before a partition's end.
+/// [`KafkaSetupError::Unreachable`] when the cluster cannot be read, or sends no
+/// record for [`READ_TIMEOUT`] before a partition's end.
 pub fn verify_topic(
     brokers: &str,
     topic: &str,
@@ -62,7 +61,7 @@ pub fn verify_topic(
         .fetch_metadata(None, READ_TIMEOUT)
         .map_err(unreachable)?;
     let Some(found) = metadata.topics().iter().find(|found| found.name() == topic) else {
-        return Err(KafkaSetupError::Create {
+        return Err(KafkaSetupError::Unusable {
             topic: topic.to_owned(),
             reason: "the cluster has no such topic; check --kafka and the topic name".to_owned(),
         });
