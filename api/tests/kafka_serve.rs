@@ -28,7 +28,9 @@ fn kafka_brokers() -> Option<String> {
             panic!("CONSIGN_KAFKA_BROKERS is not set under CI; run the tests with scripts/test.sh")
         }
         _ => {
-            eprintln!("SKIPPED: set CONSIGN_KAFKA_BROKERS or run scripts/test.sh to test against Kafka");
+            eprintln!(
+                "SKIPPED: set CONSIGN_KAFKA_BROKERS or run scripts/test.sh to test against Kafka"
+            );
             None
         }
     }
@@ -67,7 +69,14 @@ impl ServeProcess {
             .arg(format!("127.0.0.1:{port}"))
             .arg("--data-dir")
             .arg(data_dir)
-            .args(["--kafka", brokers, "--kafka-topic", topic, "--kafka-sequence", sequence])
+            .args([
+                "--kafka",
+                brokers,
+                "--kafka-topic",
+                topic,
+                "--kafka-sequence",
+                sequence,
+            ])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -126,14 +135,23 @@ async fn login(client: &reqwest::Client, base: &str) -> String {
             let body: serde_json::Value = response.json().await.unwrap();
             return body["token"].as_str().unwrap().to_owned();
         }
-        assert!(Instant::now() < deadline, "login at {base}: {}", response.status());
+        assert!(
+            Instant::now() < deadline,
+            "login at {base}: {}",
+            response.status()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
 /// Submits for `duration` and returns the delivery ids that were acknowledged, and
 /// the number of 503 responses.
-async fn submit_for(base: String, token: String, worker: u32, duration: Duration) -> (Vec<String>, u32) {
+async fn submit_for(
+    base: String,
+    token: String,
+    worker: u32,
+    duration: Duration,
+) -> (Vec<String>, u32) {
     let client = reqwest::Client::new();
     let deadline = Instant::now() + duration;
     let mut acknowledged = Vec::new();
@@ -142,10 +160,14 @@ async fn submit_for(base: String, token: String, worker: u32, duration: Duration
     while Instant::now() < deadline {
         index += 1;
         let subject = format!("worker {worker} submission {index}");
-        let metadata = serde_json::json!({ "recipients": ["bob@recipients.test"], "subject": subject });
+        let metadata =
+            serde_json::json!({ "recipients": ["bob@recipients.test"], "subject": subject });
         let form = Form::new()
             .part("metadata", Part::text(metadata.to_string()))
-            .part("document", Part::bytes(subject.clone().into_bytes()).file_name("a.txt"));
+            .part(
+                "document",
+                Part::bytes(subject.clone().into_bytes()).file_name("a.txt"),
+            );
         let response = client
             .post(format!("{base}/api/deliveries"))
             .bearer_auth(&token)
@@ -160,7 +182,10 @@ async fn submit_for(base: String, token: String, worker: u32, duration: Duration
                 acknowledged.push(body["delivery"].as_str().unwrap().to_owned());
             }
             503 => unavailable += 1,
-            status => panic!("submission answered {status}: {}", response.text().await.unwrap()),
+            status => panic!(
+                "submission answered {status}: {}",
+                response.text().await.unwrap()
+            ),
         }
     }
     (acknowledged, unavailable)
@@ -172,7 +197,9 @@ fn all_events(ledger: &consign_ledger::EmbeddedLedger, chain: ChainId) -> Vec<St
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_record_every_acknowledged_submission_once() {
-    let Some(brokers) = kafka_brokers() else { return };
+    let Some(brokers) = kafka_brokers() else {
+        return;
+    };
     let seconds: u64 = std::env::var("CONSIGN_KAFKA_SOAK_SECONDS")
         .ok()
         .and_then(|text| text.parse().ok())
@@ -189,7 +216,13 @@ async fn two_processes_record_every_acknowledged_submission_once() {
     // sequences the account chain.
     let mut create = Command::new(BIN)
         .args(["account", "create", "--login", "ada", "--role", "sender"])
-        .args(["--email", "ada@consign.test", "--password-stdin", "--kafka", &brokers])
+        .args([
+            "--email",
+            "ada@consign.test",
+            "--password-stdin",
+            "--kafka",
+            &brokers,
+        ])
         .args(["--kafka-topic", &topic, "--data-dir"])
         .arg(work.path().join("admin"))
         .stdin(Stdio::piped())
@@ -231,11 +264,23 @@ async fn two_processes_record_every_acknowledged_submission_once() {
         "{} submissions acknowledged in {seconds} s, {unavailable} answered 503",
         acknowledged.len()
     );
-    assert!(acknowledged.len() > 20, "only {} acknowledged", acknowledged.len());
+    assert!(
+        acknowledged.len() > 20,
+        "only {} acknowledged",
+        acknowledged.len()
+    );
 
     // The topic verifies on its own.
     let verify = Command::new(BIN)
-        .args(["ledger", "verify", "--kafka", &brokers, "--kafka-topic", &topic, "--data-dir"])
+        .args([
+            "ledger",
+            "verify",
+            "--kafka",
+            &brokers,
+            "--kafka-topic",
+            &topic,
+            "--data-dir",
+        ])
         .arg(work.path().join("verify"))
         .output()
         .unwrap();
@@ -249,9 +294,13 @@ async fn two_processes_record_every_acknowledged_submission_once() {
         topic: topic.clone(),
         sequence: Some(Vec::new()),
     };
-    let (copy, status) = open_kafka_ledger(&work.path().join("copy"), EmbeddedOptions::default(), &options)
-        .await
-        .unwrap();
+    let (copy, status) = open_kafka_ledger(
+        &work.path().join("copy"),
+        EmbeddedOptions::default(),
+        &options,
+    )
+    .await
+    .unwrap();
     assert!(status.catch_up(Duration::from_secs(120)).await.unwrap());
     let mut submitted: HashMap<String, usize> = HashMap::new();
     let mut per_chain = Vec::new();
@@ -260,7 +309,9 @@ async fn two_processes_record_every_acknowledged_submission_once() {
         per_chain.push(events.len());
         for event in events {
             if let Event::DeliverySubmitted(submission) = &event.envelope.event {
-                *submitted.entry(submission.delivery.to_string()).or_default() += 1;
+                *submitted
+                    .entry(submission.delivery.to_string())
+                    .or_default() += 1;
             }
         }
     }

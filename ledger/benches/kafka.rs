@@ -29,7 +29,10 @@ const CHAIN: ChainId = ChainId::new(0);
 fn event(payload_bytes: usize, index: u64) -> NewEvent {
     let account = AccountId::from_bytes([3; 16]);
     let mut reason = format!("{index:020}");
-    reason.extend(std::iter::repeat_n('x', payload_bytes.saturating_sub(reason.len())));
+    reason.extend(std::iter::repeat_n(
+        'x',
+        payload_bytes.saturating_sub(reason.len()),
+    ));
     NewEvent {
         actor: Actor::Account(account),
         event: Event::DeliveryWithdrawn(DeliveryWithdrawn {
@@ -78,7 +81,11 @@ fn summarise(mut latencies: Vec<Duration>, elapsed: Duration) -> Rate {
 
 /// Appends from `appenders` tasks through the Kafka ledger; returns the rate, the
 /// topic and the stored size of one event.
-async fn consign_appends(brokers: &str, appenders: usize, payload_bytes: usize) -> (Rate, String, usize) {
+async fn consign_appends(
+    brokers: &str,
+    appenders: usize,
+    payload_bytes: usize,
+) -> (Rate, String, usize) {
     let topic = unique("ledger");
     let dir = tempfile::tempdir().unwrap();
     let kafka = KafkaOptions {
@@ -90,7 +97,9 @@ async fn consign_appends(brokers: &str, appenders: usize, payload_bytes: usize) 
         chains: Some(1),
         ..EmbeddedOptions::default()
     };
-    let (ledger, status) = open_kafka_ledger(dir.path(), options, &kafka).await.unwrap();
+    let (ledger, status) = open_kafka_ledger(dir.path(), options, &kafka)
+        .await
+        .unwrap();
     assert!(status.wait_ready(&[CHAIN], Duration::from_secs(60)).await);
     let ledger = Arc::new(ledger);
     let stop = Arc::new(AtomicBool::new(false));
@@ -154,7 +163,9 @@ async fn raw_produce(brokers: &str, in_flight: usize, size: usize) -> Rate {
                 let sent = Instant::now();
                 producer
                     .send(
-                        FutureRecord::<[u8], _>::to(&topic).partition(0).payload(&payload),
+                        FutureRecord::<[u8], _>::to(&topic)
+                            .partition(0)
+                            .payload(&payload),
                         Duration::from_secs(30),
                     )
                     .await
@@ -221,8 +232,13 @@ fn raw_consume(brokers: &str, topic: &str, events: u64) -> f64 {
 }
 
 fn main() {
-    let Some(brokers) = std::env::var("CONSIGN_KAFKA_BROKERS").ok().filter(|value| !value.is_empty()) else {
-        println!("SKIPPED: set CONSIGN_KAFKA_BROKERS to a broker, such as one from scripts/kafka/start.sh");
+    let Some(brokers) = std::env::var("CONSIGN_KAFKA_BROKERS")
+        .ok()
+        .filter(|value| !value.is_empty())
+    else {
+        println!(
+            "SKIPPED: set CONSIGN_KAFKA_BROKERS to a broker, such as one from scripts/kafka/start.sh"
+        );
         return;
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -231,10 +247,20 @@ fn main() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        println!("Kafka appends, {} s per measurement, broker {brokers}", seconds().as_secs_f64());
+        println!(
+            "Kafka appends, {} s per measurement, broker {brokers}",
+            seconds().as_secs_f64()
+        );
         println!(
             "{:>8} {:>10} {:>7} {:>13} {:>10} {:>13} {:>10} {:>6}",
-            "payload", "in flight", "bytes", "consign ev/s", "p99 ms", "raw ev/s", "p99 ms", "ratio"
+            "payload",
+            "in flight",
+            "bytes",
+            "consign ev/s",
+            "p99 ms",
+            "raw ev/s",
+            "p99 ms",
+            "ratio"
         );
         let mut rebuild_topic = None;
         for payload in [100, 1024] {

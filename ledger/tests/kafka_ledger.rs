@@ -158,7 +158,11 @@ async fn appends_commit_and_copies_follow() {
         .unwrap();
     assert!(!forwarded.replayed);
     let position = forwarded.events[0].position;
-    assert!(wait_replicated(&ledger, ChainId::new(0), position, READY).await.unwrap());
+    assert!(
+        wait_replicated(&ledger, ChainId::new(0), position, READY)
+            .await
+            .unwrap()
+    );
     let in_first = ledger.read(ChainId::new(0), position, 1).unwrap();
     assert_eq!(in_first[0].hash, forwarded.events[0].hash);
     let again = copy
@@ -175,9 +179,15 @@ async fn appends_commit_and_copies_follow() {
     // that the first process signed.
     let early = all_events(&copy, ChainId::new(0))[3].clone();
     let delivery = early.envelope.event.delivery().unwrap();
-    let bundle = export_bundle(&copy, delivery, ChainId::new(0), &[early.position()], &keys.public_keys())
-        .await
-        .unwrap();
+    let bundle = export_bundle(
+        &copy,
+        delivery,
+        ChainId::new(0),
+        &[early.position()],
+        &keys.public_keys(),
+    )
+    .await
+    .unwrap();
     assert!(bundle.checkpoint.tree_size > early.position().get());
     // These events are withdrawals without a submission, so only the `submission`
     // check fails; the signature and the inclusion proof pass.
@@ -186,7 +196,12 @@ async fn appends_commit_and_copies_follow() {
         assert_eq!(check.passed, check.name != "submission", "{check:?}");
     }
     assert!(report.checks.iter().any(|check| check.name == "inclusion"));
-    assert!(report.checks.iter().any(|check| check.name == "checkpoint-signature"));
+    assert!(
+        report
+            .checks
+            .iter()
+            .any(|check| check.name == "checkpoint-signature")
+    );
     copy.close();
 
     // Reopened, the first copy resumes after its stored offsets and goes on.

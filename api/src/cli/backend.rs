@@ -55,8 +55,10 @@ pub(crate) fn open_ledger(
 ) -> Result<EmbeddedLedger, anyhow::Error> {
     let Some(kafka) = data.kafka_options(role.clone()) else {
         return EmbeddedLedger::open(&data.data_dir, options).map_err(|error| {
-            anyhow::Error::new(error)
-                .context(format!("cannot open the ledger in {}", data.data_dir.display()))
+            anyhow::Error::new(error).context(format!(
+                "cannot open the ledger in {}",
+                data.data_dir.display()
+            ))
         });
     };
     let runtime = tokio::runtime::Builder::new_current_thread()

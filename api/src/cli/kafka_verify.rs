@@ -28,8 +28,10 @@ pub(super) fn verify(args: &VerifyArgs) -> anyhow::Result<Outcome> {
 
     let started = Instant::now();
     let bar = progress::counter("events verified");
-    let reports = verify_topic(brokers, topic, &checks, &|checked| bar.set_position(checked))
-        .with_context(|| format!("cannot read topic {topic} at {brokers}"))?;
+    let reports = verify_topic(brokers, topic, &checks, &|checked| {
+        bar.set_position(checked)
+    })
+    .with_context(|| format!("cannot read topic {topic} at {brokers}"))?;
     bar.finish_and_clear();
 
     let mut stdout = std::io::stdout().lock();

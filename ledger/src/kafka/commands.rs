@@ -18,8 +18,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use consign_schemas::{Actor, ChainId, CommandId, IdempotencyKey};
 use consign_schemas::events::Event;
+use consign_schemas::{Actor, ChainId, CommandId, IdempotencyKey};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -63,17 +63,22 @@ pub(super) struct Forwarder {
 }
 
 impl Forwarder {
-    async fn send(&self, ledger: &EmbeddedLedger, request: AppendRequest) -> Result<Appended, LedgerError> {
+    async fn send(
+        &self,
+        ledger: &EmbeddedLedger,
+        request: AppendRequest,
+    ) -> Result<Appended, LedgerError> {
         let chain = request.chain;
-        let key = match &request.idempotency_key {
-            Some(key) => key.clone(),
-            None => IdempotencyKey::new(format!("forwarded/{}", request.command)).map_err(|error| {
-                LedgerError::Storage {
-                    operation: "forward",
-                    reason: error.to_string(),
-                }
-            })?,
-        };
+        let key =
+            match &request.idempotency_key {
+                Some(key) => key.clone(),
+                None => IdempotencyKey::new(format!("forwarded/{}", request.command)).map_err(
+                    |error| LedgerError::Storage {
+                        operation: "forward",
+                        reason: error.to_string(),
+                    },
+                )?,
+            };
         if let Some(found) = ledger.find_idempotent(&key)? {
             return Ok(found);
         }
@@ -102,7 +107,9 @@ impl Forwarder {
             .await
             .map_err(|(error, _)| LedgerError::Unavailable {
                 chain,
-                reason: format!("Kafka did not take the request for the chain's sequencer: {error}"),
+                reason: format!(
+                    "Kafka did not take the request for the chain's sequencer: {error}"
+                ),
             })?;
 
         let deadline = Instant::now() + FORWARD_TIMEOUT;
@@ -194,9 +201,11 @@ impl Intake {
                 for chain in &ready {
                     // The committed offset of the group, where the previous sequencer
                     // of the chain stopped.
-                    if let Err(error) =
-                        assignment.add_partition_offset(&self.topic, partition_of(*chain), Offset::Stored)
-                    {
+                    if let Err(error) = assignment.add_partition_offset(
+                        &self.topic,
+                        partition_of(*chain),
+                        Offset::Stored,
+                    ) {
                         tracing::error!(%error, "cannot assign the commands partitions");
                     }
                 }
@@ -292,7 +301,11 @@ impl Intake {
         }
         let mut offsets = TopicPartitionList::new();
         for (chain, offset) in &commit {
-            let _ = offsets.add_partition_offset(&self.topic, partition_of(*chain), Offset::Offset(*offset));
+            let _ = offsets.add_partition_offset(
+                &self.topic,
+                partition_of(*chain),
+                Offset::Offset(*offset),
+            );
         }
         if let Err(error) = consumer.commit(&offsets, CommitMode::Sync) {
             tracing::warn!(%error, "cannot commit the commands offsets; they may be read again");

@@ -184,7 +184,10 @@ pub async fn open_kafka_ledger(
 ) -> Result<(EmbeddedLedger, KafkaStatus), KafkaOpenError> {
     // An existing topic gives the chain count; an explicit count that differs is
     // rejected by the topic check below.
-    let chains = match (options.chains, existing_partitions(&kafka.brokers, &kafka.topic).await?) {
+    let chains = match (
+        options.chains,
+        existing_partitions(&kafka.brokers, &kafka.topic).await?,
+    ) {
         (Some(chains), _) => chains,
         (None, Some(partitions)) => partitions,
         (None, None) => 1,

@@ -37,7 +37,9 @@ fn kafka_brokers() -> Option<String> {
             panic!("CONSIGN_KAFKA_BROKERS is not set under CI; run the tests with scripts/test.sh")
         }
         _ => {
-            eprintln!("SKIPPED: set CONSIGN_KAFKA_BROKERS or run scripts/test.sh to test against Kafka");
+            eprintln!(
+                "SKIPPED: set CONSIGN_KAFKA_BROKERS or run scripts/test.sh to test against Kafka"
+            );
             None
         }
     }
@@ -50,7 +52,9 @@ async fn run_workload(ledger: &EmbeddedLedger, clock: &ManualClock) {
         clock,
         step: STEP,
     };
-    workload::generate(&appender, config(), 1, |_| {}).await.unwrap();
+    workload::generate(&appender, config(), 1, |_| {})
+        .await
+        .unwrap();
 }
 
 /// Groups the events by delivery, with those of no delivery under `None`, as JSON of
@@ -64,14 +68,17 @@ fn events_by_delivery(ledger: &EmbeddedLedger) -> BTreeMap<Option<String>, Vec<V
         for event in events {
             let envelope = &event.envelope;
             let delivery = envelope.event.delivery().map(|id| id.to_string());
-            grouped.entry(delivery).or_default().push(serde_json::json!({
-                "chain": envelope.chain,
-                "position": envelope.position,
-                "time": envelope.time,
-                "actor": envelope.actor,
-                "event": envelope.event,
-                "idempotency_key": envelope.idempotency_key,
-            }));
+            grouped
+                .entry(delivery)
+                .or_default()
+                .push(serde_json::json!({
+                    "chain": envelope.chain,
+                    "position": envelope.position,
+                    "time": envelope.time,
+                    "actor": envelope.actor,
+                    "event": envelope.event,
+                    "idempotency_key": envelope.idempotency_key,
+                }));
         }
     }
     grouped
@@ -79,7 +86,9 @@ fn events_by_delivery(ledger: &EmbeddedLedger) -> BTreeMap<Option<String>, Vec<V
 
 #[test]
 fn embedded_and_kafka_record_the_same_history() {
-    let Some(brokers) = kafka_brokers() else { return };
+    let Some(brokers) = kafka_brokers() else {
+        return;
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -133,7 +142,11 @@ fn embedded_and_kafka_record_the_same_history() {
         (events, path)
     });
 
-    assert!(embedded_events.len() > 15, "{} groups", embedded_events.len());
+    assert!(
+        embedded_events.len() > 15,
+        "{} groups",
+        embedded_events.len()
+    );
     assert_eq!(
         embedded_events.keys().collect::<Vec<_>>(),
         kafka_events.keys().collect::<Vec<_>>()
@@ -152,7 +165,8 @@ fn embedded_and_kafka_record_the_same_history() {
             continue;
         }
         assert_eq!(
-            embedded_digests[index], kafka_digests[index],
+            embedded_digests[index],
+            kafka_digests[index],
             "view {}",
             view.name()
         );
