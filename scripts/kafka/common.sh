@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Functions that start.sh, stop.sh and run-class.sh source. This file is not a command.
+# Functions that start.sh, stop.sh, node.sh and run-class.sh source. This file is not a command.
 
 # The directory that start.sh and stop.sh use when --dir is not given.
 default_cluster_dir() {
@@ -48,4 +48,20 @@ is_node_process() {
 # Prints the comment block at the top of a script, below the #! line, as its help text.
 print_usage() {
   awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "$1"
+}
+
+# Starts the broker of a node folder that start.sh wrote, in the background, and writes
+# its pid to NODE_DIR/pid. Arguments: the java command, the libs folder, the node folder
+# and the JVM heap options. The JVM's own output goes to NODE_DIR/logs/stdout.log.
+launch_node() {
+  local java="$1" libs="$2" node_dir="$3"
+  shift 3
+  "$java" "$@" \
+    -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
+    -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true \
+    -Dkafka.logs.dir="$node_dir/logs" \
+    -Dlog4j2.configurationFile="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/broker-log4j2.properties" \
+    -cp "$libs/*" kafka.Kafka "$node_dir/server.properties" \
+    </dev/null >>"$node_dir/logs/stdout.log" 2>&1 &
+  echo "$!" >"$node_dir/pid"
 }

@@ -175,15 +175,8 @@ done
 # terminal leaves the brokers running until stop.sh.
 for node_id in $(seq 1 "$node_count"); do
   node_dir="$cluster_dir/node-$node_id"
-  "$java" "${heap_opts[@]}" \
-    -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
-    -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true \
-    -Dkafka.logs.dir="$node_dir/logs" \
-    -Dlog4j2.configurationFile="$script_dir/broker-log4j2.properties" \
-    -cp "$libs/*" kafka.Kafka "$node_dir/server.properties" \
-    </dev/null >"$node_dir/logs/stdout.log" 2>&1 &
-  echo "$!" >"$node_dir/pid"
-  echo "start.sh: node $node_id: pid $!, client port $(client_port "$node_id")," \
+  launch_node "$java" "$libs" "$node_dir" "${heap_opts[@]}"
+  echo "start.sh: node $node_id: pid $(cat "$node_dir/pid"), client port $(client_port "$node_id")," \
     "controller port $(controller_port "$node_id"), logs in $node_dir/logs" >&2
 done
 

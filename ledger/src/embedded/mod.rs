@@ -38,9 +38,9 @@ use crate::merkle::MerkleAccumulator;
 use crate::record::{AppendRequest, Appended};
 
 pub use subscribe::Subscription;
-pub use upstream::{ImportRecord, Imported};
-pub(crate) use upstream::{Forward, Published, Publisher};
 pub use tree::TreeHead;
+pub(crate) use upstream::{Forward, Published, Publisher};
+pub use upstream::{ImportRecord, Imported};
 
 pub(crate) const CF_EVENTS: &str = "events";
 pub(crate) const CF_IDEMPOTENCY: &str = "idempotency";
@@ -312,6 +312,8 @@ impl EmbeddedLedger {
     }
 
     /// Returns the forwarder when `request`'s chain is sequenced in another process.
+    /// An append to a home chain whose sequencer is still starting goes to the writer,
+    /// which rejects it at once as unavailable, rather than waiting in another process.
     fn forwarding(&self, request: &AppendRequest) -> Result<Option<Arc<dyn Forward>>, LedgerError> {
         let Some(forward) = self.forward.get() else {
             return Ok(None);
@@ -320,7 +322,7 @@ impl EmbeddedLedger {
         if request.events.is_empty() {
             return Err(LedgerError::EmptyAppend);
         }
-        Ok((!forward.sequences(request.chain)).then(|| Arc::clone(forward)))
+        Ok((!forward.home(request.chain)).then(|| Arc::clone(forward)))
     }
 
     /// True when appends to `chain` are sequenced by this process: always on the
@@ -351,7 +353,10 @@ impl EmbeddedLedger {
     /// # Errors
     ///
     /// Storage failures and a malformed entry.
-    pub(crate) fn find_idempotent(&self, key: &IdempotencyKey) -> Result<Option<Appended>, LedgerError> {
+    pub(crate) fn find_idempotent(
+        &self,
+        key: &IdempotencyKey,
+    ) -> Result<Option<Appended>, LedgerError> {
         let db = &self.shared.db;
         let value = db
             .get_cf(open::idempotency_family(db), key.as_str().as_bytes())
@@ -427,7 +432,10 @@ impl EmbeddedLedger {
         let value = self
             .shared
             .db
-            .get_cf(open::meta_family(&self.shared.db), upstream::offset_key(chain))
+            .get_cf(
+                open::meta_family(&self.shared.db),
+                upstream::offset_key(chain),
+            )
             .map_err(|error| LedgerError::from_rocksdb("read", error))?;
         Ok(value
             .and_then(|value| <[u8; 8]>::try_from(value.as_slice()).ok())

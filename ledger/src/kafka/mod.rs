@@ -8,6 +8,7 @@
 //! `consign.commands`.
 
 mod commands;
+mod confirm;
 mod open;
 mod replica;
 mod sequencer;

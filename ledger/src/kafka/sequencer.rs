@@ -22,21 +22,29 @@ use consign_schemas::ChainId;
 use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Producer};
+use rdkafka::producer::{BaseRecord, Producer};
 
+use super::confirm::{
+    DeliveryTracker, TransactionError, TxProducer, await_stable, close_open_transaction,
+};
 use super::replica::Progress;
 use crate::embedded::{Published, Publisher};
 use crate::error::LedgerError;
 
-/// Maximum wait for a transaction to start or commit.
+/// Maximum wait for a transaction to start, or for a new producer to learn the end of
+/// its partition.
 const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Maximum wait for the brokers to acknowledge the records of one group. During a broker
+/// outage or a leader change, the appends of the group fail after this long with an
+/// unknown outcome, instead of holding their requests until Kafka is back.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Maximum wait for a commit, once the records are acknowledged.
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Header that carries the event position, for people reading the raw topic.
 pub const POSITION_HEADER: &str = "consign-position";
-
-/// A producer without a polling thread: its commit serves the delivery reports itself,
-/// while a polling thread would make each commit wait for the thread's next poll.
-type TxProducer = BaseProducer<DefaultProducerContext>;
 
 /// The state of one chain's sequencer in this process.
 enum Slot {
@@ -190,7 +198,9 @@ impl SequencerSet {
     }
 
     /// Returns the ready producer, or `None` when the ledger closed first.
-    fn fence_and_catch_up(&self, chain: ChainId) -> Result<Option<TxProducer>, KafkaError> {
+    fn fence_and_catch_up(&self, chain: ChainId) -> Result<Option<TxProducer>, TransactionError> {
+        // A producer without a polling thread: the commit serves the delivery reports
+        // itself, while a polling thread would make each commit wait for its next poll.
         let producer: TxProducer = ClientConfig::new()
             .set("bootstrap.servers", &self.brokers)
             .set("transactional.id", self.transactional_id(chain))
@@ -204,13 +214,16 @@ impl SequencerSet {
             .set("retry.backoff.ms", "2")
             .set("retry.backoff.max.ms", "20")
             .set("transaction.timeout.ms", "60000")
-            .create()?;
+            .create_with_context(DeliveryTracker::default())?;
         producer.init_transactions(TRANSACTION_TIMEOUT)?;
         let partition = partition_of(chain);
-        let (_, end) =
-            producer
-                .client()
-                .fetch_watermarks(&self.topic, partition, TRANSACTION_TIMEOUT)?;
+        let end = close_open_transaction(
+            &producer,
+            &self.brokers,
+            &self.topic,
+            partition,
+            TRANSACTION_TIMEOUT,
+        )?;
 
         let started = Instant::now();
         let mut logged = Instant::now();
@@ -238,7 +251,7 @@ impl SequencerSet {
         chain: ChainId,
         producer: &TxProducer,
         events: &[Published],
-    ) -> Result<(), KafkaError> {
+    ) -> Result<(), TransactionError> {
         producer.begin_transaction()?;
         let partition = partition_of(chain);
         for event in events {
@@ -263,18 +276,25 @@ impl SequencerSet {
                         record = back;
                         producer.poll(Duration::from_millis(1));
                     }
-                    Err((error, _)) => return Err(error),
+                    Err((error, _)) => return Err(error.into()),
                 }
             }
         }
 
         // The commit flushes too, but rdkafka's flush polls in steps of 100 ms, so
         // every commit would wait that long. Delivery is awaited here in 1 ms steps.
-        let deadline = Instant::now() + TRANSACTION_TIMEOUT;
-        while producer.in_flight_count() > 0 && Instant::now() < deadline {
+        let deadline = Instant::now() + DELIVERY_TIMEOUT;
+        while producer.in_flight_count() > 0 {
+            if Instant::now() >= deadline {
+                return Err(
+                    KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut).into(),
+                );
+            }
             producer.poll(Duration::from_millis(1));
         }
-        producer.commit_transaction(TRANSACTION_TIMEOUT)
+        producer.commit_transaction(COMMIT_TIMEOUT)?;
+        let last = producer.context().last_offset();
+        await_stable(producer, &self.topic, partition, last, DELIVERY_TIMEOUT)
     }
 }
 
@@ -307,7 +327,7 @@ impl Publisher for SequencerPublisher {
 
         match set.commit(chain, &producer, events) {
             Ok(()) => Ok(()),
-            Err(error) if is_fenced(&error) => {
+            Err(TransactionError::Kafka(error)) if is_fenced(&error) => {
                 let reason = format!(
                     "another sequencer for chain {chain} (transactional.id {}) fenced this one, \
                      so this process no longer extends chain {chain}",
@@ -318,13 +338,21 @@ impl Publisher for SequencerPublisher {
                 Err(LedgerError::Unavailable { chain, reason })
             }
             Err(error) => {
-                if let KafkaError::Transaction(inner) = &error
+                if let TransactionError::Kafka(KafkaError::Transaction(inner)) = &error
                     && inner.txn_requires_abort()
                 {
                     let _ = producer.abort_transaction(TRANSACTION_TIMEOUT);
                 }
                 tracing::warn!(chain = %chain, %error, "transaction failed; restarting the sequencer");
                 set.start_again(chain);
+                // Closing a producer that cannot reach its brokers waits for them, so
+                // the old one is closed away from the writer.
+                let closing = std::thread::Builder::new()
+                    .name(format!("consign-sequencer-close-{}", chain.get()))
+                    .spawn(move || drop(producer));
+                if let Err(error) = closing {
+                    tracing::warn!(chain = %chain, %error, "cannot start a thread to close the old producer");
+                }
                 Err(LedgerError::Unavailable {
                     chain,
                     reason: format!(

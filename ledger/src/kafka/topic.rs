@@ -129,7 +129,7 @@ pub async fn ensure_events_topic(
                     // Another process created it first: its settings are checked below,
                     // and its partition count here.
                     Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {
-                        check_partitions(&admin, brokers, topic, chains)?;
+                        check_partitions(&admin, brokers, topic, chains).await?;
                         outcome = TopicCheck::Checked;
                     }
                     Err((name, code)) => {
@@ -190,25 +190,34 @@ pub async fn ensure_events_topic(
     Ok(outcome)
 }
 
-/// Checks the partition count of `topic`, which exists.
-fn check_partitions(
+/// Checks the partition count of `topic`, which exists. A topic that another process
+/// has just created may not be known yet to the broker that replies, so a count of
+/// zero is asked again for a while.
+async fn check_partitions(
     admin: &AdminClient<DefaultClientContext>,
     brokers: &str,
     topic: &str,
     chains: u32,
 ) -> Result<(), KafkaSetupError> {
-    let metadata = admin
-        .inner()
-        .fetch_metadata(None, REQUEST_TIMEOUT)
-        .map_err(|cause| KafkaSetupError::Unreachable {
-            brokers: brokers.to_owned(),
-            cause,
-        })?;
-    let found = metadata
-        .topics()
-        .iter()
-        .find(|found| found.name() == topic)
-        .map_or(0, |found| found.partitions().len());
+    let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
+    let found = loop {
+        let metadata = admin
+            .inner()
+            .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
+            .map_err(|cause| KafkaSetupError::Unreachable {
+                brokers: brokers.to_owned(),
+                cause,
+            })?;
+        let found = metadata
+            .topics()
+            .iter()
+            .find(|found| found.name() == topic && found.error().is_none())
+            .map_or(0, |found| found.partitions().len());
+        if found > 0 || tokio::time::Instant::now() >= deadline {
+            break found;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     if found != chains as usize {
         return Err(KafkaSetupError::Partitions {
             topic: topic.to_owned(),

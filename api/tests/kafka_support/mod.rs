@@ -1,0 +1,462 @@
+//! Shared fixtures of the Kafka server tests: `consign serve` child processes on one
+//! topic, a sender account opened through Kafka, clients that submit until
+//! stopped, local Kafka clusters that a test may break, and the final check that every
+//! acknowledged submission is in the topic exactly once and every chain verifies.
+//!
+//! The tests run only where a broker was started for them: `CONSIGN_KAFKA_BROKERS`
+//! names it, and the README's test command sets it. Under CI a missing broker fails
+//! the test.
+
+// Each test file uses a different part of this module.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use consign_ledger::kafka::{KafkaOptions, open_kafka_ledger};
+use consign_ledger::{EmbeddedOptions, StoredEvent};
+use consign_schemas::events::Event;
+use consign_schemas::{ChainId, Position};
+use reqwest::multipart::{Form, Part};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_consign");
+
+/// Login and password of the sender that the tests open.
+pub const LOGIN: &str = "ada";
+pub const PASSWORD: &str = "ada-password-123";
+
+/// Returns the broker list the test script started, `None` to skip outside CI.
+pub fn kafka_brokers() -> Option<String> {
+    match std::env::var("CONSIGN_KAFKA_BROKERS") {
+        Ok(brokers) if !brokers.is_empty() => Some(brokers),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("CONSIGN_KAFKA_BROKERS is not set under CI; run the tests with scripts/test.sh")
+        }
+        _ => {
+            eprintln!(
+                "SKIPPED: set CONSIGN_KAFKA_BROKERS or run scripts/test.sh to test against Kafka"
+            );
+            None
+        }
+    }
+}
+
+/// Returns a topic name no other test uses.
+pub fn unique_topic(kind: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("consign.test.{kind}.{nanos:x}.events")
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `consign serve` child process with two chains, stopped with SIGTERM when dropped.
+pub struct ServeProcess {
+    child: Child,
+    pub base: String,
+    port: u16,
+    data_dir: PathBuf,
+    brokers: String,
+    topic: String,
+    sequence: String,
+    log: PathBuf,
+}
+
+impl ServeProcess {
+    /// Starts a server that sequences the chains in `sequence` (a comma list).
+    pub fn start(data_dir: &Path, brokers: &str, topic: &str, sequence: &str) -> Self {
+        let port = free_port();
+        let log = data_dir.with_extension("log");
+        let child = spawn_serve(data_dir, port, brokers, topic, sequence, &log);
+        Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            port,
+            data_dir: data_dir.to_owned(),
+            brokers: brokers.to_owned(),
+            topic: topic.to_owned(),
+            sequence: sequence.to_owned(),
+            log,
+        }
+    }
+
+    /// Kills the process with SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the process again on the same data directory and port.
+    pub fn restart(&mut self) {
+        let _ = self.child.try_wait();
+        self.child = spawn_serve(
+            &self.data_dir,
+            self.port,
+            &self.brokers,
+            &self.topic,
+            &self.sequence,
+            &self.log,
+        );
+    }
+
+    pub async fn wait_healthy(&mut self, client: &reqwest::Client) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("{} exited with {status}:\n{}", self.base, self.log_text());
+            }
+            if let Ok(response) = client.get(format!("{}/healthz", self.base)).send().await
+                && response.status() == 200
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("{} did not become healthy:\n{}", self.base, self.log_text());
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn terminate(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}
+
+fn spawn_serve(
+    data_dir: &Path,
+    port: u16,
+    brokers: &str,
+    topic: &str,
+    sequence: &str,
+    log: &Path,
+) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    Command::new(BIN)
+        .args(["serve", "--chains", "2", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--kafka", brokers, "--kafka-topic", topic])
+        .args(["--kafka-sequence", sequence])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+/// Opens the sender account through Kafka: the command hands it to the server that
+/// sequences the account chain, so one of the servers must be running.
+pub fn create_sender(work: &Path, brokers: &str, topic: &str) {
+    let mut create = Command::new(BIN)
+        .args(["account", "create", "--login", LOGIN, "--role", "sender"])
+        .args(["--email", "ada@consign.test", "--password-stdin"])
+        .args(["--kafka", brokers, "--kafka-topic", topic, "--data-dir"])
+        .arg(work.join("admin"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = create.stdin.take().unwrap();
+    stdin.write_all(format!("{PASSWORD}\n").as_bytes()).unwrap();
+    drop(stdin);
+    assert!(create.wait().unwrap().success(), "account create failed");
+}
+
+/// Logs in, waiting until the server's copy contains the account.
+pub async fn login(client: &reqwest::Client, base: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let response = client
+            .post(format!("{base}/api/login"))
+            .json(&serde_json::json!({ "login": LOGIN, "password": PASSWORD }))
+            .send()
+            .await;
+        if let Ok(response) = response
+            && response.status() == 200
+        {
+            let body: serde_json::Value = response.json().await.unwrap();
+            return body["token"].as_str().unwrap().to_owned();
+        }
+        assert!(Instant::now() < deadline, "cannot log in at {base}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// What one submission got.
+#[derive(Clone, Debug)]
+pub enum Outcome {
+    /// 201 with this delivery id.
+    Acknowledged(String),
+    /// 503: the ledger could not confirm the submission.
+    Unavailable,
+    /// No HTTP response: the server is down.
+    NoAnswer,
+}
+
+/// The outcomes of one client, with the time each response arrived.
+pub type Record = Vec<(Instant, Outcome)>;
+
+/// Submits one small delivery after another to `base` until `stop` is set, logging in
+/// again when the server lost the session (after a restart). Any status other than
+/// 201, 503 or 401 fails the test.
+pub async fn submit_until(base: String, worker: u32, stop: Arc<AtomicBool>) -> Record {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap();
+    let mut token = login(&client, &base).await;
+    let mut record = Vec::new();
+    let mut index = 0u32;
+    while !stop.load(Ordering::Relaxed) {
+        index += 1;
+        let subject = format!("worker {worker} submission {index}");
+        let metadata =
+            serde_json::json!({ "recipients": ["bob@recipients.test"], "subject": subject });
+        let form = Form::new()
+            .part("metadata", Part::text(metadata.to_string()))
+            .part(
+                "document",
+                Part::bytes(subject.clone().into_bytes()).file_name("a.txt"),
+            );
+        let sent = client
+            .post(format!("{base}/api/deliveries"))
+            .bearer_auth(&token)
+            .header("Idempotency-Key", format!("load-{worker}-{index}"))
+            .multipart(form)
+            .send()
+            .await;
+        let response = match sent {
+            Ok(response) => response,
+            Err(_) => {
+                record.push((Instant::now(), Outcome::NoAnswer));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        match response.status().as_u16() {
+            201 => {
+                let body: serde_json::Value = response.json().await.unwrap();
+                let id = body["delivery"].as_str().unwrap().to_owned();
+                record.push((Instant::now(), Outcome::Acknowledged(id)));
+            }
+            503 => {
+                record.push((Instant::now(), Outcome::Unavailable));
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            401 => token = login(&client, &base).await,
+            status => panic!(
+                "submission to {base} returned {status}: {}",
+                response.text().await.unwrap()
+            ),
+        }
+    }
+    record
+}
+
+/// Clients that submit to servers until stopped.
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    workers: Vec<tokio::task::JoinHandle<Record>>,
+}
+
+impl Load {
+    /// Starts `per_server` clients for each base URL.
+    pub fn start(bases: &[&str], per_server: u32) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut workers = Vec::new();
+        for (server, base) in bases.iter().enumerate() {
+            for client in 0..per_server {
+                let worker = u32::try_from(server).unwrap() * per_server + client;
+                workers.push(tokio::spawn(submit_until(
+                    (*base).to_owned(),
+                    worker,
+                    Arc::clone(&stop),
+                )));
+            }
+        }
+        Self { stop, workers }
+    }
+
+    /// Stops the clients and returns each one's record, in start order.
+    pub async fn finish(self) -> Vec<Record> {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut records = Vec::new();
+        for worker in self.workers {
+            records.push(worker.await.unwrap());
+        }
+        records
+    }
+}
+
+/// Returns the acknowledged delivery ids of some records.
+pub fn acknowledged<'a>(records: impl IntoIterator<Item = &'a Record>) -> Vec<String> {
+    records
+        .into_iter()
+        .flatten()
+        .filter_map(|(_, outcome)| match outcome {
+            Outcome::Acknowledged(id) => Some(id.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Counts the outcomes of some records that match `expected` and arrived in `[from, to)`.
+pub fn count_between<'a>(
+    records: impl IntoIterator<Item = &'a Record>,
+    from: Instant,
+    to: Instant,
+    expected: fn(&Outcome) -> bool,
+) -> usize {
+    records
+        .into_iter()
+        .flatten()
+        .filter(|(at, outcome)| *at >= from && *at < to && expected(outcome))
+        .count()
+}
+
+/// Checks the topic after a run: `consign ledger verify --kafka` passes, and a fresh
+/// copy filled from the topic alone contains every acknowledged delivery exactly once
+/// and events on every chain.
+pub async fn check_topic(work: &Path, brokers: &str, topic: &str, acknowledged: &[String]) {
+    let verify = Command::new(BIN)
+        .args([
+            "ledger",
+            "verify",
+            "--kafka",
+            brokers,
+            "--kafka-topic",
+            topic,
+        ])
+        .arg("--data-dir")
+        .arg(work.join("verify"))
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&verify.stdout);
+    assert!(
+        verify.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    assert!(report.contains("is intact"), "{report}");
+
+    let options = KafkaOptions {
+        brokers: brokers.to_owned(),
+        topic: topic.to_owned(),
+        sequence: Some(Vec::new()),
+    };
+    let (copy, status) =
+        open_kafka_ledger(&work.join("copy"), EmbeddedOptions::default(), &options)
+            .await
+            .unwrap();
+    assert!(status.catch_up(Duration::from_secs(120)).await.unwrap());
+    let mut submitted: HashMap<String, usize> = HashMap::new();
+    let mut per_chain = Vec::new();
+    for chain in copy.chains() {
+        let events = all_events(&copy, chain);
+        per_chain.push(events.len());
+        for event in events {
+            if let Event::DeliverySubmitted(submission) = &event.envelope.event {
+                *submitted
+                    .entry(submission.delivery.to_string())
+                    .or_default() += 1;
+            }
+        }
+    }
+    for delivery in acknowledged {
+        assert_eq!(submitted.get(delivery), Some(&1), "delivery {delivery}");
+    }
+    assert!(
+        submitted.values().all(|count| *count == 1),
+        "a submission is in the topic twice"
+    );
+    assert!(per_chain.iter().all(|count| *count > 0), "{per_chain:?}");
+    copy.close();
+}
+
+fn all_events(ledger: &consign_ledger::EmbeddedLedger, chain: ChainId) -> Vec<StoredEvent> {
+    ledger.read(chain, Position::ZERO, usize::MAX).unwrap()
+}
+
+/// A Kafka cluster of its own on loopback ports, which a test may stop and start node
+/// by node with `scripts/kafka/node.sh`. Stopped when dropped.
+pub struct Cluster {
+    dir: tempfile::TempDir,
+    pub brokers: String,
+}
+
+impl Cluster {
+    /// Starts `nodes` nodes whose client ports begin at `port`.
+    pub fn start(nodes: u32, port: u16) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let output = Command::new(script("start.sh"))
+            .args(["--brokers", &nodes.to_string(), "--dir"])
+            .arg(dir.path())
+            .env("CONSIGN_KAFKA_PORT", port.to_string())
+            .stderr(Stdio::inherit())
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "scripts/kafka/start.sh failed");
+        let brokers = String::from_utf8(output.stdout)
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap()
+            .to_owned();
+        Self { dir, brokers }
+    }
+
+    /// Runs `node.sh` with `action` (stop, kill or start) on node `node`.
+    pub fn node(&self, node: i32, action: &str) {
+        let status = Command::new(script("node.sh"))
+            .arg("--dir")
+            .arg(self.dir.path())
+            .args(["--node", &node.to_string(), action])
+            .status()
+            .unwrap();
+        assert!(status.success(), "node.sh {action} of node {node} failed");
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = Command::new(script("stop.sh"))
+            .arg("--dir")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../scripts/kafka")
+        .join(name)
+}
