@@ -18,14 +18,14 @@ use axum::Json;
 use axum::extract::State;
 use axum::routing::get;
 use consign_ledger::checkpoint::CheckpointPolicy;
-use consign_ledger::postmark::PostmarkKeys;
 use consign_ledger::kafka::open_kafka_ledger;
+use consign_ledger::postmark::PostmarkKeys;
 use consign_ledger::{Clock, EmbeddedLedger, EmbeddedOptions};
-use consign_schemas::ChainId;
 use consign_notifier::{
     Composer, ComposerConfig, LinkKey, Mailer, MessageIdDomain, SmtpConfig, SmtpSecurity,
 };
 use consign_notifier::{Dispatcher, DispatcherConfig};
+use consign_schemas::ChainId;
 use serde_json::json;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
@@ -111,8 +111,25 @@ pub struct ServeArgs {
     /// With --kafka: the chains whose sequencer runs in this process, as a
     /// comma-separated list such as 0,2,4. Defaults to every chain. A sequencer started
     /// here fences the one of the same chain in any other process.
-    #[arg(long, env = "CONSIGN_KAFKA_SEQUENCE", value_delimiter = ',', requires = "kafka")]
+    #[arg(
+        long,
+        env = "CONSIGN_KAFKA_SEQUENCE",
+        value_delimiter = ',',
+        requires = "kafka"
+    )]
     pub kafka_sequence: Option<Vec<u32>>,
+
+    /// With --kafka: share the chains with every other server started with this flag on
+    /// the same topic, through a Kafka consumer group. Each server sequences the chains
+    /// the group assigns to it, and a server that stops hands its chains to the others
+    /// within about 6 s. Documents stay with the server that took the upload.
+    #[arg(
+        long,
+        env = "CONSIGN_KAFKA_BALANCE",
+        requires = "kafka",
+        conflicts_with = "kafka_sequence"
+    )]
+    pub kafka_balance: bool,
 
     /// Sign a checkpoint of a chain at most this many milliseconds after an event.
     #[arg(long, env = "CONSIGN_CHECKPOINT_EVERY_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
@@ -130,6 +147,7 @@ async fn open_ledger(args: &ServeArgs, options: EmbeddedOptions) -> anyhow::Resu
         .kafka_sequence
         .as_ref()
         .map(|chains| chains.iter().copied().map(ChainId::new).collect());
+    kafka.balance = args.kafka_balance;
     let (ledger, status) = open_kafka_ledger(data_dir, options, &kafka)
         .await
         .with_context(|| {
@@ -142,6 +160,10 @@ async fn open_ledger(args: &ServeArgs, options: EmbeddedOptions) -> anyhow::Resu
         })?;
     if !status.catch_up(KAFKA_START).await? {
         tracing::warn!(topic = %kafka.topic, "the local copy is still catching up with Kafka");
+    }
+    if kafka.balance {
+        tracing::info!(topic = %kafka.topic, "the chains to sequence come from the consumer group");
+        return Ok(ledger);
     }
     let sequenced: Vec<ChainId> = kafka
         .sequence

@@ -1,6 +1,7 @@
 //! Faults under load on the Kafka backend: a `consign serve` process killed with
-//! SIGKILL, the broker stopped and started again, and the partition leader of a
-//! three-broker cluster killed. Clients keep submitting throughout. During an outage
+//! SIGKILL, with fixed chains and with chains balanced by a consumer group, the broker
+//! stopped and started again, and the partition leader of a three-broker cluster
+//! killed. Clients keep submitting throughout. During an outage
 //! the servers return 503, never 201 for a submission Kafka did not commit; afterwards
 //! every acknowledged submission is in the topic exactly once and every chain
 //! verifies, with no gap, duplicate or fork.
@@ -215,4 +216,68 @@ async fn leader_change_in_three_brokers_loses_nothing() {
         &acknowledged(&records),
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn balanced_chains_move_to_survivor() {
+    let Some(brokers) = kafka_support::kafka_brokers() else {
+        return;
+    };
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let topic = kafka_support::unique_topic("balance");
+    let work = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let mut first = ServeProcess::start(&work.path().join("first"), &brokers, &topic, "balance");
+    let mut second = ServeProcess::start(&work.path().join("second"), &brokers, &topic, "balance");
+    first.wait_healthy(&client).await;
+    second.wait_healthy(&client).await;
+
+    // The group gives each server one of the two chains.
+    let spread = Duration::from_secs(60);
+    let first_chains = first.wait_owned(1, spread).await;
+    let second_chains = second.wait_owned(1, spread).await;
+    assert_ne!(first_chains, second_chains);
+    create_sender(work.path(), &brokers, &topic);
+
+    let load = Load::start(&[&first.base, &second.base], 2);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let killed_at = Instant::now();
+    second.kill();
+
+    // The survivor takes the killed server's chain once its session times out.
+    let taken = first.wait_owned(2, spread).await;
+    let took_over_at = Instant::now();
+    assert!(taken.is_superset(&second_chains), "{taken:?}");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    // The restarted server joins the group again and gets a chain back.
+    second.restart();
+    second.wait_healthy(&client).await;
+    let rejoined = second.wait_owned(1, spread).await;
+    let kept = first.wait_owned(1, spread).await;
+    let rejoined_at = Instant::now();
+    assert_ne!(rejoined, kept);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let end = Instant::now();
+    let records = load.finish().await;
+
+    let moved_in = took_over_at.duration_since(killed_at);
+    let first_after = count_between(&records[..2], took_over_at, end, is_acknowledged);
+    let second_after = count_between(&records[2..], rejoined_at, end, is_acknowledged);
+    eprintln!(
+        "chains: first {first_chains:?}, second {second_chains:?}; the first owned {taken:?} \
+         {} ms after the kill; after the restart the second owned {rejoined:?}; \
+         acknowledged afterwards: {first_after} by the first, {second_after} by the second",
+        moved_in.as_millis()
+    );
+    assert!(first.log_text().contains("sequencer released"));
+    assert!(
+        first_after > 0,
+        "the first server stopped taking submissions"
+    );
+    assert!(second_after > 0, "the restarted server took no submission");
+
+    drop(first);
+    drop(second);
+    check_topic(work.path(), &brokers, &topic, &acknowledged(&records)).await;
 }

@@ -92,6 +92,7 @@ async fn consign_appends(
         brokers: brokers.to_owned(),
         topic: topic.clone(),
         sequence: None,
+        balance: false,
     };
     let options = EmbeddedOptions {
         chains: Some(1),
@@ -192,6 +193,7 @@ async fn rebuild(brokers: &str, topic: &str, events: u64) -> f64 {
         brokers: brokers.to_owned(),
         topic: topic.to_owned(),
         sequence: Some(Vec::new()),
+        balance: false,
     };
     let started = Instant::now();
     let (ledger, status) = open_kafka_ledger(dir.path(), EmbeddedOptions::default(), &kafka)

@@ -79,6 +79,7 @@ async fn overlapping_sequencers_make_no_fork() {
         brokers: brokers.clone(),
         topic: topic.clone(),
         sequence: None,
+        balance: false,
     };
 
     let first_dir = tempfile::tempdir().unwrap();

@@ -27,6 +27,7 @@ fn kafka(brokers: &str, topic: &str, sequence: Option<Vec<ChainId>>) -> KafkaOpt
         brokers: brokers.to_owned(),
         topic: topic.to_owned(),
         sequence,
+        balance: false,
     }
 }
 

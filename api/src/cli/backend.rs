@@ -35,6 +35,7 @@ impl DataDirArgs {
                 Role::Follow => Some(Vec::new()),
                 Role::Sequence(chains) => chains,
             },
+            balance: false,
         })
     }
 }

@@ -10,7 +10,7 @@
 // Each test file uses a different part of this module.
 #![allow(dead_code)]
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -73,10 +73,13 @@ pub struct ServeProcess {
     topic: String,
     sequence: String,
     log: PathBuf,
+    /// Length of the log when the current run started.
+    run_start: usize,
 }
 
 impl ServeProcess {
-    /// Starts a server that sequences the chains in `sequence` (a comma list).
+    /// Starts a server that sequences the chains in `sequence` (a comma list), or, when
+    /// `sequence` is `balance`, the chains its consumer group assigns to it.
     pub fn start(data_dir: &Path, brokers: &str, topic: &str, sequence: &str) -> Self {
         let port = free_port();
         let log = data_dir.with_extension("log");
@@ -90,6 +93,7 @@ impl ServeProcess {
             topic: topic.to_owned(),
             sequence: sequence.to_owned(),
             log,
+            run_start: 0,
         }
     }
 
@@ -103,6 +107,7 @@ impl ServeProcess {
     /// Starts the process again on the same data directory and port.
     pub fn restart(&mut self) {
         let _ = self.child.try_wait();
+        self.run_start = self.log_text().len();
         self.child = spawn_serve(
             &self.data_dir,
             self.port,
@@ -131,6 +136,43 @@ impl ServeProcess {
 
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Returns the chains that the consumer group assigns to this process now, from
+    /// the assignments and moves in the log of its current run.
+    pub fn owned_chains(&self) -> BTreeSet<u32> {
+        let mut owned = BTreeSet::new();
+        let log = self.log_text();
+        for line in log.get(self.run_start..).unwrap_or_default().lines() {
+            let Some(chain) = chain_field(line) else {
+                continue;
+            };
+            if line.contains("the group assigned this chain") {
+                owned.insert(chain);
+            } else if line.contains("the group moved this chain") {
+                owned.remove(&chain);
+            }
+        }
+        owned
+    }
+
+    /// Waits until the group assigns this process exactly `count` chains, and returns
+    /// them.
+    pub async fn wait_owned(&self, count: usize, timeout: Duration) -> BTreeSet<u32> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let owned = self.owned_chains();
+            if owned.len() == count {
+                return owned;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} owns chains {owned:?}, not {count}:\n{}",
+                self.base,
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     fn terminate(&mut self) {
@@ -165,11 +207,26 @@ fn spawn_serve(
         .arg("--data-dir")
         .arg(data_dir)
         .args(["--kafka", brokers, "--kafka-topic", topic])
-        .args(["--kafka-sequence", sequence])
+        .args(chain_arguments(sequence))
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
         .unwrap()
+}
+
+/// Returns the value of the `chain=` field of a log line.
+fn chain_field(line: &str) -> Option<u32> {
+    let start = line.find(" chain=")? + " chain=".len();
+    line[start..].split_whitespace().next()?.parse().ok()
+}
+
+/// Returns the arguments that choose the chains a server sequences.
+fn chain_arguments(sequence: &str) -> Vec<&str> {
+    if sequence == "balance" {
+        vec!["--kafka-balance"]
+    } else {
+        vec!["--kafka-sequence", sequence]
+    }
 }
 
 /// Opens the sender account through Kafka: the command hands it to the server that
@@ -372,6 +429,7 @@ pub async fn check_topic(work: &Path, brokers: &str, topic: &str, acknowledged: 
         brokers: brokers.to_owned(),
         topic: topic.to_owned(),
         sequence: Some(Vec::new()),
+        balance: false,
     };
     let (copy, status) =
         open_kafka_ledger(&work.join("copy"), EmbeddedOptions::default(), &options)

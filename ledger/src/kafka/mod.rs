@@ -7,6 +7,7 @@
 //! to a chain sequenced in another process goes there through topic
 //! `consign.commands`.
 
+mod balance;
 mod commands;
 mod confirm;
 mod open;

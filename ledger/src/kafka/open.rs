@@ -20,6 +20,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::FutureProducer;
 
+use super::balance::Balancer;
 use super::commands::{Forwarder, Intake, commands_topic};
 use super::replica::{Feeder, Progress};
 use super::sequencer::{SequencerPublisher, SequencerSet};
@@ -34,8 +35,13 @@ pub struct KafkaOptions {
     pub brokers: String,
     /// Topic that contains the chains, one per partition.
     pub topic: String,
-    /// Chains whose sequencer runs in this process; `None` for every chain.
+    /// Chains whose sequencer runs in this process; `None` for every chain. Ignored
+    /// when `balance` is set.
     pub sequence: Option<Vec<ChainId>>,
+    /// Takes the chains to sequence from a consumer group shared with every other
+    /// process that sets this, so the chains spread over those processes and move
+    /// when one stops.
+    pub balance: bool,
 }
 
 impl KafkaOptions {
@@ -45,6 +51,7 @@ impl KafkaOptions {
             brokers: brokers.into(),
             topic: EVENTS_TOPIC.to_owned(),
             sequence: None,
+            balance: false,
         }
     }
 }
@@ -198,7 +205,11 @@ pub async fn open_kafka_ledger(
 
     let progress = Arc::new(Progress::default());
     let all: Vec<ChainId> = (0..chains).map(ChainId::new).collect();
-    let sequenced = kafka.sequence.clone().unwrap_or_else(|| all.clone());
+    let sequenced = if kafka.balance {
+        Vec::new()
+    } else {
+        kafka.sequence.clone().unwrap_or_else(|| all.clone())
+    };
     if let Some(chain) = sequenced.iter().find(|chain| chain.get() >= chains) {
         return Err(LedgerError::UnknownChain {
             chain: *chain,
@@ -290,10 +301,35 @@ pub async fn open_kafka_ledger(
         .map_err(|error| consumer_error(format!("cannot start the intake thread: {error}")))?;
 
     sequencers.start_all();
+    let balancer_thread = if kafka.balance {
+        let balancer = Balancer {
+            brokers: kafka.brokers.clone(),
+            topic: commands.clone(),
+            sequencers: Arc::clone(&sequencers),
+            stop: Arc::clone(&stop),
+        };
+        let consumer = balancer
+            .consumer()
+            .map_err(|error| consumer_error(error.to_string()))?;
+        let thread = std::thread::Builder::new()
+            .name("consign-kafka-balancer".to_owned())
+            .spawn(move || balancer.run(consumer))
+            .map_err(|error| {
+                consumer_error(format!("cannot start the balancer thread: {error}"))
+            })?;
+        Some(thread)
+    } else {
+        None
+    };
     let closing = Arc::clone(&sequencers);
     ledger.on_close(Box::new(move || {
-        closing.stop();
         stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = balancer_thread
+            && thread.join().is_err()
+        {
+            tracing::error!("the Kafka balancer thread panicked");
+        }
+        closing.stop();
         if intake_thread.join().is_err() {
             tracing::error!("the Kafka intake thread panicked");
         }
@@ -307,6 +343,7 @@ pub async fn open_kafka_ledger(
         topic = %kafka.topic,
         chains,
         sequenced = sequenced.len(),
+        balance = kafka.balance,
         "ledger opened on Kafka"
     );
     let status = KafkaStatus {

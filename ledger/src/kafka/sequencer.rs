@@ -141,6 +141,11 @@ impl SequencerSet {
         }
     }
 
+    /// Returns true while `chain`'s sequencer is starting, so not released meanwhile.
+    fn is_starting(&self, chain: ChainId) -> bool {
+        matches!(self.lock().get(&chain), Some(Slot::Starting))
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ChainId, Slot>> {
         self.slots.lock().expect("sequencer slots lock poisoned")
     }
@@ -149,8 +154,18 @@ impl SequencerSet {
         format!("consign-sequencer-{}-{}", self.topic, chain.get())
     }
 
+    /// Stops sequencing `chain` in this process, which the chain owners' group moved
+    /// elsewhere. Appends to it are forwarded from then on.
+    pub(super) fn release(&self, chain: ChainId) {
+        let released = self.lock().remove(&chain);
+        if let Some(Slot::Ready(producer)) = released {
+            close_in_background(chain, producer);
+        }
+        tracing::info!(chain = %chain, topic = %self.topic, "sequencer released");
+    }
+
     /// Starts `chain`'s sequencer on a thread of its own.
-    fn start(self: &Arc<Self>, chain: ChainId) {
+    pub(super) fn start(self: &Arc<Self>, chain: ChainId) {
         self.lock().insert(chain, Slot::Starting);
         let set = Arc::clone(self);
         let spawned = std::thread::Builder::new()
@@ -168,9 +183,11 @@ impl SequencerSet {
         }
     }
 
-    /// Starts `chain`'s sequencer again after a failed transaction, unless closing.
+    /// Starts `chain`'s sequencer again after a failed transaction, unless closing or
+    /// released.
     fn start_again(self: &Arc<Self>, chain: ChainId) {
-        if !self.stop.load(Ordering::Relaxed) {
+        let released = !self.lock().contains_key(&chain);
+        if !self.stop.load(Ordering::Relaxed) && !released {
             self.start(chain);
         }
     }
@@ -181,10 +198,16 @@ impl SequencerSet {
     fn run_start(&self, chain: ChainId) {
         let mut backoff = Duration::from_millis(200);
         while !self.stop.load(Ordering::Relaxed) {
+            if !self.is_starting(chain) {
+                return;
+            }
             match self.fence_and_catch_up(chain) {
                 Ok(Some(producer)) => {
-                    tracing::info!(chain = %chain, topic = %self.topic, "sequencer ready");
-                    self.lock().insert(chain, Slot::Ready(Arc::new(producer)));
+                    let mut slots = self.lock();
+                    if matches!(slots.get(&chain), Some(Slot::Starting)) {
+                        tracing::info!(chain = %chain, topic = %self.topic, "sequencer ready");
+                        slots.insert(chain, Slot::Ready(Arc::new(producer)));
+                    }
                     return;
                 }
                 Ok(None) => return,
@@ -228,7 +251,7 @@ impl SequencerSet {
         let started = Instant::now();
         let mut logged = Instant::now();
         while !self.progress.reached(chain, end) {
-            if self.stop.load(Ordering::Relaxed) {
+            if self.stop.load(Ordering::Relaxed) || !self.is_starting(chain) {
                 return Ok(None);
             }
             if let Some(reason) = self.progress.broken(chain) {
@@ -345,14 +368,7 @@ impl Publisher for SequencerPublisher {
                 }
                 tracing::warn!(chain = %chain, %error, "transaction failed; restarting the sequencer");
                 set.start_again(chain);
-                // Closing a producer that cannot reach its brokers waits for them, so
-                // the old one is closed away from the writer.
-                let closing = std::thread::Builder::new()
-                    .name(format!("consign-sequencer-close-{}", chain.get()))
-                    .spawn(move || drop(producer));
-                if let Err(error) = closing {
-                    tracing::warn!(chain = %chain, %error, "cannot start a thread to close the old producer");
-                }
+                close_in_background(chain, producer);
                 Err(LedgerError::Unavailable {
                     chain,
                     reason: format!(
@@ -362,6 +378,17 @@ impl Publisher for SequencerPublisher {
                 })
             }
         }
+    }
+}
+
+/// Closes a producer this process no longer uses on a thread of its own, because
+/// closing one that cannot reach its brokers waits for them.
+fn close_in_background(chain: ChainId, producer: Arc<TxProducer>) {
+    let closing = std::thread::Builder::new()
+        .name(format!("consign-sequencer-close-{}", chain.get()))
+        .spawn(move || drop(producer));
+    if let Err(error) = closing {
+        tracing::warn!(chain = %chain, %error, "cannot start a thread to close the old producer");
     }
 }
 

@@ -128,6 +128,7 @@ fn embedded_and_kafka_record_the_same_history() {
             brokers: brokers.clone(),
             topic: format!("consign.test.equivalence.{nanos:x}.events"),
             sequence: None,
+            balance: false,
         };
         let (ledger, status) = open_kafka_ledger(kafka_dir.path(), options, &kafka)
             .await
