@@ -178,7 +178,10 @@ async fn router_fallback_detected() {
         "the fallback answers in JSON"
     );
     assert!(
-        unknown["message"].as_str().unwrap().contains("/api/no-such-route"),
+        unknown["message"]
+            .as_str()
+            .unwrap()
+            .contains("/api/no-such-route"),
         "{unknown}"
     );
     let (status, body) = send(&server, "get", "/api/login").await;
@@ -191,6 +194,24 @@ async fn router_fallback_detected() {
     let (status, body) = send(&server, "get", "/api/deliveries/{id}").await;
     assert_eq!(status, 404);
     assert!(reached_handler(status, &body), "{body:?}");
+
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_headers_forbid_sniffing_and_frames() {
+    let work = tempfile::tempdir().unwrap();
+    let server = start(work.path()).await;
+
+    for path in ["/api/openapi.json", "/api/no-such-route", "/api/me"] {
+        let response = server.client.get(server.url(path)).send().await.unwrap();
+        assert_eq!(
+            response.headers()["x-content-type-options"],
+            "nosniff",
+            "{path}"
+        );
+        assert_eq!(response.headers()["x-frame-options"], "DENY", "{path}");
+    }
 
     server.stop().await;
 }

@@ -38,7 +38,7 @@ pub enum ApiError {
     #[error("the login or the password is wrong")]
     BadCredentials,
 
-    #[error("too many failed attempts from this network; retry in {retry_after_seconds} seconds")]
+    #[error("too many failed attempts from this network; retry in {retry_after_seconds} s")]
     Throttled { retry_after_seconds: u64 },
 
     #[error("this route needs the {needed} role; the account has the {actual} role")]

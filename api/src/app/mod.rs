@@ -46,6 +46,9 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, OriginalUri};
+use axum::http::HeaderValue;
+use axum::middleware::map_response;
+use axum::response::Response;
 use axum::routing::{get, post, put};
 
 pub use accounts::{ACCOUNT_CHAIN, CLI_ACTOR, NewAccount, account_request, login_taken};
@@ -96,7 +99,8 @@ pub fn router(core: Arc<Core>) -> Router {
 
     let api = api
         .fallback(no_route)
-        .method_not_allowed_fallback(method_not_allowed);
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(map_response(with_api_headers));
     Router::new()
         .nest("/api", api)
         .route(
@@ -109,6 +113,21 @@ pub fn router(core: Arc<Core>) -> Router {
         .with_state(core)
 }
 
+/// Sets the headers that keep a browser from reading an API response as another type
+/// or showing it in a frame, unless the handler set them.
+async fn with_api_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    for (name, value) in [
+        ("x-content-type-options", "nosniff"),
+        ("x-frame-options", "DENY"),
+    ] {
+        if !headers.contains_key(name) {
+            headers.insert(name, HeaderValue::from_static(value));
+        }
+    }
+    response
+}
+
 /// Returns the usual JSON error for an unknown `/api` path. It names the path as the
 /// client sent it, because the nested router receives it without `/api`.
 async fn no_route(OriginalUri(uri): OriginalUri) -> ApiError {
@@ -116,10 +135,7 @@ async fn no_route(OriginalUri(uri): OriginalUri) -> ApiError {
 }
 
 /// Returns the usual JSON error for a known `/api` path with a wrong method.
-async fn method_not_allowed(
-    method: axum::http::Method,
-    OriginalUri(uri): OriginalUri,
-) -> ApiError {
+async fn method_not_allowed(method: axum::http::Method, OriginalUri(uri): OriginalUri) -> ApiError {
     ApiError::MethodNotAllowed {
         method: method.to_string(),
         path: uri.path().to_owned(),

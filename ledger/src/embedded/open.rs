@@ -5,6 +5,7 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
 use std::path::Path;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use consign_schemas::{ChainId, Position, Timestamp, genesis_hash};
 use rocksdb::{ColumnFamilyDescriptor, DB, DBRecoveryMode, ErrorKind, Options};
@@ -153,6 +154,9 @@ fn lock_directory_shared(dir: &Path) -> Result<Option<File>, LedgerError> {
     }
 }
 
+/// Attempts, 10 ms apart, to take a lock that this process's own id holds.
+const OWN_LOCK_TRIES: u32 = 100;
+
 /// Takes an exclusive OS lock on the directory's lock file and records this process id.
 ///
 /// The kernel releases the lock when the process dies, so a crash never leaves the
@@ -172,20 +176,32 @@ fn lock_directory(dir: &Path) -> Result<File, LedgerError> {
         .open(&path)
         .map_err(data_dir_error)?;
 
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(TryLockError::WouldBlock) => {
-            let mut text = String::new();
-            let holder = file
-                .read_to_string(&mut text)
-                .ok()
-                .and_then(|_| text.trim().parse().ok());
-            return Err(LedgerError::Locked {
-                dir: dir.to_path_buf(),
-                holder,
-            });
+    let mut tries = 0;
+    loop {
+        match file.try_lock() {
+            Ok(()) => break,
+            Err(TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                file.rewind().map_err(data_dir_error)?;
+                let holder: Option<u32> = file
+                    .read_to_string(&mut text)
+                    .ok()
+                    .and_then(|_| text.trim().parse().ok());
+                // The lock of a handle this process just closed can outlive it for a
+                // moment: a child process started meanwhile shares the open file until
+                // it runs its program. So this process's own lock is tried again.
+                tries += 1;
+                if holder == Some(std::process::id()) && tries < OWN_LOCK_TRIES {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
+                return Err(LedgerError::Locked {
+                    dir: dir.to_path_buf(),
+                    holder,
+                });
+            }
+            Err(TryLockError::Error(source)) => return Err(data_dir_error(source)),
         }
-        Err(TryLockError::Error(source)) => return Err(data_dir_error(source)),
     }
 
     file.set_len(0).map_err(data_dir_error)?;
