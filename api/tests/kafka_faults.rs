@@ -1,15 +1,16 @@
 //! Faults under load on the Kafka backend: a `consign serve` process killed with
 //! SIGKILL, with fixed chains and with chains balanced by a consumer group, the broker
 //! stopped and started again, and the partition leader of a three-broker cluster
-//! killed. Clients keep submitting throughout. During an outage
-//! the servers return 503, never 201 for a submission Kafka did not commit; afterwards
-//! every acknowledged submission is in the topic exactly once and every chain
-//! verifies, with no gap, duplicate or fork.
+//! killed. Clients keep submitting throughout. During an outage the servers return
+//! 503, never 201 for a submission Kafka did not commit. Afterwards every
+//! acknowledged submission is in the topic exactly once, and every chain verifies
+//! with no gap, duplicate or fork.
 //!
-//! The first test uses the broker of `CONSIGN_KAFKA_BROKERS`. The others start clusters
-//! of their own with `scripts/kafka/start.sh` on client ports from 19500 and 19700 and
-//! break them with `scripts/kafka/node.sh`; they run one at a time, and only where
-//! the test script started a broker (under CI a missing one fails them).
+//! The tests of killed servers use the broker of `CONSIGN_KAFKA_BROKERS`. The broker
+//! and leader tests start clusters of their own with `scripts/kafka/start.sh` on client
+//! ports from 19500 and 19700 and break them with `scripts/kafka/node.sh`. The tests
+//! run one at a time, and only where the test script started a broker (under CI a
+//! missing one fails them).
 
 mod kafka_support;
 
@@ -245,18 +246,21 @@ async fn balanced_chains_move_to_survivor() {
     second.kill();
 
     // The survivor takes the killed server's chain once its session times out.
-    let taken = first.wait_owned(2, spread).await;
+    let after_takeover = first.wait_owned(2, spread).await;
     let took_over_at = Instant::now();
-    assert!(taken.is_superset(&second_chains), "{taken:?}");
+    assert!(
+        after_takeover.is_superset(&second_chains),
+        "{after_takeover:?}"
+    );
     tokio::time::sleep(Duration::from_secs(5)).await;
 
     // The restarted server joins the group again and gets a chain back.
     second.restart();
     second.wait_healthy(&client).await;
     let rejoined = second.wait_owned(1, spread).await;
-    let kept = first.wait_owned(1, spread).await;
+    let first_after_rejoin = first.wait_owned(1, spread).await;
     let rejoined_at = Instant::now();
-    assert_ne!(rejoined, kept);
+    assert_ne!(rejoined, first_after_rejoin);
     tokio::time::sleep(Duration::from_secs(5)).await;
     let end = Instant::now();
     let records = load.finish().await;
@@ -265,7 +269,7 @@ async fn balanced_chains_move_to_survivor() {
     let first_after = count_between(&records[..2], took_over_at, end, is_acknowledged);
     let second_after = count_between(&records[2..], rejoined_at, end, is_acknowledged);
     eprintln!(
-        "chains: first {first_chains:?}, second {second_chains:?}; the first owned {taken:?} \
+        "chains: first {first_chains:?}, second {second_chains:?}; the first owned {after_takeover:?} \
          {} ms after the kill; after the restart the second owned {rejoined:?}; \
          acknowledged afterwards: {first_after} by the first, {second_after} by the second",
         moved_in.as_millis()

@@ -1,7 +1,8 @@
-//! Shared fixtures of the Kafka server tests: `consign serve` child processes on one
-//! topic, a sender account opened through Kafka, clients that submit until
-//! stopped, local Kafka clusters that a test may break, and the final check that every
-//! acknowledged submission is in the topic exactly once and every chain verifies.
+//! Shared fixtures of the Kafka server tests. They start `consign serve` child
+//! processes on one topic, open a sender account through Kafka, run clients that
+//! submit until stopped, and start local Kafka clusters that a test may break. The
+//! final check confirms that every acknowledged submission is in the topic exactly
+//! once and that every chain verifies.
 //!
 //! The tests run only where a broker was started for them: `CONSIGN_KAFKA_BROKERS`
 //! names it, and the README's test command sets it. Under CI a missing broker fails

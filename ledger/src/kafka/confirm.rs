@@ -120,8 +120,8 @@ const CLOSING_HEADER: &str = "consign-closes-open-transaction";
 /// commit, the coordinator can record the commit while the partition never gets its
 /// marker (seen with Apache Kafka 4.4.0 on a single node stopped with SIGTERM). The
 /// partition then contains records that no commit or abort will end, and the next
-/// commit of the same producer id would commit them too, although no client was told
-/// they were recorded. An empty record in a transaction that is then aborted ends them
+/// commit of the same producer id would commit them too, although no client received
+/// an acknowledgement for them. An empty record in a transaction that is then aborted ends them
 /// as aborted.
 pub(super) fn close_open_transaction(
     producer: &TxProducer,

@@ -38,9 +38,9 @@ pub struct KafkaOptions {
     /// Chains whose sequencer runs in this process; `None` for every chain. Ignored
     /// when `balance` is set.
     pub sequence: Option<Vec<ChainId>>,
-    /// Takes the chains to sequence from a consumer group shared with every other
-    /// process that sets this, so the chains spread over those processes and move
-    /// when one stops.
+    /// Whether the chains to sequence come from a consumer group shared with every
+    /// other process that sets this. The chains then spread over those processes and
+    /// move when one stops.
     pub balance: bool,
 }
 
