@@ -62,6 +62,13 @@ pub struct ServeArgs {
     #[arg(long, env = "CONSIGN_SMTP")]
     pub smtp: Option<String>,
 
+    /// Folder of the stored documents. Defaults to DATA_DIR/blobs. Servers on one Kafka
+    /// topic that share this folder (a shared filesystem) each serve every document,
+    /// wherever it was uploaded; a folder given here is treated as shared, so leftovers
+    /// of interrupted uploads are removed only after an hour.
+    #[arg(long, env = "CONSIGN_BLOB_DIR")]
+    pub blob_dir: Option<PathBuf>,
+
     /// Folder for .eml files when no --smtp is given. Defaults to DATA_DIR/outbox.
     #[arg(long, env = "CONSIGN_OUTBOX")]
     pub outbox: Option<PathBuf>,
@@ -122,7 +129,8 @@ pub struct ServeArgs {
     /// With --kafka: share the chains with every other server started with this flag on
     /// the same topic, through a Kafka consumer group. Each server sequences the chains
     /// the group assigns to it, and a server that stops hands its chains to the others
-    /// within about 6 s. Documents stay with the server that took the upload.
+    /// within about 6 s. Documents stay with the server that took the upload unless the
+    /// servers share --blob-dir.
     #[arg(
         long,
         env = "CONSIGN_KAFKA_BALANCE",
@@ -213,7 +221,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let data_dir = &args.data.data_dir;
-    let keys = data_dir.join("keys");
+    let keys = args.data.keys_dir();
     let postmark_keys = load_or_create_postmark_keys(&keys.join("postmark"))?;
     let options = EmbeddedOptions {
         chains: args.chains,
@@ -228,7 +236,10 @@ pub async fn run(
     let ledger = Arc::new(open_ledger(&args, options).await?);
     let kek = load_or_create_kek(&keys.join("documents.kek"))?;
     let links = LinkKey::load_or_create(&keys.join("links.key"))?;
-    let blobs = BlobStore::open(data_dir.join("blobs"))?;
+    let blobs = match &args.blob_dir {
+        Some(dir) => BlobStore::open_shared(dir)?,
+        None => BlobStore::open(data_dir.join("blobs"))?,
+    };
     let tls = args.tls_cert.clone().zip(args.tls_key.clone());
     let scheme = if tls.is_some() { "https" } else { "http" };
     let (mailer, mail_transport) = mailer(&args)?;

@@ -37,6 +37,7 @@ mod tests_tamper;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use consign_schemas::events::EncryptionDescriptor;
@@ -51,12 +52,18 @@ pub use key::KeyEncryptionKey;
 /// A stream of plaintext pieces, each at most [`CHUNK_SIZE`] bytes long.
 pub type BlobStream = BoxStream<'static, Result<Bytes, BlobError>>;
 
+/// Age under which a shared store's leftovers are kept: another server may be
+/// writing them, or its submission may not have reached this server's copy yet.
+pub const SHARED_LEFTOVER_AGE: Duration = Duration::from_secs(3600);
+
 /// A store of documents in one local directory.
 #[derive(Debug, Clone)]
 pub struct BlobStore {
     root: PathBuf,
     objects: PathBuf,
     tmp: PathBuf,
+    /// Age under which leftovers are kept, or `None` in a store of its own.
+    keep_younger_than: Option<Duration>,
 }
 
 /// Limits enforced while a document is written.
@@ -91,15 +98,36 @@ impl BlobStore {
     ///
     /// [`BlobError::Io`] if a folder cannot be created.
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self, BlobError> {
-        let root = dir.into();
+        Self::open_with(dir.into(), None)
+    }
+
+    /// Opens a store that other servers may use at the same time, such as a folder on a
+    /// shared filesystem. Temp files and unreferenced documents are removed only once
+    /// they are older than [`SHARED_LEFTOVER_AGE`], so that another server's upload in
+    /// progress, or one not yet in this server's copy of the ledger, stays.
+    ///
+    /// # Errors
+    ///
+    /// As [`BlobStore::open`].
+    pub fn open_shared(dir: impl Into<PathBuf>) -> Result<Self, BlobError> {
+        Self::open_with(dir.into(), Some(SHARED_LEFTOVER_AGE))
+    }
+
+    fn open_with(root: PathBuf, keep_younger_than: Option<Duration>) -> Result<Self, BlobError> {
         let objects = root.join("objects");
         let tmp = root.join("tmp");
         for folder in [&objects, &tmp] {
             std::fs::create_dir_all(folder).map_err(BlobError::io("creating", folder))?;
         }
-        remove_stale_parts(&tmp)?;
-        tracing::info!(dir = %root.display(), "blob store opened");
-        Ok(Self { root, objects, tmp })
+        let store = Self {
+            root,
+            objects,
+            tmp,
+            keep_younger_than,
+        };
+        store.remove_stale_parts()?;
+        tracing::info!(dir = %store.root.display(), shared = keep_younger_than.is_some(), "blob store opened");
+        Ok(store)
     }
 
     pub fn dir(&self) -> &Path {
@@ -201,7 +229,7 @@ impl BlobStore {
                 let Some(name) = path.file_name().and_then(|name| name.to_str()) else {
                     continue;
                 };
-                if StorageKey::parse(name).is_err() || is_referenced(name) {
+                if StorageKey::parse(name).is_err() || is_referenced(name) || self.is_recent(&path) {
                     continue;
                 }
                 std::fs::remove_file(&path).map_err(BlobError::io("removing", &path))?;
@@ -244,16 +272,35 @@ impl BlobStore {
 
 /// Removes the temp files of writes that a crash interrupted. The caller holds the data
 /// directory's lock, so no other writer can own them.
-fn remove_stale_parts(tmp: &Path) -> Result<(), BlobError> {
-    let entries = std::fs::read_dir(tmp).map_err(BlobError::io("listing", tmp))?;
-    for entry in entries {
-        let path = entry.map_err(BlobError::io("listing", tmp))?.path();
-        if path.extension().is_some_and(|extension| extension == "part") {
-            std::fs::remove_file(&path).map_err(BlobError::io("removing", &path))?;
-            tracing::warn!(path = %path.display(), "removed the temp file of an interrupted upload");
+impl BlobStore {
+    /// Removes the temp files of interrupted uploads.
+    fn remove_stale_parts(&self) -> Result<(), BlobError> {
+        let tmp = &self.tmp;
+        let entries = std::fs::read_dir(tmp).map_err(BlobError::io("listing", tmp))?;
+        for entry in entries {
+            let path = entry.map_err(BlobError::io("listing", tmp))?.path();
+            if path.extension().is_some_and(|extension| extension == "part") && !self.is_recent(&path) {
+                std::fs::remove_file(&path).map_err(BlobError::io("removing", &path))?;
+                tracing::warn!(path = %path.display(), "removed the temp file of an interrupted upload");
+            }
+        }
+        Ok(())
+    }
+
+    /// Returns whether a shared store must keep `path` because it was modified
+    /// recently. A file whose age cannot be read counts as recent.
+    fn is_recent(&self, path: &Path) -> bool {
+        let Some(keep) = self.keep_younger_than else {
+            return false;
+        };
+        let modified = std::fs::metadata(path).and_then(|metadata| metadata.modified());
+        match modified {
+            Ok(modified) => SystemTime::now()
+                .duration_since(modified)
+                .map_or(true, |age| age < keep),
+            Err(_) => true,
         }
     }
-    Ok(())
 }
 
 impl StorageKey {

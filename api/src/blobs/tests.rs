@@ -398,3 +398,49 @@ fn key_file_round_trip_and_length_check() {
         "Debug must not print the key"
     );
 }
+
+/// Writes an unreferenced document and a temp file into the store in `dir`, the
+/// document `age` old, and returns their paths.
+fn leave_leftovers(dir: &Path, age: Duration) -> (PathBuf, PathBuf) {
+    let part = dir.join("tmp").join(format!("{}.part", "a".repeat(32)));
+    let object = dir.join("objects").join("bb").join("b".repeat(32));
+    for path in [&part, &object] {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, b"left over").unwrap();
+    }
+    let modified = std::time::SystemTime::now() - age;
+    for path in [&part, &object] {
+        let file = std::fs::File::options().write(true).open(path).unwrap();
+        file.set_modified(modified).unwrap();
+    }
+    (part, object)
+}
+
+#[test]
+fn own_store_removes_leftovers_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (part, object) = leave_leftovers(dir.path(), Duration::ZERO);
+
+    let store = BlobStore::open(dir.path()).unwrap();
+    assert!(!part.exists());
+    assert_eq!(store.remove_unreferenced(|_| false).unwrap(), 1);
+    assert!(!object.exists());
+}
+
+#[test]
+fn shared_store_keeps_recent_leftovers_and_removes_old_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let (part, object) = leave_leftovers(dir.path(), Duration::from_secs(60));
+
+    let store = BlobStore::open_shared(dir.path()).unwrap();
+    assert!(part.exists(), "another server may still be writing it");
+    assert_eq!(store.remove_unreferenced(|_| false).unwrap(), 0);
+    assert!(object.exists());
+
+    let old = SHARED_LEFTOVER_AGE + Duration::from_secs(60);
+    let (part, object) = leave_leftovers(dir.path(), old);
+    let store = BlobStore::open_shared(dir.path()).unwrap();
+    assert!(!part.exists());
+    assert_eq!(store.remove_unreferenced(|_| false).unwrap(), 1);
+    assert!(!object.exists());
+}

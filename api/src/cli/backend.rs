@@ -2,6 +2,7 @@
 //! or, with `--kafka`, this process's copy of the ledger in Kafka, brought up to the
 //! topic's end first.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -25,6 +26,13 @@ pub(crate) enum Role {
 }
 
 impl DataDirArgs {
+    /// Returns the key folder: `--keys-dir`, or `keys` in the data directory.
+    pub fn keys_dir(&self) -> PathBuf {
+        self.keys_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("keys"))
+    }
+
     /// Returns the Kafka options of these arguments, when `--kafka` was given.
     pub(crate) fn kafka_options(&self, role: Role) -> Option<KafkaOptions> {
         let brokers = self.kafka.clone()?;

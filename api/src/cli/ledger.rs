@@ -54,11 +54,11 @@ fn read_saved_checkpoint(path: &std::path::Path) -> anyhow::Result<SavedCheckpoi
     })
 }
 
-/// Loads the published keys beside the ledger to check checkpoint signatures with.
+/// Loads the published keys of the key folder to check checkpoint signatures with.
 pub(super) fn public_keys(
-    data_dir: &std::path::Path,
+    keys_dir: &std::path::Path,
 ) -> Option<std::sync::Arc<consign_ledger::checkpoint::PublicKeys>> {
-    let dir = data_dir.join("keys").join("postmark");
+    let dir = keys_dir.join("postmark");
     match consign_ledger::postmark::PostmarkKeys::load(&dir) {
         Ok(keys) => Some(std::sync::Arc::new(keys.public_keys())),
         Err(error) => {
@@ -183,7 +183,7 @@ pub(super) fn verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
             );
         }
     }
-    let keys = public_keys(&args.data.data_dir);
+    let keys = public_keys(&args.data.keys_dir());
     if let Some(saved) = &saved {
         let path = args
             .checkpoint
@@ -385,7 +385,7 @@ fn hex_string(bytes: &[u8]) -> String {
 pub(super) fn generate(args: GenerateArgs) -> anyhow::Result<Outcome> {
     // The ledger signs real checkpoints with the data directory's keys, the ones a
     // server started on it later uses too.
-    let keys_dir = args.data.data_dir.join("keys").join("postmark");
+    let keys_dir = args.data.keys_dir().join("postmark");
     if !keys_dir.join("current").exists() {
         consign_ledger::postmark::PostmarkKeys::generate(&keys_dir)?;
     }

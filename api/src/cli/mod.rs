@@ -92,6 +92,13 @@ pub struct DataDirArgs {
     #[arg(long, env = "CONSIGN_DATA_DIR", default_value = "./consign-data")]
     pub data_dir: PathBuf,
 
+    /// Folder of the link, document and postmark keys. Defaults to DATA_DIR/keys.
+    /// Servers on one Kafka topic need the same keys: point them at one folder (or
+    /// copies of it), and start one server first so that it creates the keys the
+    /// others load.
+    #[arg(long, env = "CONSIGN_KEYS_DIR")]
+    pub keys_dir: Option<PathBuf>,
+
     /// Apache Kafka brokers, HOST:PORT[,HOST:PORT...]: the ledger lives in Kafka, one
     /// chain per partition of --kafka-topic. Without it, the ledger is the embedded
     /// store in the data directory.

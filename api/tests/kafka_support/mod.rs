@@ -73,6 +73,8 @@ pub struct ServeProcess {
     brokers: String,
     topic: String,
     sequence: String,
+    /// Further arguments of `consign serve`.
+    extra: Vec<String>,
     log: PathBuf,
     /// Length of the log when the current run started.
     run_start: usize,
@@ -82,9 +84,20 @@ impl ServeProcess {
     /// Starts a server that sequences the chains in `sequence` (a comma list), or, when
     /// `sequence` is `balance`, the chains its consumer group assigns to it.
     pub fn start(data_dir: &Path, brokers: &str, topic: &str, sequence: &str) -> Self {
+        Self::start_with(data_dir, brokers, topic, sequence, &[])
+    }
+
+    /// As [`ServeProcess::start`], with further arguments of `consign serve`.
+    pub fn start_with(
+        data_dir: &Path,
+        brokers: &str,
+        topic: &str,
+        sequence: &str,
+        extra: &[String],
+    ) -> Self {
         let port = free_port();
         let log = data_dir.with_extension("log");
-        let child = spawn_serve(data_dir, port, brokers, topic, sequence, &log);
+        let child = spawn_serve(data_dir, port, brokers, topic, sequence, extra, &log);
         Self {
             child,
             base: format!("http://127.0.0.1:{port}"),
@@ -93,6 +106,7 @@ impl ServeProcess {
             brokers: brokers.to_owned(),
             topic: topic.to_owned(),
             sequence: sequence.to_owned(),
+            extra: extra.to_vec(),
             log,
             run_start: 0,
         }
@@ -115,6 +129,7 @@ impl ServeProcess {
             &self.brokers,
             &self.topic,
             &self.sequence,
+            &self.extra,
             &self.log,
         );
     }
@@ -195,6 +210,7 @@ fn spawn_serve(
     brokers: &str,
     topic: &str,
     sequence: &str,
+    extra: &[String],
     log: &Path,
 ) -> Child {
     let log = std::fs::OpenOptions::new()
@@ -209,6 +225,7 @@ fn spawn_serve(
         .arg(data_dir)
         .args(["--kafka", brokers, "--kafka-topic", topic])
         .args(chain_arguments(sequence))
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
