@@ -9,7 +9,10 @@
 //!   appends without them, in alternating rounds.
 //!
 //! Run with `cargo bench -p consign-ledger --bench append`. Set `CONSIGN_BENCH_SECONDS`
-//! to change the duration of each append measurement (default 3).
+//! to change the duration of each append measurement (default 3),
+//! `CONSIGN_BENCH_PAYLOADS` and `CONSIGN_BENCH_APPENDERS` (comma lists) to measure only
+//! some configurations, and `CONSIGN_BENCH_APPENDS_ONLY` to skip the checkpoint and
+//! verify measurements.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -156,6 +159,21 @@ fn rocksdb_writes(writers: usize, value_size: usize) -> f64 {
     count.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
 }
 
+/// Returns the comma-separated numbers of the variable `name`, or `default` when unset.
+fn list_from_env(name: &str, default: &[usize]) -> Vec<usize> {
+    match std::env::var(name) {
+        Ok(text) => text
+            .split(',')
+            .map(|item| {
+                item.trim()
+                    .parse()
+                    .unwrap_or_else(|_| panic!("{name}={text:?}: expected numbers such as 1,8,64"))
+            })
+            .collect(),
+        Err(_) => default.to_vec(),
+    }
+}
+
 fn bench_dir() -> std::path::PathBuf {
     std::env::var_os("CONSIGN_BENCH_DIR")
         .map(Into::into)
@@ -234,8 +252,10 @@ fn main() {
         "{:>9} {:>9} {:>12} {:>16} {:>16} {:>7}",
         "payload", "appenders", "value bytes", "consign ev/s", "rocksdb ev/s", "ratio"
     );
-    for payload_bytes in [100, 1024] {
-        for appenders in [1, 8, 64] {
+    let payloads = list_from_env("CONSIGN_BENCH_PAYLOADS", &[100, 1024]);
+    let appender_counts = list_from_env("CONSIGN_BENCH_APPENDERS", &[1, 8, 64]);
+    for &payload_bytes in &payloads {
+        for &appenders in &appender_counts {
             let (consign, value_size) = consign_appends(appenders, payload_bytes);
             let raw = rocksdb_writes(appenders, value_size);
             println!(
@@ -250,6 +270,9 @@ fn main() {
         }
     }
 
+    if std::env::var_os("CONSIGN_BENCH_APPENDS_ONLY").is_some() {
+        return;
+    }
     let (without, with) = checkpoint_cost(3);
     println!(
         "64 appenders, 100-byte payloads, median of 3 alternating rounds: without checkpoints \
