@@ -266,7 +266,7 @@ fn main() {
         );
         let mut rebuild_topic = None;
         for payload in [100, 1024] {
-            for in_flight in [1, 64] {
+            for in_flight in [1, 64, 1024] {
                 let (consign, topic, size) = consign_appends(&brokers, in_flight, payload).await;
                 let raw = raw_produce(&brokers, in_flight, size).await;
                 println!(
