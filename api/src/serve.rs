@@ -38,6 +38,10 @@ use crate::listen::{ListenConfig, TlsFiles};
 use consign_projections::billing::RateTable;
 use consign_projections::{ALL_VIEWS, ViewStore, ViewStoreOptions};
 
+/// Time allowed, beyond one send, for another server to record the outcome of an
+/// e-mail it was sending when the delivery's chain moved here.
+const FOREIGN_OUTCOME_MARGIN: Duration = Duration::from_secs(30);
+
 /// Maximum wait at start for the copy of the Kafka ledger and for the sequencers.
 const KAFKA_START: Duration = Duration::from_secs(60);
 
@@ -64,7 +68,7 @@ pub struct ServeArgs {
 
     /// Folder of the stored documents. Defaults to DATA_DIR/blobs. Servers on one Kafka
     /// topic that share this folder (a shared filesystem) each serve every document,
-    /// wherever it was uploaded; a folder given here is treated as shared, so leftovers
+    /// wherever it was uploaded. A folder given here is treated as shared, so leftovers
     /// of interrupted uploads are removed only after an hour.
     #[arg(long, env = "CONSIGN_BLOB_DIR")]
     pub blob_dir: Option<PathBuf>,
@@ -341,14 +345,21 @@ pub async fn run(
         .public_url
         .clone()
         .unwrap_or_else(|| format!("{scheme}://{address}"));
-    let dispatcher = Dispatcher::new(DispatcherConfig::new(
+    let mut dispatcher_config = DispatcherConfig::new(
         Arc::clone(&ledger),
         mailer,
         composer(&args, &public_url)?,
         links,
         message_id_domain(&public_url)?,
         clock,
-    ));
+    );
+    if args.data.kafka.is_some() {
+        // Another server may be sending an attempt it recorded just before its chain
+        // moved here. Its outcome arrives within one send and the append after it.
+        dispatcher_config.foreign_attempt_grace =
+            dispatcher_config.mailer.send_timeout() + FOREIGN_OUTCOME_MARGIN;
+    }
+    let dispatcher = Dispatcher::new(dispatcher_config);
     let scheduler = tokio::spawn({
         let core = Arc::clone(&core);
         let stop = stop.clone();

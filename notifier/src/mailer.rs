@@ -221,6 +221,20 @@ impl Mailer {
     }
 }
 
+impl Mailer {
+    /// Returns the longest one send can take: the SMTP timeout, or for the outbox an
+    /// estimate of a slow file write.
+    pub fn send_timeout(&self) -> Duration {
+        match &self.kind {
+            MailerKind::Smtp { timeout, .. } => *timeout,
+            MailerKind::Outbox { .. } => OUTBOX_WRITE_ESTIMATE,
+        }
+    }
+}
+
+/// An estimate of the longest time writing one `.eml` file takes, fsync included.
+const OUTBOX_WRITE_ESTIMATE: Duration = Duration::from_secs(10);
+
 impl fmt::Debug for Mailer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {

@@ -51,7 +51,8 @@ impl DispatchState {
     ///
     /// Due now:
     /// - recorded attempts without an outcome, as [`DueWork::Send`] once the data to
-    ///   compose the e-mail is folded;
+    ///   compose the e-mail is folded, and for an attempt recorded elsewhere, once the
+    ///   grace for its sender has passed;
     /// - deferred notifications with `retry_at <= now`, as [`DueWork::Retry`];
     /// - consignment notifications of a withdrawn or expired delivery, whether deferred
     ///   or attempted without an outcome, as [`DueWork::Abandon`];
@@ -76,10 +77,15 @@ impl DispatchState {
                     reason,
                 });
             } else if self.can_compose(record) {
-                due.work.push(DueWork::Send {
-                    notification: *id,
-                    attempt: record.attempt,
-                });
+                let sendable_at = self.sendable_at(*id, record);
+                if sendable_at <= now {
+                    due.work.push(DueWork::Send {
+                        notification: *id,
+                        attempt: record.attempt,
+                    });
+                } else if due.next_due.is_none_or(|next| sendable_at < next) {
+                    due.next_due = Some(sendable_at);
+                }
             }
         }
 

@@ -60,6 +60,11 @@ pub struct DispatcherConfig {
     /// How long after its first attempt a notification without a delivery expiry is
     /// retried. A link e-mail of a delivery with an expiry is retried until the expiry.
     pub give_up_after: Duration,
+    /// How long an attempt without an outcome that another process recorded (or this
+    /// one before a restart) is left to its sender before it is sent again. The
+    /// default, zero, suits one process. Processes sharing a ledger need more than one
+    /// send takes, so that a chain moving between them does not send an e-mail twice.
+    pub foreign_attempt_grace: Duration,
 }
 
 impl DispatcherConfig {
@@ -82,6 +87,7 @@ impl DispatcherConfig {
             clock,
             max_concurrent_sends: DEFAULT_MAX_CONCURRENT_SENDS,
             give_up_after: DEFAULT_GIVE_UP_AFTER,
+            foreign_attempt_grace: Duration::ZERO,
         }
     }
 }
@@ -96,6 +102,7 @@ pub struct Dispatcher {
     message_id_domain: MessageIdDomain,
     max_concurrent_sends: usize,
     give_up_after: Duration,
+    foreign_attempt_grace: Duration,
 }
 
 impl Dispatcher {
@@ -112,6 +119,7 @@ impl Dispatcher {
             message_id_domain: config.message_id_domain,
             max_concurrent_sends: config.max_concurrent_sends.max(1),
             give_up_after: config.give_up_after,
+            foreign_attempt_grace: config.foreign_attempt_grace,
         }
     }
 
@@ -133,7 +141,7 @@ impl Dispatcher {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), DispatchError> {
         let ledger = Arc::clone(&self.context.ledger);
         let mut shutdown = std::pin::pin!(shutdown);
-        let mut state = DispatchState::new();
+        let mut state = DispatchState::with_foreign_attempt_grace(self.foreign_attempt_grace);
         let folded = tokio::select! {
             biased;
             () = &mut shutdown => {
@@ -176,7 +184,12 @@ impl Dispatcher {
                 () = &mut shutdown => break None,
                 Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
                     match task_result(joined) {
-                        Ok(finished) => in_progress.finish(finished),
+                        Ok(finished) => {
+                            if let Some((notification, attempt)) = finished.own_attempt {
+                                state.note_own_attempt(notification, attempt);
+                            }
+                            in_progress.finish(finished);
+                        }
                         Err(error) => break Some(error),
                     }
                 }
@@ -490,6 +503,7 @@ async fn released_when_unavailable(
                 key,
                 chain,
                 position: Position::ZERO,
+                own_attempt: None,
             })
         }
         other => other,

@@ -8,6 +8,7 @@
 //! needs it waits until the data is folded (see [`DispatchState::due`]).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::time::Duration;
 
 use consign_ledger::StoredEvent;
 use consign_schemas::events::{
@@ -55,6 +56,8 @@ pub struct NotificationRecord {
     pub attempt: u32,
     /// Sequencer time of the first attempt folded for this notification.
     pub first_attempted_at: Timestamp,
+    /// Sequencer time of the latest attempt.
+    pub attempted_at: Timestamp,
     pub status: NotificationStatus,
 }
 
@@ -131,11 +134,40 @@ pub struct DispatchState {
     /// First downloads of deliveries with receipts requested, without a receipt
     /// notification yet.
     pub(crate) awaiting_receipt: BTreeSet<(DeliveryId, RecipientId)>,
+    /// Attempts this dispatcher recorded itself, as notification and attempt number.
+    own_attempts: HashSet<(NotificationId, u32)>,
+    /// How long an attempt recorded by another dispatcher, or before a restart, is left
+    /// to its sender before it is sent again. Zero sends it at once.
+    pub(crate) foreign_attempt_grace: Duration,
 }
 
 impl DispatchState {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Builds an empty state that leaves attempts recorded elsewhere to their sender
+    /// for `grace` before sending them again.
+    pub fn with_foreign_attempt_grace(grace: Duration) -> Self {
+        Self {
+            foreign_attempt_grace: grace,
+            ..Self::default()
+        }
+    }
+
+    /// Notes an attempt this dispatcher recorded, so that its e-mail goes out at once.
+    pub fn note_own_attempt(&mut self, notification: NotificationId, attempt: u32) {
+        self.own_attempts.insert((notification, attempt));
+    }
+
+    /// Returns when the latest attempt of `record` may be sent by this dispatcher: at
+    /// once for its own attempts, otherwise once the grace has passed.
+    pub(crate) fn sendable_at(&self, id: NotificationId, record: &NotificationRecord) -> Timestamp {
+        if self.own_attempts.contains(&(id, record.attempt)) {
+            return record.attempted_at;
+        }
+        let grace = i64::try_from(self.foreign_attempt_grace.as_micros()).unwrap_or(i64::MAX);
+        Timestamp::from_micros(record.attempted_at.as_micros().saturating_add(grace))
     }
 
     /// Returns the position after the last event folded from `chain`: where reading or
@@ -301,6 +333,7 @@ impl DispatchState {
                 self.deferred.remove(&(retry_at, id));
             }
             record.attempt = attempted.attempt;
+            record.attempted_at = time;
             record.status = NotificationStatus::Attempted;
             self.unresolved.insert(id);
             return;
@@ -314,6 +347,7 @@ impl DispatchState {
             message_id: attempted.message_id.clone(),
             attempt: attempted.attempt,
             first_attempted_at: time,
+            attempted_at: time,
             status: NotificationStatus::Attempted,
         };
         self.notifications.insert(id, record);
@@ -342,6 +376,7 @@ impl DispatchState {
         }
         record.status = NotificationStatus::Deferred { retry_at };
         self.unresolved.remove(&id);
+        self.own_attempts.retain(|(own, _)| *own != id);
         self.deferred.insert((retry_at, id));
     }
 
@@ -360,6 +395,7 @@ impl DispatchState {
         }
         record.status = status;
         self.unresolved.remove(&id);
+        self.own_attempts.retain(|(own, _)| *own != id);
     }
 
     fn apply_downloaded(&mut self, time: Timestamp, downloaded: &DocumentDownloaded) {

@@ -477,3 +477,66 @@ fn receipt_is_due_after_withdrawal() {
         vec![fixture.first_attempt(0, NotificationKind::Receipt)]
     );
 }
+
+#[test]
+fn foreign_attempt_waits_for_its_sender() {
+    let mut fixture = Fixture::released(None, false);
+    fixture.state.foreign_attempt_grace = std::time::Duration::from_secs(90);
+    let id = NotificationId::random();
+    fixture.attempt(0, NotificationKind::Consignment, id, 1);
+    let send = DueWork::Send {
+        notification: id,
+        attempt: 1,
+    };
+
+    let early = fixture.state.due(Timestamp::from_micros(89 * SECOND));
+    assert!(!early.work.contains(&send), "{:?}", early.work);
+    assert_eq!(early.next_due, Some(Timestamp::from_micros(90 * SECOND)));
+
+    let late = fixture.due_work(90 * SECOND);
+    assert!(late.contains(&send), "{late:?}");
+}
+
+#[test]
+fn foreign_retry_waits_from_its_own_time() {
+    let mut fixture = Fixture::released(None, false);
+    fixture.state.foreign_attempt_grace = std::time::Duration::from_secs(90);
+    let id = NotificationId::random();
+    fixture.attempt(0, NotificationKind::Consignment, id, 1);
+    fixture.defer(0, id, 1, 30 * SECOND);
+    let retry = Event::NotificationAttempted(NotificationAttempted {
+        notification: id,
+        delivery: fixture.delivery,
+        recipient: fixture.recipients[0],
+        kind: NotificationKind::Consignment,
+        message_id: format!("<{id}@consign.test>"),
+        attempt: 2,
+    });
+    fixture.apply_at(DELIVERY_CHAIN, 100 * SECOND, retry);
+    let send = DueWork::Send {
+        notification: id,
+        attempt: 2,
+    };
+
+    assert!(!fixture.due_work(189 * SECOND).contains(&send));
+    assert!(fixture.due_work(190 * SECOND).contains(&send));
+}
+
+#[test]
+fn own_attempt_is_sent_at_once() {
+    let mut fixture = Fixture::released(None, false);
+    fixture.state.foreign_attempt_grace = std::time::Duration::from_secs(90);
+    let id = NotificationId::random();
+    fixture.state.note_own_attempt(id, 1);
+    fixture.attempt(0, NotificationKind::Consignment, id, 1);
+
+    let work = fixture.due_work(0);
+
+    assert!(
+        work.contains(&DueWork::Send {
+            notification: id,
+            attempt: 1
+        }),
+        "{work:?}"
+    );
+}

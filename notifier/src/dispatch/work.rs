@@ -55,6 +55,9 @@ pub(crate) struct Finished {
     pub key: WorkKey,
     pub chain: ChainId,
     pub position: Position,
+    /// The attempt this task recorded, as notification and attempt number; `None` when
+    /// it recorded none or the ledger already had it.
+    pub own_attempt: Option<(NotificationId, u32)>,
 }
 
 /// The notification attempt a task works on, for its events and log lines.
@@ -137,7 +140,11 @@ pub(crate) async fn record_attempt(
             "recorded a notification attempt"
         );
     }
-    Ok(finished(key, target.chain, &appended))
+    let mut finished = finished(key, target.chain, &appended);
+    if !appended.replayed {
+        finished.own_attempt = Some((target.notification, target.attempt));
+    }
+    Ok(finished)
 }
 
 /// Sends the e-mail of a recorded attempt and records the outcome.
@@ -328,5 +335,6 @@ fn finished(key: WorkKey, chain: ChainId, appended: &consign_ledger::Appended) -
         key,
         chain,
         position,
+        own_attempt: None,
     }
 }
