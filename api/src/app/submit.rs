@@ -77,6 +77,7 @@ async fn submit_checked(
     caller.require(&[Role::Sender])?;
     let mut multipart = super::body::multipart(body)?;
     let idempotency = idempotency_key(&headers, &caller)?;
+    let key_sent = idempotency.is_some();
 
     let metadata = next_field(&mut multipart).await?.ok_or_else(|| {
         ApiError::bad_request("the request has no parts; send a metadata part, then documents")
@@ -113,6 +114,14 @@ async fn submit_checked(
     if !pending && (outcome.is_err() || matches!(outcome, Ok((_, true)))) {
         discard(&core, &uploads).await;
     }
+    let outcome = match outcome {
+        Err(ApiError::Unavailable { message }) if pending && !key_sent => {
+            Err(ApiError::Unavailable {
+                message: advice_without_key(&message),
+            })
+        }
+        other => other,
+    };
     let (body, _) = outcome?;
     Ok((StatusCode::CREATED, Json(body)))
 }
@@ -507,6 +516,17 @@ fn replayed_body(
     }))
 }
 
+/// Rewrites the advice of an unconfirmed submission for a client that sent no
+/// `Idempotency-Key`: it has no key to retry with.
+fn advice_without_key(message: &str) -> String {
+    let advice = "list your deliveries (GET /api/deliveries) before you submit it again, and \
+                  send an Idempotency-Key header so that a retry cannot record it twice";
+    match message.find("retry with the same idempotency key") {
+        Some(start) => format!("{}{advice}", &message[..start]),
+        None => format!("{message}; it may still be recorded, so {advice}"),
+    }
+}
+
 /// Deletes the documents of a failed or replayed submission.
 /// Returns true when `error` leaves the submission's outcome unknown: a Kafka
 /// sequencer did not confirm it, so it may still be recorded and its documents must
@@ -524,5 +544,32 @@ pub(crate) async fn discard(core: &Core, uploads: &[Upload]) {
         if let Err(error) = core.blobs.delete(&upload.blob.storage_key).await {
             tracing::error!(%error, blob.key = %upload.blob.storage_key, "cannot delete a document of a failed submission");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::advice_without_key;
+
+    #[test]
+    fn advice_without_key_replaces_retry() {
+        let message = "the ledger cannot confirm this now: chain 1 cannot take appends in this \
+                       process now: Kafka did not confirm the events (timed out); they may or \
+                       may not be recorded, so retry with the same idempotency key; retry shortly";
+
+        let advice = advice_without_key(message);
+
+        assert!(advice.starts_with("the ledger cannot confirm this now: chain 1"), "{advice}");
+        assert!(!advice.contains("same idempotency key"), "{advice}");
+        assert!(advice.contains("GET /api/deliveries"), "{advice}");
+        assert!(advice.contains("Idempotency-Key header"), "{advice}");
+    }
+
+    #[test]
+    fn advice_without_key_extends_other_reasons() {
+        let advice = advice_without_key("the ledger cannot confirm this now: the sequencer is starting");
+
+        assert!(advice.starts_with("the ledger cannot confirm this now: the sequencer is starting; it may still be recorded"), "{advice}");
+        assert!(advice.contains("GET /api/deliveries"), "{advice}");
     }
 }
