@@ -19,7 +19,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use consign_ledger::kafka::{KafkaOptions, open_kafka_ledger};
+use consign_ledger::kafka::{KafkaOptions, open_kafka_ledger, testing};
+
+pub use consign_ledger::kafka::testing::brokers as kafka_brokers;
 use consign_ledger::{EmbeddedOptions, StoredEvent};
 use consign_schemas::events::Event;
 use consign_schemas::{ChainId, Position};
@@ -31,29 +33,9 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_consign");
 pub const LOGIN: &str = "ada";
 pub const PASSWORD: &str = "ada-password-123";
 
-/// Returns the broker list the test script started, `None` to skip outside CI.
-pub fn kafka_brokers() -> Option<String> {
-    match std::env::var("CONSIGN_KAFKA_BROKERS") {
-        Ok(brokers) if !brokers.is_empty() => Some(brokers),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("CONSIGN_KAFKA_BROKERS is not set under CI; run the tests with scripts/test.sh")
-        }
-        _ => {
-            eprintln!(
-                "SKIPPED: set CONSIGN_KAFKA_BROKERS or run scripts/test.sh to test against Kafka"
-            );
-            None
-        }
-    }
-}
-
-/// Returns a topic name no other test uses.
+/// Returns an events topic name no other test uses.
 pub fn unique_topic(kind: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("consign.test.{kind}.{nanos:x}.events")
+    format!("{}.events", testing::unique_topic(kind))
 }
 
 pub fn free_port() -> u16 {

@@ -13,6 +13,7 @@ mod confirm;
 mod open;
 mod replica;
 mod sequencer;
+pub mod testing;
 mod topic;
 mod verify;
 

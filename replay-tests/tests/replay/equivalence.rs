@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use consign_ledger::kafka::testing::brokers as kafka_brokers;
 use consign_ledger::kafka::{KafkaOptions, open_kafka_ledger};
 use consign_ledger::workload::{self, WorkloadConfig};
 use consign_ledger::{EmbeddedLedger, EmbeddedOptions, ManualClock};
@@ -27,21 +28,6 @@ fn config() -> WorkloadConfig {
         seed: 11,
         chains: 3,
         ..WorkloadConfig::default()
-    }
-}
-
-fn kafka_brokers() -> Option<String> {
-    match std::env::var("CONSIGN_KAFKA_BROKERS") {
-        Ok(brokers) if !brokers.is_empty() => Some(brokers),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("CONSIGN_KAFKA_BROKERS is not set under CI; run the tests with scripts/test.sh")
-        }
-        _ => {
-            eprintln!(
-                "SKIPPED: set CONSIGN_KAFKA_BROKERS or run scripts/test.sh to test against Kafka"
-            );
-            None
-        }
     }
 }
 
