@@ -31,12 +31,19 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{Core, CoreParts, Limits, MailTransport, Transport};
-use crate::blobs::{BlobStore, KeyEncryptionKey};
+use crate::blobs::BlobStore;
 use crate::cli::DataDirArgs;
 use crate::cli::backend::Role;
 use crate::listen::{ListenConfig, TlsFiles};
 use consign_projections::billing::RateTable;
 use consign_projections::{ALL_VIEWS, ViewStore, ViewStoreOptions};
+
+mod startup;
+
+use startup::{
+    check_listen_address, load_or_create_kek, load_or_create_postmark_keys,
+    reject_new_keys_on_used_topic,
+};
 
 /// Time allowed, beyond one send, for another server to record the outcome of an
 /// e-mail it was sending when the delivery's chain moved here.
@@ -68,8 +75,8 @@ pub struct ServeArgs {
 
     /// Folder of the stored documents. Defaults to DATA_DIR/blobs. Servers on one Kafka
     /// topic that share this folder (a shared filesystem) each serve every document,
-    /// wherever it was uploaded. A folder given here is treated as shared, so leftovers
-    /// of interrupted uploads are removed only after an hour.
+    /// wherever it was uploaded. A folder given here must exist and is treated as
+    /// shared: no document is removed from it, and temp files only after an hour.
     #[arg(long, env = "CONSIGN_BLOB_DIR")]
     pub blob_dir: Option<PathBuf>,
 
@@ -225,7 +232,26 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let data_dir = &args.data.data_dir;
-    let keys = args.data.keys_dir();
+
+    // Settings are checked before anything is created in the data directory, so that a
+    // bad value leaves nothing behind.
+    let keys = args.data.keys_dir()?;
+    check_listen_address(&args.listen)?;
+    let blobs = match &args.blob_dir {
+        Some(dir) => BlobStore::open_shared(dir)?,
+        None => BlobStore::open(data_dir.join("blobs"))?,
+    };
+    // Checked before listening, so a bad From address or URL stops the start at once.
+    composer(
+        &args,
+        args.public_url.as_deref().unwrap_or("http://127.0.0.1"),
+    )?;
+    let rates = match &args.rates {
+        Some(path) => Some(load_rates(path)?),
+        None => None,
+    };
+
+    reject_new_keys_on_used_topic(&args, &keys).await?;
     let postmark_keys = load_or_create_postmark_keys(&keys.join("postmark"))?;
     let options = EmbeddedOptions {
         chains: args.chains,
@@ -240,10 +266,6 @@ pub async fn run(
     let ledger = Arc::new(open_ledger(&args, options).await?);
     let kek = load_or_create_kek(&keys.join("documents.kek"))?;
     let links = LinkKey::load_or_create(&keys.join("links.key"))?;
-    let blobs = match &args.blob_dir {
-        Some(dir) => BlobStore::open_shared(dir)?,
-        None => BlobStore::open(data_dir.join("blobs"))?,
-    };
     let tls = args.tls_cert.clone().zip(args.tls_key.clone());
     let scheme = if tls.is_some() { "https" } else { "http" };
     let (mailer, mail_transport) = mailer(&args)?;
@@ -252,16 +274,6 @@ pub async fn run(
             .public_url
             .as_deref()
             .is_some_and(|url| url.starts_with("https://"));
-    // Checked before listening, so a bad From address or URL stops the start at once.
-    composer(
-        &args,
-        args.public_url.as_deref().unwrap_or("http://127.0.0.1"),
-    )?;
-
-    let rates = match &args.rates {
-        Some(path) => Some(load_rates(path)?),
-        None => None,
-    };
     let views = open_views(&ledger, &data_dir.join("views")).await?;
 
     let core = Core::start(CoreParts {
@@ -510,30 +522,6 @@ async fn open_views(
     .context("cannot bring the views up to the ledger")?;
     tracing::info!(applied = caught_up.applied, "views up to date");
     Ok(views)
-}
-
-/// Loads the postmark signing keys, creating the first one on first start.
-fn load_or_create_postmark_keys(dir: &std::path::Path) -> anyhow::Result<PostmarkKeys> {
-    if !dir.join("current").exists() {
-        let id = PostmarkKeys::generate(dir)?;
-        tracing::info!(dir = %dir.display(), key_id = %id, "created the first postmark signing key");
-    }
-    Ok(PostmarkKeys::load(dir)?)
-}
-
-/// Loads the key that wraps document keys, creating it on first start.
-fn load_or_create_kek(path: &std::path::Path) -> anyhow::Result<KeyEncryptionKey> {
-    if path.exists() {
-        return Ok(KeyEncryptionKey::load(path)?);
-    }
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create the key folder {}", parent.display()))?;
-    }
-    let key = KeyEncryptionKey::generate();
-    key.save_new(path)?;
-    tracing::info!(path = %path.display(), key_id = key.key_id(), "created the document key-encryption key");
-    Ok(key)
 }
 
 /// Returns the heads of every chain, so an operator or a load balancer can check that

@@ -152,6 +152,8 @@ async fn second_server_serves_shared_documents() {
     };
     let topic = kafka_support::unique_topic("shared");
     let work = tempfile::tempdir().unwrap();
+    std::fs::create_dir(work.path().join("blobs")).unwrap();
+    std::fs::create_dir(work.path().join("keys")).unwrap();
     let shared = vec![
         "--blob-dir".to_owned(),
         work.path().join("blobs").display().to_string(),
@@ -194,32 +196,52 @@ async fn second_server_serves_shared_documents() {
         );
     }
 
-    // At a restart, a shared store keeps recent files that no submission in this
-    // server's copy refers to (another server may be writing them), and removes
-    // such files once they are over an hour old.
+    // At a restart, a shared store keeps every document, even one that no submission
+    // in this server's copy refers to (another ledger may), and the temp files of
+    // uploads that may be in progress elsewhere. It removes temp files over an hour old.
     let blobs = work.path().join("blobs");
     let recent_part = blobs.join("tmp").join(format!("{}.part", "a".repeat(32)));
-    let recent_object = blobs.join("objects").join("bb").join("b".repeat(32));
-    let old_object = blobs.join("objects").join("cc").join("c".repeat(32));
-    for path in [&recent_part, &recent_object, &old_object] {
+    let old_part = blobs.join("tmp").join(format!("{}.part", "d".repeat(32)));
+    let unreferenced = blobs.join("objects").join("cc").join("c".repeat(32));
+    for path in [&recent_part, &old_part, &unreferenced] {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, b"an upload of another server").unwrap();
     }
     let two_hours_ago = std::time::SystemTime::now() - Duration::from_secs(7200);
-    std::fs::File::options()
-        .write(true)
-        .open(&old_object)
-        .unwrap()
-        .set_modified(two_hours_ago)
-        .unwrap();
+    for path in [&old_part, &unreferenced] {
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(two_hours_ago)
+            .unwrap();
+    }
     second.kill();
     second.restart();
     second.wait_healthy(&client).await;
     assert!(recent_part.exists(), "a recent temp file was removed");
-    assert!(recent_object.exists(), "a recent document was removed");
-    assert!(!old_object.exists(), "an old unreferenced document was kept");
+    assert!(!old_part.exists(), "a temp file over an hour old was kept");
+    assert!(unreferenced.exists(), "a document of the shared folder was removed");
     let link = link_token(&outboxes, "plain@recipients.test").await;
     let fetched = fetch(&client, &second.base, &link).await;
     assert_eq!(blake3::hash(&fetched), blake3::hash(&plain));
+
+    // A server whose key folder is empty would create keys that match nobody's: on a
+    // topic with events it refuses to start, and creates no key.
+    let empty_keys = work.path().join("empty-keys");
+    std::fs::create_dir(&empty_keys).unwrap();
+    let refused = std::process::Command::new(kafka_support::BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--kafka", &brokers, "--kafka-topic", &topic])
+        .arg("--data-dir")
+        .arg(work.path().join("third"))
+        .arg("--keys-dir")
+        .arg(&empty_keys)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(stderr.contains("already has events"), "{stderr}");
+    assert!(stderr.contains("links.key"), "{stderr}");
+    assert_eq!(std::fs::read_dir(&empty_keys).unwrap().count(), 0, "a key was created");
     drop(first);
 }

@@ -92,9 +92,16 @@ pub enum BlobError {
     },
 
     #[error(
-        "invalid key file {path}: {length} bytes, expected exactly 32 raw bytes; generate a new key file"
+        "invalid key file {path}: {length} bytes, expected exactly 32 raw bytes; restore it \
+         from a backup, because documents encrypted under it cannot be read without it"
     )]
     InvalidKeyFile { path: PathBuf, length: u64 },
+
+    #[error(
+        "the shared document folder {path} does not exist or is not a folder; create it \
+         (or mount the shared filesystem it is on) and start again"
+    )]
+    SharedFolderMissing { path: PathBuf },
 }
 
 impl BlobError {

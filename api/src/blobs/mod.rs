@@ -52,8 +52,8 @@ pub use key::KeyEncryptionKey;
 /// A stream of plaintext pieces, each at most [`CHUNK_SIZE`] bytes long.
 pub type BlobStream = BoxStream<'static, Result<Bytes, BlobError>>;
 
-/// Age under which a shared store's leftovers are kept: another server may be
-/// writing them, or its submission may not have reached this server's copy yet.
+/// Age under which a shared store's temp files are kept: another server may be
+/// writing them.
 pub const SHARED_LEFTOVER_AGE: Duration = Duration::from_secs(3600);
 
 /// A store of documents in one local directory.
@@ -62,7 +62,7 @@ pub struct BlobStore {
     root: PathBuf,
     objects: PathBuf,
     tmp: PathBuf,
-    /// Age under which leftovers are kept, or `None` in a store of its own.
+    /// Age under which temp files are kept, or `None` in a store of its own.
     keep_younger_than: Option<Duration>,
 }
 
@@ -102,15 +102,22 @@ impl BlobStore {
     }
 
     /// Opens a store that other servers may use at the same time, such as a folder on a
-    /// shared filesystem. Temp files and unreferenced documents are removed only once
-    /// they are older than [`SHARED_LEFTOVER_AGE`], so that another server's upload in
-    /// progress, or one not yet in this server's copy of the ledger, stays.
+    /// shared filesystem. The folder must exist, so that a share that is not mounted
+    /// is noticed. Temp files are removed only once they are older than
+    /// [`SHARED_LEFTOVER_AGE`], and [`BlobStore::remove_unreferenced`] removes nothing,
+    /// because documents of other ledgers, or of submissions not yet in this server's
+    /// copy, may be there.
     ///
     /// # Errors
     ///
-    /// As [`BlobStore::open`].
+    /// [`BlobError::SharedFolderMissing`] when `dir` is not a folder, otherwise as
+    /// [`BlobStore::open`].
     pub fn open_shared(dir: impl Into<PathBuf>) -> Result<Self, BlobError> {
-        Self::open_with(dir.into(), Some(SHARED_LEFTOVER_AGE))
+        let root = dir.into();
+        if !root.is_dir() {
+            return Err(BlobError::SharedFolderMissing { path: root });
+        }
+        Self::open_with(root, Some(SHARED_LEFTOVER_AGE))
     }
 
     fn open_with(root: PathBuf, keep_younger_than: Option<Duration>) -> Result<Self, BlobError> {
@@ -211,11 +218,16 @@ impl BlobStore {
     /// many it deleted. At start, before any upload, the server passes the keys of the
     /// ledger's `DocumentUploaded` events: a document stored by a submission that a
     /// crash kept from reaching the ledger is referenced by nothing and never will be.
+    /// A shared store deletes nothing.
     ///
     /// # Errors
     ///
     /// [`BlobError::Io`] if a folder cannot be listed or a file removed.
     pub fn remove_unreferenced(&self, is_referenced: impl Fn(&str) -> bool) -> Result<u64, BlobError> {
+        if self.keep_younger_than.is_some() {
+            tracing::info!(dir = %self.root.display(), "a shared document folder is not cleaned up: its documents may belong to other servers");
+            return Ok(0);
+        }
         let mut removed = 0;
         let folders = std::fs::read_dir(&self.objects).map_err(BlobError::io("listing", &self.objects))?;
         for folder in folders {
@@ -229,7 +241,7 @@ impl BlobStore {
                 let Some(name) = path.file_name().and_then(|name| name.to_str()) else {
                     continue;
                 };
-                if StorageKey::parse(name).is_err() || is_referenced(name) || self.is_recent(&path) {
+                if StorageKey::parse(name).is_err() || is_referenced(name) || !path.is_file() {
                     continue;
                 }
                 std::fs::remove_file(&path).map_err(BlobError::io("removing", &path))?;
@@ -279,7 +291,12 @@ impl BlobStore {
         let entries = std::fs::read_dir(tmp).map_err(BlobError::io("listing", tmp))?;
         for entry in entries {
             let path = entry.map_err(BlobError::io("listing", tmp))?.path();
-            if path.extension().is_some_and(|extension| extension == "part") && !self.is_recent(&path) {
+            let is_part = path.extension().is_some_and(|extension| extension == "part");
+            if is_part && !path.is_file() {
+                tracing::warn!(path = %path.display(), "not a file, so not removed; remove it by hand");
+                continue;
+            }
+            if is_part && !self.is_recent(&path) {
                 std::fs::remove_file(&path).map_err(BlobError::io("removing", &path))?;
                 tracing::warn!(path = %path.display(), "removed the temp file of an interrupted upload");
             }

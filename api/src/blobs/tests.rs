@@ -428,7 +428,7 @@ fn own_store_removes_leftovers_at_once() {
 }
 
 #[test]
-fn shared_store_keeps_recent_leftovers_and_removes_old_ones() {
+fn shared_store_keeps_documents_and_recent_parts() {
     let dir = tempfile::tempdir().unwrap();
     let (part, object) = leave_leftovers(dir.path(), Duration::from_secs(60));
 
@@ -441,6 +441,36 @@ fn shared_store_keeps_recent_leftovers_and_removes_old_ones() {
     let (part, object) = leave_leftovers(dir.path(), old);
     let store = BlobStore::open_shared(dir.path()).unwrap();
     assert!(!part.exists());
-    assert_eq!(store.remove_unreferenced(|_| false).unwrap(), 1);
-    assert!(!object.exists());
+    assert_eq!(store.remove_unreferenced(|_| false).unwrap(), 0);
+    assert!(object.exists(), "another ledger may refer to it");
+}
+
+#[test]
+fn shared_store_needs_existing_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("not-mounted");
+
+    let result = BlobStore::open_shared(&missing);
+
+    assert!(
+        matches!(&result, Err(BlobError::SharedFolderMissing { path }) if *path == missing),
+        "{:?}",
+        result.err()
+    );
+    assert!(!missing.exists());
+}
+
+#[test]
+fn stray_folders_do_not_stop_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let stray_part = dir.path().join("tmp").join("stuck.part");
+    let stray_object = dir.path().join("objects").join("ab").join("a".repeat(32));
+    std::fs::create_dir_all(&stray_part).unwrap();
+    std::fs::create_dir_all(&stray_object).unwrap();
+
+    let store = BlobStore::open(dir.path()).unwrap();
+    assert_eq!(store.remove_unreferenced(|_| false).unwrap(), 0);
+
+    assert!(stray_part.is_dir());
+    assert!(stray_object.is_dir());
 }

@@ -27,10 +27,22 @@ pub(crate) enum Role {
 
 impl DataDirArgs {
     /// Returns the key folder: `--keys-dir`, or `keys` in the data directory.
-    pub fn keys_dir(&self) -> PathBuf {
-        self.keys_dir
-            .clone()
-            .unwrap_or_else(|| self.data_dir.join("keys"))
+    ///
+    /// # Errors
+    ///
+    /// A folder given with `--keys-dir` that does not exist, such as a share that is
+    /// not mounted: keys created in its place would differ from the other servers'.
+    pub fn keys_dir(&self) -> anyhow::Result<PathBuf> {
+        match &self.keys_dir {
+            Some(dir) if !dir.is_dir() => anyhow::bail!(
+                "the key folder {} (--keys-dir) does not exist or is not a folder; create it \
+                 and copy the keys of the first server into it, or mount the shared \
+                 filesystem it is on",
+                dir.display()
+            ),
+            Some(dir) => Ok(dir.clone()),
+            None => Ok(self.data_dir.join("keys")),
+        }
     }
 
     /// Returns the Kafka options of these arguments, when `--kafka` was given.

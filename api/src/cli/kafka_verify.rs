@@ -22,7 +22,7 @@ pub(super) fn verify(args: &VerifyArgs) -> anyhow::Result<Outcome> {
         );
     }
     let checks = ChainChecks {
-        keys: public_keys(&args.data.keys_dir()),
+        keys: public_keys(&args.data.keys_dir()?),
         saved_checkpoint: None,
     };
 

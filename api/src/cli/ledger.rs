@@ -60,9 +60,15 @@ pub(super) fn public_keys(
 ) -> Option<std::sync::Arc<consign_ledger::checkpoint::PublicKeys>> {
     let dir = keys_dir.join("postmark");
     match consign_ledger::postmark::PostmarkKeys::load(&dir) {
-        Ok(keys) => Some(std::sync::Arc::new(keys.public_keys())),
+        Ok(keys) => {
+            println!("checkpoint signatures are checked with the keys in {}", dir.display());
+            Some(std::sync::Arc::new(keys.public_keys()))
+        }
         Err(error) => {
-            println!("checkpoint signatures are not checked: {error}");
+            println!(
+                "checkpoint signatures are NOT checked: {error}. Give --keys-dir (or \
+                 --data-dir) the key folder of the servers to check them"
+            );
             None
         }
     }
@@ -183,7 +189,7 @@ pub(super) fn verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
             );
         }
     }
-    let keys = public_keys(&args.data.keys_dir());
+    let keys = public_keys(&args.data.keys_dir()?);
     if let Some(saved) = &saved {
         let path = args
             .checkpoint
@@ -385,7 +391,7 @@ fn hex_string(bytes: &[u8]) -> String {
 pub(super) fn generate(args: GenerateArgs) -> anyhow::Result<Outcome> {
     // The ledger signs real checkpoints with the data directory's keys, the ones a
     // server started on it later uses too.
-    let keys_dir = args.data.keys_dir().join("postmark");
+    let keys_dir = args.data.keys_dir()?.join("postmark");
     if !keys_dir.join("current").exists() {
         consign_ledger::postmark::PostmarkKeys::generate(&keys_dir)?;
     }

@@ -191,7 +191,7 @@ pub async fn open_kafka_ledger(
 ) -> Result<(EmbeddedLedger, KafkaStatus), KafkaOpenError> {
     // An existing topic gives the chain count; an explicit count that differs is
     // rejected by the topic check below.
-    let chains = match (
+    let mut chains = match (
         options.chains,
         existing_partitions(&kafka.brokers, &kafka.topic).await?,
     ) {
@@ -199,7 +199,16 @@ pub async fn open_kafka_ledger(
         (None, Some(partitions)) => partitions,
         (None, None) => 1,
     };
-    ensure_events_topic(&kafka.brokers, &kafka.topic, chains).await?;
+    match ensure_events_topic(&kafka.brokers, &kafka.topic, chains).await {
+        // Another process created the topic since it was looked up: take its count.
+        Err(KafkaSetupError::Partitions { found, .. }) if options.chains.is_none() => {
+            chains = u32::try_from(found).unwrap_or(u32::MAX);
+            ensure_events_topic(&kafka.brokers, &kafka.topic, chains).await?;
+        }
+        other => {
+            other?;
+        }
+    }
     let commands = commands_topic(&kafka.topic);
     ensure_events_topic(&kafka.brokers, &commands, chains).await?;
 

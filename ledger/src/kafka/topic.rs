@@ -12,6 +12,7 @@ use std::time::Duration;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
 /// Name of the topic that contains every chain.
@@ -226,4 +227,41 @@ async fn check_partitions(
         });
     }
     Ok(())
+}
+
+/// Returns whether `topic` exists and any of its partitions contains a record, so that
+/// a server can tell a new topic from one that other servers already write.
+///
+/// # Errors
+///
+/// [`KafkaSetupError::Unreachable`] when the cluster does not answer.
+pub fn topic_has_records(brokers: &str, topic: &str) -> Result<bool, KafkaSetupError> {
+    let unreachable = |cause| KafkaSetupError::Unreachable {
+        brokers: brokers.to_owned(),
+        cause,
+    };
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("isolation.level", "read_uncommitted")
+        .create()
+        .map_err(unreachable)?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
+        .map_err(unreachable)?;
+    let Some(found) = metadata
+        .topics()
+        .iter()
+        .find(|found| found.name() == topic && found.error().is_none())
+    else {
+        return Ok(false);
+    };
+    for partition in found.partitions() {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, partition.id(), REQUEST_TIMEOUT)
+            .map_err(unreachable)?;
+        if high > low {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }

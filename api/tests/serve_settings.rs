@@ -1,0 +1,68 @@
+//! `consign serve` checks its settings before it creates anything: a bad listen address
+//! or a missing shared folder is rejected with a message naming the value, and the data
+//! directory is left uncreated.
+
+use consign_ledger::Clock;
+
+/// Runs `consign serve` with `extra` arguments on a data directory in `work`, and
+/// returns the error message.
+async fn serve_error(work: &std::path::Path, extra: &[&str]) -> String {
+    let data_dir = work.join("data");
+    let mut argv = vec!["consign", "serve", "--data-dir", data_dir.to_str().unwrap()];
+    argv.extend_from_slice(extra);
+    let consign_api::cli::Command::Serve(args) =
+        <consign_api::cli::Cli as clap::Parser>::parse_from(argv).command
+    else {
+        unreachable!("the arguments name the serve subcommand");
+    };
+
+    let error = consign_api::serve::run(args, Clock::system(), None, std::future::pending())
+        .await
+        .unwrap_err();
+    format!("{error:#}")
+}
+
+#[tokio::test]
+async fn bad_listen_address_creates_nothing() {
+    let work = tempfile::tempdir().unwrap();
+
+    let message = serve_error(work.path(), &["--listen", "127.0.0.1:99999"]).await;
+
+    assert!(message.contains("--listen \"127.0.0.1:99999\""), "{message}");
+    assert!(message.contains("such as 127.0.0.1:8080"), "{message}");
+    assert!(!work.path().join("data").exists(), "the data directory was created");
+}
+
+#[tokio::test]
+async fn missing_blob_folder_creates_nothing() {
+    let work = tempfile::tempdir().unwrap();
+    let missing = work.path().join("share").join("blobs");
+
+    let message = serve_error(
+        work.path(),
+        &["--listen", "127.0.0.1:0", "--blob-dir", missing.to_str().unwrap()],
+    )
+    .await;
+
+    assert!(message.contains(missing.to_str().unwrap()), "{message}");
+    assert!(message.contains("does not exist"), "{message}");
+    assert!(!missing.exists(), "the shared folder was created");
+    assert!(!work.path().join("data").exists(), "the data directory was created");
+}
+
+#[tokio::test]
+async fn missing_key_folder_creates_nothing() {
+    let work = tempfile::tempdir().unwrap();
+    let missing = work.path().join("share").join("keys");
+
+    let message = serve_error(
+        work.path(),
+        &["--listen", "127.0.0.1:0", "--keys-dir", missing.to_str().unwrap()],
+    )
+    .await;
+
+    assert!(message.contains(missing.to_str().unwrap()), "{message}");
+    assert!(message.contains("--keys-dir"), "{message}");
+    assert!(!missing.exists(), "the key folder was created");
+    assert!(!work.path().join("data").exists(), "the data directory was created");
+}
