@@ -196,7 +196,7 @@ impl From<BlobError> for ApiError {
                 ),
             },
             other => ApiError::Unavailable {
-                message: format!("the document store failed, so nothing was stored: {other}"),
+                message: format!("the document store failed: {other}"),
             },
         }
     }
