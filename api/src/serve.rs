@@ -237,10 +237,6 @@ pub async fn run(
     // bad value leaves nothing behind.
     let keys = args.data.keys_dir()?;
     check_listen_address(&args.listen)?;
-    let blobs = match &args.blob_dir {
-        Some(dir) => BlobStore::open_shared(dir)?,
-        None => BlobStore::open(data_dir.join("blobs"))?,
-    };
     // Checked before listening, so a bad From address or URL stops the start at once.
     composer(
         &args,
@@ -249,6 +245,10 @@ pub async fn run(
     let rates = match &args.rates {
         Some(path) => Some(load_rates(path)?),
         None => None,
+    };
+    let blobs = match &args.blob_dir {
+        Some(dir) => BlobStore::open_shared(dir)?,
+        None => BlobStore::open(data_dir.join("blobs"))?,
     };
 
     reject_new_keys_on_used_topic(&args, &keys).await?;

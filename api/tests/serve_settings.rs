@@ -66,3 +66,17 @@ async fn missing_key_folder_creates_nothing() {
     assert!(!missing.exists(), "the key folder was created");
     assert!(!work.path().join("data").exists(), "the data directory was created");
 }
+
+#[tokio::test]
+async fn bad_public_url_creates_nothing() {
+    let work = tempfile::tempdir().unwrap();
+
+    let message = serve_error(
+        work.path(),
+        &["--listen", "127.0.0.1:0", "--public-url", "not a url"],
+    )
+    .await;
+
+    assert!(message.contains("not a url"), "{message}");
+    assert!(!work.path().join("data").exists(), "the data directory was created");
+}

@@ -163,8 +163,10 @@ impl DispatchState {
     /// Returns when the latest attempt of `record` may be sent by this dispatcher: at
     /// once for its own attempts, otherwise once the grace has passed.
     pub(crate) fn sendable_at(&self, id: NotificationId, record: &NotificationRecord) -> Timestamp {
-        if self.own_attempts.contains(&(id, record.attempt)) {
-            return record.attempted_at;
+        // The attempt's time comes from the sequencer, whose clock can be ahead of this
+        // dispatcher's, so an attempt that needs no wait is sendable at any time.
+        if self.foreign_attempt_grace.is_zero() || self.own_attempts.contains(&(id, record.attempt)) {
+            return Timestamp::from_micros(i64::MIN);
         }
         let grace = i64::try_from(self.foreign_attempt_grace.as_micros()).unwrap_or(i64::MAX);
         Timestamp::from_micros(record.attempted_at.as_micros().saturating_add(grace))

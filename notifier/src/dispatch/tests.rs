@@ -540,3 +540,31 @@ fn own_attempt_is_sent_at_once() {
         "{work:?}"
     );
 }
+
+#[test]
+fn attempt_ahead_of_clock_is_sent_without_grace() {
+    let mut fixture = Fixture::released(None, false);
+    let id = NotificationId::random();
+    fixture.apply_at(
+        DELIVERY_CHAIN,
+        3600 * SECOND,
+        Event::NotificationAttempted(NotificationAttempted {
+            notification: id,
+            delivery: fixture.delivery,
+            recipient: fixture.recipients[0],
+            kind: NotificationKind::Consignment,
+            message_id: format!("<{id}@consign.test>"),
+            attempt: 1,
+        }),
+    );
+
+    let work = fixture.due_work(0);
+
+    assert!(
+        work.contains(&DueWork::Send {
+            notification: id,
+            attempt: 1
+        }),
+        "{work:?}"
+    );
+}
