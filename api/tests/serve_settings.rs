@@ -1,6 +1,6 @@
-//! `consign serve` checks its settings before it creates anything: a bad listen address
-//! or a missing shared folder is rejected with a message naming the value, and the data
-//! directory is left uncreated.
+//! `consign serve` checks its settings before it creates anything. A bad listen
+//! address or public URL, or a missing shared folder, is rejected with a message naming
+//! the value, and the data directory is left uncreated.
 
 use consign_ledger::Clock;
 
