@@ -22,7 +22,7 @@ use consign_ledger::kafka::open_kafka_ledger;
 use consign_ledger::postmark::PostmarkKeys;
 use consign_ledger::{Clock, EmbeddedLedger, EmbeddedOptions};
 use consign_notifier::{
-    Composer, ComposerConfig, LinkKey, Mailer, MessageIdDomain, SmtpConfig, SmtpSecurity,
+    Composer, ComposerConfig, Mailer, MessageIdDomain, SmtpConfig, SmtpSecurity,
 };
 use consign_notifier::{Dispatcher, DispatcherConfig};
 use consign_schemas::ChainId;
@@ -40,10 +40,7 @@ use consign_projections::{ALL_VIEWS, ViewStore, ViewStoreOptions};
 
 mod startup;
 
-use startup::{
-    check_listen_address, load_or_create_kek, load_or_create_postmark_keys,
-    reject_new_keys_on_used_topic,
-};
+use startup::{ServerKeys, check_listen_address, load_or_create_keys};
 
 /// Time allowed, beyond one send, for another server to record the outcome of an
 /// e-mail it was sending when the delivery's chain moved here.
@@ -251,8 +248,11 @@ pub async fn run(
         None => BlobStore::open(data_dir.join("blobs"))?,
     };
 
-    reject_new_keys_on_used_topic(&args, &keys).await?;
-    let postmark_keys = load_or_create_postmark_keys(&keys.join("postmark"))?;
+    let ServerKeys {
+        postmark: postmark_keys,
+        kek,
+        links,
+    } = load_or_create_keys(&args, &keys).await?;
     let options = EmbeddedOptions {
         chains: args.chains,
         clock: clock.clone(),
@@ -264,8 +264,6 @@ pub async fn run(
         ..EmbeddedOptions::default()
     };
     let ledger = Arc::new(open_ledger(&args, options).await?);
-    let kek = load_or_create_kek(&keys.join("documents.kek"))?;
-    let links = LinkKey::load_or_create(&keys.join("links.key"))?;
     let tls = args.tls_cert.clone().zip(args.tls_key.clone());
     let scheme = if tls.is_some() { "https" } else { "http" };
     let (mailer, mail_transport) = mailer(&args)?;

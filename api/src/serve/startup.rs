@@ -6,6 +6,7 @@ use std::path::Path;
 use anyhow::Context;
 use consign_ledger::kafka::topic_has_records;
 use consign_ledger::postmark::PostmarkKeys;
+use consign_notifier::LinkKey;
 
 use super::ServeArgs;
 use crate::blobs::KeyEncryptionKey;
@@ -25,12 +26,62 @@ pub(super) fn check_listen_address(listen: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The keys a server works with, loaded from its key folder.
+pub(super) struct ServerKeys {
+    pub postmark: PostmarkKeys,
+    pub kek: KeyEncryptionKey,
+    pub links: LinkKey,
+}
+
+/// Loads the keys from `keys`, creating those missing, while holding a lock on the
+/// folder. Servers that start at the same moment on one shared folder thus create one
+/// set of keys, which the others load.
+///
+/// # Errors
+///
+/// A key that cannot be read or created, and, on Kafka, missing keys on a topic that
+/// already has events (see [`reject_new_keys_on_used_topic`]).
+pub(super) async fn load_or_create_keys(args: &ServeArgs, keys: &Path) -> anyhow::Result<ServerKeys> {
+    let kafka = args.data.kafka.clone().map(|brokers| (brokers, args.data.kafka_topic.clone()));
+    load_or_create_keys_in(kafka, keys.to_owned()).await
+}
+
+/// Does the work of [`load_or_create_keys`], with the Kafka brokers and topic if any.
+async fn load_or_create_keys_in(
+    kafka: Option<(String, String)>,
+    keys: std::path::PathBuf,
+) -> anyhow::Result<ServerKeys> {
+    tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(&keys)
+            .with_context(|| format!("cannot create the key folder {}", keys.display()))?;
+        let lock_path = keys.join(".lock");
+        let lock = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .with_context(|| format!("cannot open the key folder's lock {}", lock_path.display()))?;
+        lock.lock()
+            .with_context(|| format!("cannot lock the key folder {}", keys.display()))?;
+
+        if let Some((brokers, topic)) = kafka {
+            reject_new_keys_on_used_topic(&brokers, &topic, &keys)?;
+        }
+        let loaded = ServerKeys {
+            postmark: load_or_create_postmark_keys(&keys.join("postmark"))?,
+            kek: load_or_create_kek(&keys.join("documents.kek"))?,
+            links: LinkKey::load_or_create(&keys.join("links.key"))?,
+        };
+        drop(lock);
+        Ok(loaded)
+    })
+    .await
+    .context("the key loading task failed")?
+}
+
 /// Stops a Kafka server that would create keys for a topic that other servers already
 /// write. Its links, sealed documents and signatures would not match theirs.
-pub(super) async fn reject_new_keys_on_used_topic(args: &ServeArgs, keys: &Path) -> anyhow::Result<()> {
-    let Some(brokers) = args.data.kafka.clone() else {
-        return Ok(());
-    };
+fn reject_new_keys_on_used_topic(brokers: &str, topic: &str, keys: &Path) -> anyhow::Result<()> {
     let missing: Vec<String> = ["postmark/current", "documents.kek", "links.key"]
         .into_iter()
         .filter(|name| !keys.join(name).exists())
@@ -39,16 +90,12 @@ pub(super) async fn reject_new_keys_on_used_topic(args: &ServeArgs, keys: &Path)
     if missing.is_empty() {
         return Ok(());
     }
-    let topic = args.data.kafka_topic.clone();
-    let used = tokio::task::spawn_blocking(move || topic_has_records(&brokers, &topic))
-        .await
-        .context("the topic check failed")??;
-    if used {
+    if topic_has_records(brokers, topic)? {
         anyhow::bail!(
-            "topic {} already has events, but the key folder {} lacks {}; give --keys-dir \
-             the key folder of the servers already on the topic (or a copy of it), so that \
-             this server's links, encrypted documents and signatures match theirs",
-            args.data.kafka_topic,
+            "topic {topic} already has events, but the key folder {} lacks {}; give \
+             --keys-dir the key folder of the servers already on the topic (or a copy of \
+             it), so that this server's links, encrypted documents and signatures match \
+             theirs",
             keys.display(),
             missing.join(", ")
         );
@@ -57,7 +104,7 @@ pub(super) async fn reject_new_keys_on_used_topic(args: &ServeArgs, keys: &Path)
 }
 
 /// Loads the postmark signing keys, creating the first one on first start.
-pub(super) fn load_or_create_postmark_keys(dir: &Path) -> anyhow::Result<PostmarkKeys> {
+fn load_or_create_postmark_keys(dir: &Path) -> anyhow::Result<PostmarkKeys> {
     if !dir.join("current").exists() {
         let id = PostmarkKeys::generate(dir)?;
         tracing::info!(dir = %dir.display(), key_id = %id, "created the first postmark signing key");
@@ -66,7 +113,7 @@ pub(super) fn load_or_create_postmark_keys(dir: &Path) -> anyhow::Result<Postmar
 }
 
 /// Loads the key that wraps document keys, creating it on first start.
-pub(super) fn load_or_create_kek(path: &Path) -> anyhow::Result<KeyEncryptionKey> {
+fn load_or_create_kek(path: &Path) -> anyhow::Result<KeyEncryptionKey> {
     if path.exists() {
         return Ok(KeyEncryptionKey::load(path)?);
     }
@@ -78,4 +125,45 @@ pub(super) fn load_or_create_kek(path: &Path) -> anyhow::Result<KeyEncryptionKey
     key.save_new(path)?;
     tracing::info!(path = %path.display(), key_id = key.key_id(), "created the document key-encryption key");
     Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use consign_schemas::{DeliveryId, RecipientId};
+
+    use super::load_or_create_keys_in;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn servers_starting_together_share_one_key_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = dir.path().join("keys");
+
+        let starts: Vec<_> = (0..4)
+            .map(|_| tokio::spawn(load_or_create_keys_in(None, keys.clone())))
+            .collect();
+        let mut loaded = Vec::new();
+        for start in starts {
+            loaded.push(start.await.unwrap().unwrap());
+        }
+
+        let delivery = DeliveryId::random();
+        let recipient = RecipientId::random();
+        let first = &loaded[0];
+        for other in &loaded[1..] {
+            assert_eq!(other.postmark.current_id(), first.postmark.current_id());
+            assert_eq!(other.kek.key_id(), first.kek.key_id());
+            assert_eq!(
+                other.links.token(delivery, recipient).as_str(),
+                first.links.token(delivery, recipient).as_str()
+            );
+        }
+        let signing_keys = std::fs::read_dir(keys.join("postmark"))
+            .unwrap()
+            .filter(|entry| {
+                let name = entry.as_ref().unwrap().file_name();
+                name.to_string_lossy().ends_with(".key")
+            })
+            .count();
+        assert_eq!(signing_keys, 1, "more than one postmark signing key was created");
+    }
 }
