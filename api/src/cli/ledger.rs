@@ -64,6 +64,14 @@ pub(super) fn public_keys(
             println!("checkpoint signatures are checked with the keys in {}", dir.display());
             Some(std::sync::Arc::new(keys.public_keys()))
         }
+        Err(consign_ledger::postmark::PostmarkError::NoKey { dir }) => {
+            println!(
+                "checkpoint signatures are NOT checked: no signing key in {}. Give \
+                 --keys-dir (or --data-dir) the key folder of the servers to check them",
+                dir.display()
+            );
+            None
+        }
         Err(error) => {
             println!(
                 "checkpoint signatures are NOT checked: {error}. Give --keys-dir (or \

@@ -92,10 +92,10 @@ pub struct DataDirArgs {
     #[arg(long, env = "CONSIGN_DATA_DIR", default_value = "./consign-data")]
     pub data_dir: PathBuf,
 
-    /// Folder of the link, document and postmark keys. Defaults to DATA_DIR/keys.
-    /// Servers on one Kafka topic need the same keys: point them at one folder (or
-    /// copies of it), and start one server first so that it creates the keys the
-    /// others load.
+    /// Folder of the link, document and postmark keys, which must exist. Defaults to
+    /// DATA_DIR/keys. Servers on one Kafka topic need the same keys: point them at one
+    /// folder (or copies of it). The first server to start creates the keys under a
+    /// lock on the folder, and the others load them.
     #[arg(long, env = "CONSIGN_KEYS_DIR")]
     pub keys_dir: Option<PathBuf>,
 
