@@ -230,7 +230,7 @@ async fn second_server_serves_shared_documents() {
     // topic with events it refuses to start, and creates no key.
     let empty_keys = work.path().join("empty-keys");
     std::fs::create_dir(&empty_keys).unwrap();
-    let refused = std::process::Command::new(kafka_support::BIN)
+    let rejected = std::process::Command::new(kafka_support::BIN)
         .args(["serve", "--listen", "127.0.0.1:0", "--kafka", &brokers, "--kafka-topic", &topic])
         .arg("--data-dir")
         .arg(work.path().join("third"))
@@ -238,8 +238,8 @@ async fn second_server_serves_shared_documents() {
         .arg(&empty_keys)
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(!refused.status.success(), "{stderr}");
+    let stderr = String::from_utf8_lossy(&rejected.stderr);
+    assert!(!rejected.status.success(), "{stderr}");
     assert!(stderr.contains("already has events"), "{stderr}");
     assert!(stderr.contains("links.key"), "{stderr}");
     for key in ["postmark", "documents.kek", "links.key"] {

@@ -1,4 +1,4 @@
-//! What the test suites of every crate share about the Kafka broker they test against.
+//! The Kafka broker rule shared by the test suites of every crate.
 //!
 //! The README's test command starts a broker and sets `CONSIGN_KAFKA_BROKERS`. Outside
 //! CI, a test without a broker is skipped with a line saying how to run it. Under CI

@@ -234,7 +234,7 @@ async fn check_partitions(
 ///
 /// # Errors
 ///
-/// [`KafkaSetupError::Unreachable`] when the cluster does not answer.
+/// [`KafkaSetupError::Unreachable`] when the cluster does not respond.
 pub fn topic_has_records(brokers: &str, topic: &str) -> Result<bool, KafkaSetupError> {
     let unreachable = |cause| KafkaSetupError::Unreachable {
         brokers: brokers.to_owned(),

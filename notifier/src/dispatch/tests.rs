@@ -154,14 +154,27 @@ impl Fixture {
         id: NotificationId,
         attempt: u32,
     ) {
-        self.apply(Event::NotificationAttempted(NotificationAttempted {
+        self.attempt_at(0, recipient, kind, id, attempt);
+    }
+
+    /// Records an attempt with the sequencer time `time`.
+    fn attempt_at(
+        &mut self,
+        time: i64,
+        recipient: usize,
+        kind: NotificationKind,
+        id: NotificationId,
+        attempt: u32,
+    ) {
+        let event = Event::NotificationAttempted(NotificationAttempted {
             notification: id,
             delivery: self.delivery,
             recipient: self.recipients[recipient],
             kind,
             message_id: format!("<{id}@consign.test>"),
             attempt,
-        }));
+        });
+        self.apply_at(DELIVERY_CHAIN, time, event);
     }
 
     fn defer(&mut self, recipient: usize, id: NotificationId, attempt: u32, retry_at: i64) {
@@ -504,15 +517,7 @@ fn foreign_retry_waits_from_its_own_time() {
     let id = NotificationId::random();
     fixture.attempt(0, NotificationKind::Consignment, id, 1);
     fixture.defer(0, id, 1, 30 * SECOND);
-    let retry = Event::NotificationAttempted(NotificationAttempted {
-        notification: id,
-        delivery: fixture.delivery,
-        recipient: fixture.recipients[0],
-        kind: NotificationKind::Consignment,
-        message_id: format!("<{id}@consign.test>"),
-        attempt: 2,
-    });
-    fixture.apply_at(DELIVERY_CHAIN, 100 * SECOND, retry);
+    fixture.attempt_at(100 * SECOND, 0, NotificationKind::Consignment, id, 2);
     let send = DueWork::Send {
         notification: id,
         attempt: 2,
@@ -545,18 +550,7 @@ fn own_attempt_is_sent_at_once() {
 fn attempt_ahead_of_clock_is_sent_without_grace() {
     let mut fixture = Fixture::released(None, false);
     let id = NotificationId::random();
-    fixture.apply_at(
-        DELIVERY_CHAIN,
-        3600 * SECOND,
-        Event::NotificationAttempted(NotificationAttempted {
-            notification: id,
-            delivery: fixture.delivery,
-            recipient: fixture.recipients[0],
-            kind: NotificationKind::Consignment,
-            message_id: format!("<{id}@consign.test>"),
-            attempt: 1,
-        }),
-    );
+    fixture.attempt_at(3600 * SECOND, 0, NotificationKind::Consignment, id, 1);
 
     let work = fixture.due_work(0);
 
