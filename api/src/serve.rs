@@ -393,25 +393,33 @@ pub async fn run(
             result
         }
     });
-    let projector = tokio::spawn({
-        let ledger = Arc::clone(&ledger);
-        let views = Arc::clone(&views);
-        let stop = stop.clone();
-        async move {
-            let result = consign_projections::follow(
-                &ledger,
-                &views,
-                &ALL_VIEWS,
-                stop.clone().cancelled_owned(),
-            )
-            .await;
-            if let Err(error) = &result {
-                tracing::error!(%error, "the views stopped following the ledger; stopping the server");
-                stop.cancel();
+    // The follower blocks its thread for each batch's write. On a thread of its own it
+    // leaves the runtime's workers to the requests. The same worker threads then keep
+    // receiving uploads, so their buffers stay in the workers' allocator arenas.
+    let (projected_sender, projector) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("consign-views".to_owned())
+        .spawn({
+            let runtime = tokio::runtime::Handle::current();
+            let ledger = Arc::clone(&ledger);
+            let views = Arc::clone(&views);
+            let stop = stop.clone();
+            move || {
+                let result = runtime.block_on(consign_projections::follow(
+                    &ledger,
+                    &views,
+                    &ALL_VIEWS,
+                    stop.clone().cancelled_owned(),
+                ));
+                if let Err(error) = &result {
+                    tracing::error!(%error, "the views stopped following the ledger; stopping the server");
+                    stop.cancel();
+                }
+                // The receiver is gone only when serving already ended in an error.
+                let _ = projected_sender.send(result);
             }
-            result
-        }
-    });
+        })
+        .context("cannot start the thread that keeps the views up to date")?;
     tracing::info!(data_dir = %data_dir.display(), %public_url, "consign serving");
     if let Some(bound) = bound {
         let _ = bound.send(address);
@@ -421,7 +429,7 @@ pub async fn run(
     stop.cancel();
     let scheduled = scheduler.await.context("the scheduler task panicked")?;
     let notified = notifier.await.context("the notifier task panicked")?;
-    let projected = projector.await.context("the view follower task panicked")?;
+    let projected = projector.await.context("the view follower thread panicked")?;
     let failed = core.failed.is_cancelled();
     drop(core);
     served.context("the HTTP server failed")?;

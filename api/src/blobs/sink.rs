@@ -3,7 +3,9 @@
 //! Receiving and sealing the next bytes overlap with hashing and writing the previous
 //! ones on the other thread. Plain documents pass their received buffers through
 //! without a copy ([`FileSink::send`]); sealed chunks are gathered into larger buffers
-//! ([`FileSink::write_all`]).
+//! ([`FileSink::write_all`]). The writing thread asks the kernel to start writing each
+//! finished stretch to the disk, so that the device works while the rest arrives and
+//! the fsync at the end waits for the last stretch only.
 
 use std::fs::File;
 use std::io::Write;
@@ -25,6 +27,9 @@ const BUFFERS_IN_FLIGHT: usize = 16;
 /// the memory of an upload.
 const KIB_IN_FLIGHT: u32 = 1024;
 
+/// Bytes written between two requests to start the write-back.
+const WRITEBACK_STEP: u64 = 8 * 1024 * 1024;
+
 /// The async side of a file being written.
 pub(super) struct FileSink {
     buffer: BytesMut,
@@ -45,13 +50,20 @@ impl FileSink {
         let writer = tokio::task::spawn_blocking(move || {
             let mut file = file;
             let mut hasher = hash.then(blake3::Hasher::new);
+            let (mut written, mut written_back) = (0_u64, 0_u64);
             while let Some((bytes, permits)) = receiver.blocking_recv() {
                 if let Some(hasher) = &mut hasher {
                     hasher.update(&bytes);
                 }
                 file.write_all(&bytes)?;
+                written += bytes.len() as u64;
                 drop(bytes);
                 returned.add_permits(permits as usize);
+
+                if written - written_back >= WRITEBACK_STEP {
+                    start_writeback(&file, written_back, written - written_back);
+                    written_back = written;
+                }
             }
             file.sync_all()?;
             Ok(hasher.map(|hasher| hasher.finalize()))
@@ -124,3 +136,19 @@ impl FileSink {
             .map_err(|error| std::io::Error::other(format!("the file writer failed: {error}")))?
     }
 }
+
+/// Asks the kernel to start writing `len` bytes of `file` from `offset` to the disk,
+/// without waiting. The pages stay in the file; the fsync at the end still makes them
+/// durable, so a refusal costs only speed and is ignored.
+#[cfg(target_os = "linux")]
+fn start_writeback(file: &File, offset: u64, len: u64) {
+    // On Linux, "don't need" starts the write-back of the range's dirty pages. It
+    // drops only the range's clean pages, so pages being written stay in the cache.
+    let advice = rustix::fs::Advice::DontNeed;
+    if let Err(error) = rustix::fs::fadvise(file, offset, std::num::NonZeroU64::new(len), advice) {
+        tracing::debug!(%error, offset, len, "starting the write-back failed");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_file: &File, _offset: u64, _len: u64) {}

@@ -2,9 +2,8 @@
 
 use std::future::Future;
 
-use consign_ledger::{EmbeddedLedger, StoredEvent};
+use consign_ledger::EmbeddedLedger;
 use futures::{FutureExt, StreamExt};
-use tokio::runtime::{Handle, RuntimeFlavor};
 
 use super::{DEFAULT_BATCH_EVENTS, check_chain_count, lowest_positions};
 use crate::error::ProjectionError;
@@ -18,6 +17,9 @@ use crate::store::ViewStore;
 /// Events that are ready together are applied in one batch of at most
 /// [`DEFAULT_BATCH_EVENTS`], so a burst of appends costs one write. Shutdown is checked
 /// between batches: a batch being written is finished first.
+///
+/// Each batch's write and fsync block the calling thread, so a server runs this on a
+/// thread of its own rather than as a task among its request handlers.
 ///
 /// # Errors
 ///
@@ -61,26 +63,9 @@ pub async fn follow(
                 Some(None) | None => break,
             }
         }
-        apply_in_place(store, views, &batch)?;
+        store.apply(views, &batch)?;
     }
 
     tracing::info!(views = views.len(), "view follower stopped");
     Ok(())
-}
-
-/// Applies a batch, telling a multi-threaded runtime that this worker blocks for the
-/// write and its fsync, so that other tasks move to another worker meanwhile.
-fn apply_in_place(
-    store: &ViewStore,
-    views: &[&dyn Projection],
-    batch: &[StoredEvent],
-) -> Result<u64, ProjectionError> {
-    match Handle::try_current() {
-        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(|| store.apply(views, batch))
-        }
-        // NOTE: on a current-thread runtime the write blocks every other task of the
-        // runtime until it returns.
-        _ => store.apply(views, batch),
-    }
 }
