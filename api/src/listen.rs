@@ -262,7 +262,7 @@ async fn resolve(value: &str) -> Result<Vec<SocketAddr>, ListenError> {
 }
 
 /// Binds the first of `addresses` that can be bound.
-fn bind(value: &str, addresses: &[SocketAddr]) -> Result<TcpListener, ListenError> {
+pub(crate) fn bind(value: &str, addresses: &[SocketAddr]) -> Result<TcpListener, ListenError> {
     let mut last_error = None;
     for &address in addresses {
         match TcpListener::bind(address) {

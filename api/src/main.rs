@@ -1,5 +1,5 @@
 //! The `consign` binary: parses the command line, sets up logging, and runs one
-//! subcommand. Errors are printed with their whole cause chain.
+//! subcommand. Errors are printed with their whole cause chain, each cause once.
 
 use std::process::ExitCode;
 
@@ -17,9 +17,10 @@ fn main() -> ExitCode {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::CheckFailed) => ExitCode::from(1),
         Err(error) => {
+            let text = consign_api::logging::error_chain(&error);
             match format {
-                LogFormat::Text => eprintln!("error: {error:#}"),
-                LogFormat::Json => tracing::error!(error = format!("{error:#}"), "command failed"),
+                LogFormat::Text => eprintln!("error: {text}"),
+                LogFormat::Json => tracing::error!(error = text, "command failed"),
             }
             ExitCode::from(2)
         }

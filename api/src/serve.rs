@@ -108,19 +108,19 @@ pub struct ServeArgs {
     pub rates: Option<PathBuf>,
 
     /// Maximum size of one document, in bytes.
-    #[arg(long, env = "CONSIGN_MAX_DOCUMENT_BYTES", default_value_t = Limits::default().max_document_bytes, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "CONSIGN_MAX_DOCUMENT_BYTES", default_value_t = Limits::default().max_document_bytes, value_parser = positive::<u64>)]
     pub max_document_bytes: u64,
 
     /// Maximum number of documents in one delivery.
-    #[arg(long, env = "CONSIGN_MAX_DOCUMENTS", default_value_t = Limits::default().max_documents, value_parser = positive)]
+    #[arg(long, env = "CONSIGN_MAX_DOCUMENTS", default_value_t = Limits::default().max_documents, value_parser = positive::<usize>)]
     pub max_documents: usize,
 
     /// Maximum number of recipients in one delivery, after expanding mailing lists.
-    #[arg(long, env = "CONSIGN_MAX_RECIPIENTS", default_value_t = Limits::default().max_recipients, value_parser = positive)]
+    #[arg(long, env = "CONSIGN_MAX_RECIPIENTS", default_value_t = Limits::default().max_recipients, value_parser = positive::<usize>)]
     pub max_recipients: usize,
 
     /// Sign a checkpoint of a chain after at most this many events.
-    #[arg(long, env = "CONSIGN_CHECKPOINT_EVERY_EVENTS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "CONSIGN_CHECKPOINT_EVERY_EVENTS", default_value_t = 1000, value_parser = positive::<u64>)]
     pub checkpoint_every_events: u64,
 
     /// With --kafka: the chains whose sequencer runs in this process, as a
@@ -148,7 +148,7 @@ pub struct ServeArgs {
     pub kafka_balance: bool,
 
     /// Sign a checkpoint of a chain at most this many milliseconds after an event.
-    #[arg(long, env = "CONSIGN_CHECKPOINT_EVERY_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "CONSIGN_CHECKPOINT_EVERY_MS", default_value_t = 1000, value_parser = positive::<u64>)]
     pub checkpoint_every_ms: u64,
 }
 
@@ -198,11 +198,14 @@ async fn open_ledger(args: &ServeArgs, options: EmbeddedOptions) -> anyhow::Resu
 }
 
 /// Parses a count that must be at least 1.
-fn positive(text: &str) -> Result<usize, String> {
-    match text.parse::<usize>() {
-        Ok(0) => Err("must be at least 1".to_owned()),
+fn positive<T: std::str::FromStr + PartialEq + From<u8>>(text: &str) -> Result<T, String>
+where
+    T::Err: std::fmt::Display,
+{
+    match text.parse::<T>() {
+        Ok(count) if count == T::from(0) => Err("must be at least 1".to_owned()),
         Ok(count) => Ok(count),
-        Err(error) => Err(error.to_string()),
+        Err(error) => Err(format!("{error}; give a whole number of at least 1")),
     }
 }
 

@@ -1,6 +1,6 @@
 //! `consign serve` checks its settings before it creates anything. A bad listen
-//! address or public URL, or a missing shared folder, is rejected with a message naming
-//! the value, and the data directory is left uncreated.
+//! address, a port in use, a bad public URL or a missing shared folder is rejected with
+//! a message naming the value, and the data directory is left uncreated.
 
 use consign_ledger::Clock;
 
@@ -30,6 +30,19 @@ async fn bad_listen_address_creates_nothing() {
 
     assert!(message.contains("--listen \"127.0.0.1:99999\""), "{message}");
     assert!(message.contains("such as 127.0.0.1:8080"), "{message}");
+    assert!(!work.path().join("data").exists(), "the data directory was created");
+}
+
+#[tokio::test]
+async fn port_in_use_creates_nothing() {
+    let work = tempfile::tempdir().unwrap();
+    let other_server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = other_server.local_addr().unwrap().to_string();
+
+    let message = serve_error(work.path(), &["--listen", &address]).await;
+
+    assert!(message.contains(&address), "{message}");
+    assert!(message.contains("stop the process that is using it"), "{message}");
     assert!(!work.path().join("data").exists(), "the data directory was created");
 }
 

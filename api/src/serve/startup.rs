@@ -11,18 +11,23 @@ use consign_notifier::LinkKey;
 use super::ServeArgs;
 use crate::blobs::KeyEncryptionKey;
 
-/// Checks that `listen` names an address to bind, before the data directory is
-/// touched.
+/// Checks that `listen` names an address that can be bound now, before the data
+/// directory is touched. The socket is closed again: the server binds it once the
+/// ledger is open, so another process may still take the port in between.
 pub(super) fn check_listen_address(listen: &str) -> anyhow::Result<()> {
-    let mut addresses = listen.to_socket_addrs().map_err(|error| {
-        anyhow::anyhow!(
-            "invalid --listen {listen:?}: {error}; give HOST:PORT with a port from 1 to \
-             65535, such as 127.0.0.1:8080"
-        )
-    })?;
-    if addresses.next().is_none() {
+    let addresses: Vec<_> = listen
+        .to_socket_addrs()
+        .map_err(|error| {
+            anyhow::anyhow!(
+                "invalid --listen {listen:?}: {error}; give HOST:PORT with a port from 1 to \
+                 65535, such as 127.0.0.1:8080"
+            )
+        })?
+        .collect();
+    if addresses.is_empty() {
         anyhow::bail!("--listen {listen:?} resolves to no address; give HOST:PORT, such as 127.0.0.1:8080");
     }
+    drop(crate::listen::bind(listen, &addresses)?);
     Ok(())
 }
 
