@@ -1,6 +1,7 @@
 //! The ledger on a real Apache Kafka broker. Appends commit through the partition's
 //! sequencer, and every process's copy follows the topic. An append where the chain's
-//! sequencer is elsewhere goes to it. A second sequencer fences the first without a
+//! sequencer is elsewhere goes to it, and two ledgers whose topics share a commands
+//! topic take only their own commands. A second sequencer fences the first without a
 //! fork, and the topic verifies on its own.
 //!
 //! The broker comes from `CONSIGN_KAFKA_BROKERS`, which the README's test command sets
@@ -304,4 +305,80 @@ async fn sequencer_fenced_by_second_without_fork() {
     assert!(!reasons.contains(&"withdrawal number 100".to_owned()));
     first.close();
     second.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ledgers_sharing_commands_topic_stay_apart() {
+    let Some(brokers) = kafka_brokers() else {
+        return;
+    };
+    // `x` and `x.events` both forward through `x.commands`.
+    let stem = unique_topic("stem");
+    let topics = [stem.clone(), format!("{stem}.events")];
+    let options = EmbeddedOptions {
+        chains: Some(1),
+        ..EmbeddedOptions::default()
+    };
+    let chain = ChainId::new(0);
+
+    let mut sequencers = Vec::new();
+    let mut copies = Vec::new();
+    let mut dirs = Vec::new();
+    for topic in &topics {
+        let sequencer_dir = tempfile::tempdir().unwrap();
+        let (sequencer, status) = open_kafka_ledger(
+            sequencer_dir.path(),
+            options.clone(),
+            &kafka(&brokers, topic, None),
+        )
+        .await
+        .unwrap();
+        assert!(
+            status.wait_ready(&[chain], READY).await,
+            "sequencer of {topic} not ready"
+        );
+        let copy_dir = tempfile::tempdir().unwrap();
+        let (copy, _) = open_kafka_ledger(
+            copy_dir.path(),
+            options.clone(),
+            &kafka(&brokers, topic, Some(Vec::new())),
+        )
+        .await
+        .unwrap();
+        sequencers.push(sequencer);
+        copies.push(copy);
+        dirs.push((sequencer_dir, copy_dir));
+    }
+
+    for (index, copy) in copies.iter().enumerate() {
+        let appended = copy
+            .append(AppendRequest::new(chain, vec![withdrawal(index as u64)]))
+            .await
+            .unwrap();
+        assert_eq!(
+            appended.events[0].position,
+            Position::ZERO,
+            "{}",
+            topics[index]
+        );
+    }
+
+    for (index, sequencer) in sequencers.iter().enumerate() {
+        assert!(
+            wait_replicated(sequencer, chain, Position::ZERO, READY)
+                .await
+                .unwrap()
+        );
+        let events = all_events(sequencer, chain);
+        assert_eq!(
+            events.len(),
+            1,
+            "{} took another ledger's command",
+            topics[index]
+        );
+        let Event::DeliveryWithdrawn(withdrawn) = &events[0].envelope.event else {
+            panic!("{} holds {:?}", topics[index], events[0].envelope.event);
+        };
+        assert_eq!(withdrawn.reason, format!("withdrawal number {index}"));
+    }
 }

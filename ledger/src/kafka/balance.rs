@@ -28,6 +28,9 @@ pub(super) struct Balancer {
     pub(super) brokers: String,
     /// The commands topic, one partition per chain.
     pub(super) topic: String,
+    /// The events topic, which names the group: two events topics may share one
+    /// commands topic, and their servers must not split one set of chains.
+    pub(super) events_topic: String,
     pub(super) sequencers: Arc<SequencerSet>,
     pub(super) stop: Arc<AtomicBool>,
 }
@@ -37,7 +40,7 @@ impl Balancer {
     pub(super) fn consumer(&self) -> Result<BaseConsumer, KafkaError> {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", &self.brokers)
-            .set("group.id", format!("consign-owners-{}", self.topic))
+            .set("group.id", format!("consign-owners-{}", self.events_topic))
             .set("partition.assignment.strategy", "cooperative-sticky")
             .set("session.timeout.ms", SESSION_TIMEOUT_MS)
             .set("heartbeat.interval.ms", "1000")

@@ -10,6 +10,11 @@
 //! chains this process sequences, which appends each command through the writer and
 //! commits the consumer offset once the appends are durable. A command whose chain
 //! this process no longer sequences is left for the next sequencer.
+//!
+//! Two events topics can share one commands topic (`x.events` and `x` both give
+//! `x.commands`). Each command therefore names its events topic in a header, the
+//! intake skips commands for another one, and each events topic has its own consumer
+//! group, so neither ledger takes or commits the other's commands.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -21,7 +26,7 @@ use std::time::{Duration, Instant};
 use consign_schemas::events::Event;
 use consign_schemas::{Actor, ChainId, CommandId, IdempotencyKey};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::message::Message;
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
@@ -36,6 +41,9 @@ const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Most commands appended together by the intake.
 const INTAKE_BATCH: usize = 1024;
+
+/// Header of a command naming the events topic it is for.
+const EVENTS_TOPIC_HEADER: &str = "consign-events-topic";
 
 /// Returns the commands topic that goes with the events topic `events`:
 /// `consign.events` gives `consign.commands`.
@@ -58,7 +66,9 @@ struct Command {
 /// The requester side: writes commands and waits for their events.
 pub(super) struct Forwarder {
     pub(super) producer: FutureProducer,
+    /// The commands topic.
     pub(super) topic: String,
+    pub(super) events_topic: String,
     pub(super) sequencers: Arc<SequencerSet>,
 }
 
@@ -98,10 +108,15 @@ impl Forwarder {
             reason: error.to_string(),
         })?;
         let record_key = key.as_str().as_bytes().to_vec();
+        let headers = OwnedHeaders::new().insert(Header {
+            key: EVENTS_TOPIC_HEADER,
+            value: Some(self.events_topic.as_bytes()),
+        });
         let record = FutureRecord::to(&self.topic)
             .partition(partition_of(chain))
             .key(&record_key)
-            .payload(&payload);
+            .payload(&payload)
+            .headers(headers);
         self.producer
             .send(record, FORWARD_TIMEOUT)
             .await
@@ -173,7 +188,9 @@ impl Forward for Forwarder {
 /// The sequencer side: appends the commands of the chains this process sequences.
 pub(super) struct Intake {
     pub(super) brokers: String,
+    /// The commands topic.
     pub(super) topic: String,
+    pub(super) events_topic: String,
     pub(super) writer: WriterHandle,
     pub(super) sequencers: Arc<SequencerSet>,
     pub(super) stop: Arc<AtomicBool>,
@@ -183,7 +200,10 @@ impl Intake {
     pub(super) fn consumer(&self) -> Result<BaseConsumer, rdkafka::error::KafkaError> {
         ClientConfig::new()
             .set("bootstrap.servers", &self.brokers)
-            .set("group.id", format!("consign-sequencers-{}", self.topic))
+            .set(
+                "group.id",
+                format!("consign-sequencers-{}", self.events_topic),
+            )
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
@@ -246,6 +266,11 @@ impl Intake {
                     let partition = message.partition();
                     let offset = message.offset();
                     let chain = ChainId::new(partition.unsigned_abs());
+                    if let Some(other) = other_events_topic(&message, &self.events_topic) {
+                        tracing::debug!(chain = %chain, offset, topic = %other, "skipping a command for another events topic");
+                        waiting.push((chain, offset, None));
+                        continue;
+                    }
                     let decoded: Result<Command, _> =
                         postcard::from_bytes(message.payload().unwrap_or_default());
                     let outcome = match decoded {
@@ -312,4 +337,15 @@ impl Intake {
         }
         !stopped.is_empty()
     }
+}
+
+/// Returns the events topic a command's header names, when it is not `events_topic`. A
+/// command without the header is taken as this ledger's.
+fn other_events_topic(message: &impl Message, events_topic: &str) -> Option<String> {
+    let headers = message.headers()?;
+    let named = headers
+        .iter()
+        .find(|header| header.key == EVENTS_TOPIC_HEADER)?
+        .value?;
+    (named != events_topic.as_bytes()).then(|| String::from_utf8_lossy(named).into_owned())
 }

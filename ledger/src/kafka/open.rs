@@ -292,11 +292,13 @@ pub async fn open_kafka_ledger(
     ledger.set_forward(Arc::new(Forwarder {
         producer,
         topic: commands.clone(),
+        events_topic: kafka.topic.clone(),
         sequencers: Arc::clone(&sequencers),
     }));
     let intake = Intake {
         brokers: kafka.brokers.clone(),
         topic: commands.clone(),
+        events_topic: kafka.topic.clone(),
         writer: ledger.writer_handle()?,
         sequencers: Arc::clone(&sequencers),
         stop: Arc::clone(&stop),
@@ -314,6 +316,7 @@ pub async fn open_kafka_ledger(
         let balancer = Balancer {
             brokers: kafka.brokers.clone(),
             topic: commands.clone(),
+            events_topic: kafka.topic.clone(),
             sequencers: Arc::clone(&sequencers),
             stop: Arc::clone(&stop),
         };
