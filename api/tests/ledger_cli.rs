@@ -2,6 +2,7 @@
 //! and the messages and exit codes a user gets, including for a locked, unreadable,
 //! full or corrupt data directory.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -504,4 +505,59 @@ fn generate_refuses_a_non_empty_ledger() {
         after.stdout, before.stdout,
         "the refused run changed the ledger"
     );
+}
+
+/// Copies the folder `from` to `to`, with its subfolders.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn flipped_byte_in_any_table_file() {
+    let original = tempfile::tempdir().unwrap();
+    generate(original.path(), 400);
+    // Opening the ledger for writing moves the events of the write-ahead log into table
+    // files.
+    let mut create = consign()
+        .args(["account", "create", "--data-dir", original.path().to_str().unwrap()])
+        .args(["--login", "ada", "--role", "sender", "--email", "ada@example.org"])
+        .args(["--name", "Ada", "--password-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    create.stdin.take().unwrap().write_all(b"sender-password-1\n").unwrap();
+    let created = create.wait_with_output().unwrap();
+    assert!(created.status.success(), "{}", text(&created.stderr));
+
+    let mut tables: Vec<_> = std::fs::read_dir(original.path().join("ledger"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .filter(|name| name.to_string_lossy().ends_with(".sst"))
+        .collect();
+    tables.sort();
+    // The events, idempotency, Merkle and meta column families each have a table.
+    assert!(tables.len() >= 4, "table files: {tables:?}");
+
+    for table in &tables {
+        let copy = tempfile::tempdir().unwrap();
+        copy_tree(original.path(), copy.path());
+        let path = copy.path().join("ledger").join(table);
+        let mut bytes = std::fs::read(&path).unwrap();
+        // Byte 20 lies in the first data block, which every table file starts with.
+        bytes[20] ^= 0x10;
+        std::fs::write(&path, &bytes).unwrap();
+
+        assert_reported_corrupt(copy.path());
+    }
 }

@@ -6,7 +6,9 @@ use std::time::Instant;
 
 use anyhow::Context;
 use consign_ledger::workload::{self, WorkloadConfig};
-use consign_ledger::{BreakReason, ChainChecks, EmbeddedLedger, EmbeddedOptions, RawEvent};
+use consign_ledger::{
+    BreakReason, ChainChecks, EmbeddedLedger, EmbeddedOptions, LedgerError, RawEvent,
+};
 use consign_schemas::{ChainId, Envelope, Position, Timestamp, hash_stored_event};
 use serde_json::json;
 
@@ -146,8 +148,9 @@ pub(super) fn verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
         Ok(ledger) => ledger,
         Err(error) if error.is_corruption() => {
             println!(
-                "ledger in {} is BROKEN: {error}",
-                args.data.data_dir.display()
+                "ledger in {} is BROKEN: {}",
+                args.data.data_dir.display(),
+                damage(&error)
             );
             return Ok(Outcome::CheckFailed);
         }
@@ -253,8 +256,9 @@ pub(super) fn verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
                 bar.finish_and_clear();
                 writeln!(
                     stdout,
-                    "ledger in {} is BROKEN in chain {chain}: {error}",
-                    ledger.dir().display()
+                    "ledger in {} is BROKEN in chain {chain}: {}",
+                    ledger.dir().display(),
+                    damage(&error)
                 )?;
                 return Ok(Outcome::CheckFailed);
             }
@@ -298,6 +302,22 @@ pub(super) fn verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
         )?;
     }
 
+    // The indexes beside the chains are read whole only when the whole ledger is checked.
+    if args.chain.is_none() && args.from == 0 && args.to.is_none() {
+        let bar = progress::counter("index entries read");
+        let checked = ledger.check_indexes(&|entries| bar.set_position(entries));
+        bar.finish_and_clear();
+        match checked {
+            Ok(entries) => writeln!(stdout, "indexes: {entries} entries read, checksums match")?,
+            Err(error) if error.is_corruption() => {
+                let dir = ledger.dir().display();
+                writeln!(stdout, "ledger in {dir} is BROKEN: {}", damage(&error))?;
+                return Ok(Outcome::CheckFailed);
+            }
+            Err(error) => return Err(error).context("the index check could not run"),
+        }
+    }
+
     let seconds = started.elapsed().as_secs_f64();
     writeln!(
         stdout,
@@ -306,6 +326,18 @@ pub(super) fn verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
         total as f64 / seconds.max(1e-9)
     )?;
     Ok(Outcome::Success)
+}
+
+/// Describes damage found by verify, with the advice to restore that RocksDB's own
+/// corruption messages lack.
+fn damage(error: &LedgerError) -> String {
+    match error {
+        LedgerError::Corrupt { .. } => error.to_string(),
+        _ => format!(
+            "{error}; restore the directory from a backup, and run `consign ledger verify` on \
+             the copy"
+        ),
+    }
 }
 
 pub(super) fn dump(args: DumpArgs) -> anyhow::Result<Outcome> {

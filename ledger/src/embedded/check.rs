@@ -1,7 +1,10 @@
-//! Verification of the embedded store's chains.
+//! Verification of the embedded store's chains and of the indexes stored beside them.
 
 use consign_schemas::{ChainId, Position, genesis_hash, hash_stored_event};
+use rocksdb::{IteratorMode, ReadOptions};
 
+use super::open::{idempotency_family, meta_family};
+use super::tree::merkle_family;
 use super::EmbeddedLedger;
 use super::read::read_raw;
 use crate::error::LedgerError;
@@ -83,5 +86,49 @@ impl EmbeddedLedger {
             current = next?;
         }
         Ok(verifier.finish())
+    }
+
+    /// Reads every entry of the idempotency, Merkle and meta indexes with block
+    /// checksums on, so that damage to their table files is found although the chains
+    /// verify. Returns the number of entries read.
+    ///
+    /// # Errors
+    ///
+    /// [`LedgerError::Corrupt`] naming the index whose stored data is damaged, and
+    /// storage failures.
+    pub fn check_indexes(&self, progress: &dyn Fn(u64)) -> Result<u64, LedgerError> {
+        let db = &self.shared.db;
+        let mut families = vec![
+            ("idempotency", idempotency_family(db)),
+            ("meta", meta_family(db)),
+        ];
+        if let Some(merkle) = merkle_family(db) {
+            families.push(("Merkle", merkle));
+        }
+
+        let mut entries = 0u64;
+        for (name, family) in families {
+            let mut options = ReadOptions::default();
+            options.set_verify_checksums(true);
+            options.fill_cache(false);
+            for item in db.iterator_cf_opt(family, options, IteratorMode::Start) {
+                if let Err(error) = item {
+                    let reason = error.into_string();
+                    if !reason.starts_with("Corruption") {
+                        return Err(LedgerError::from_storage_reason("index check", reason));
+                    }
+                    return Err(LedgerError::Corrupt {
+                        dir: self.shared.dir.clone(),
+                        reason: format!("the {name} index is damaged: {reason}"),
+                    });
+                }
+                entries += 1;
+                if entries % 65_536 == 0 {
+                    progress(entries);
+                }
+            }
+        }
+        progress(entries);
+        Ok(entries)
     }
 }
