@@ -285,6 +285,12 @@ pub(crate) fn bind(value: &str, addresses: &[SocketAddr]) -> Result<TcpListener,
 
 /// Reads the PEM files and builds a rustls configuration on the ring provider, with
 /// ALPN offering HTTP/2 and HTTP/1.1.
+/// Reads and checks the certificate and key of `files` without serving, so a bad file
+/// stops a start before anything is created.
+pub(crate) fn check_tls(files: &TlsFiles) -> Result<(), ListenError> {
+    load_tls(files).map(drop)
+}
+
 fn load_tls(files: &TlsFiles) -> Result<RustlsConfig, ListenError> {
     let cert_pem = read_file(&files.cert, "certificate")?;
     let key_pem = read_file(&files.key, "private key")?;

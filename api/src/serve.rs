@@ -237,6 +237,16 @@ pub async fn run(
     // bad value leaves nothing behind.
     let keys = args.data.keys_dir()?;
     check_listen_address(&args.listen)?;
+    let tls = args.tls_cert.clone().zip(args.tls_key.clone());
+    if let Some((cert, key)) = &tls {
+        crate::listen::check_tls(&TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        })?;
+    }
+    if let Some(url) = &args.smtp {
+        url.parse::<SmtpConfig>()?;
+    }
     // Checked before listening, so a bad From address or URL stops the start at once.
     composer(
         &args,
@@ -267,7 +277,6 @@ pub async fn run(
         ..EmbeddedOptions::default()
     };
     let ledger = Arc::new(open_ledger(&args, options).await?);
-    let tls = args.tls_cert.clone().zip(args.tls_key.clone());
     let scheme = if tls.is_some() { "https" } else { "http" };
     let (mailer, mail_transport) = mailer(&args)?;
     let links_https = tls.is_some()

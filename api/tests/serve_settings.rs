@@ -1,6 +1,7 @@
 //! `consign serve` checks its settings before it creates anything. A bad listen
-//! address, a port in use, a bad public URL or a missing shared folder is rejected with
-//! a message naming the value, and the data directory is left uncreated.
+//! address, a port in use, a bad public URL, SMTP URL or TLS file, or a missing shared
+//! folder is rejected with a message naming the value, and the data directory is left
+//! uncreated.
 
 use consign_ledger::Clock;
 
@@ -91,5 +92,35 @@ async fn bad_public_url_creates_nothing() {
     .await;
 
     assert!(message.contains("not a url"), "{message}");
+    assert!(!work.path().join("data").exists(), "the data directory was created");
+}
+
+#[tokio::test]
+async fn bad_smtp_url_creates_nothing() {
+    let work = tempfile::tempdir().unwrap();
+
+    for url in ["smtp://", "smtp://127.0.0.1:99999", "smtp://127.0.0.1?tls=bogus"] {
+        let message = serve_error(work.path(), &["--listen", "127.0.0.1:0", "--smtp", url]).await;
+
+        assert!(message.contains("SMTP"), "{url}: {message}");
+        assert!(!work.path().join("data").exists(), "{url}: the data directory was created");
+    }
+}
+
+#[tokio::test]
+async fn bad_tls_file_creates_nothing() {
+    let work = tempfile::tempdir().unwrap();
+    let not_pem = work.path().join("server.pem");
+    std::fs::write(&not_pem, "this is not a certificate\n").unwrap();
+    let path = not_pem.to_str().unwrap();
+
+    let message = serve_error(
+        work.path(),
+        &["--listen", "127.0.0.1:0", "--tls-cert", path, "--tls-key", path],
+    )
+    .await;
+
+    assert!(message.contains("no certificate found"), "{message}");
+    assert!(message.contains(path), "{message}");
     assert!(!work.path().join("data").exists(), "the data directory was created");
 }
