@@ -28,9 +28,10 @@ use jiff::{SignedDuration, Timestamp, ZonedDateTime};
 
 use consign_schemas::events::ZonedTime;
 
-/// Years a sender may enter, as written in the local date. The upper bound is the
-/// last year jiff represents. Earlier years cannot be delivery or expiration dates.
-const ACCEPTED_YEARS: std::ops::RangeInclusive<i16> = 1970..=9999;
+/// Years a sender may enter, as written in the local date. jiff's timestamps end late
+/// on 9999-12-30 UTC, so 9998 is the last year whole in every offset. Earlier years
+/// cannot be delivery or expiration dates.
+const ACCEPTED_YEARS: std::ops::RangeInclusive<i16> = 1970..=9998;
 
 /// The accepted input forms, appended to parse errors.
 const ACCEPTED_FORMS: &str = "expected an RFC 3339 time with offset such as \
@@ -118,7 +119,7 @@ pub fn parse_sender_time(text: &str, zone: Option<&str>) -> Result<ZonedTime, Ti
 /// - [`TimeInputError::Malformed`] for text that is not a date with a time of day,
 ///   or that carries a bracketed zone annotation such as `[Europe/Paris]`.
 /// - [`TimeInputError::UnknownZone`] for a zone missing from the time zone database.
-/// - [`TimeInputError::YearOutOfRange`] for a year outside 1970 to 9999.
+/// - [`TimeInputError::YearOutOfRange`] for a year outside 1970 to 9998.
 /// - [`TimeInputError::MissingZone`] for a local time without a zone.
 /// - [`TimeInputError::OffsetMismatch`] for a numeric offset the zone does not use
 ///   at that instant.
@@ -578,6 +579,8 @@ mod tests {
             ("1969-12-31T23:00Z -", 1969),
             ("0001-01-01T00:00 UTC", 1),
             ("1900-06-01T12:00 Europe/Paris", 1900),
+            ("9999-12-31T00:00:00Z -", 9999),
+            ("9999-01-01T00:00 UTC", 9999),
         ] {
             let (text, zone) = text_and_zone(row);
             let err = parse_err(text, zone);
@@ -588,7 +591,7 @@ mod tests {
                     year
                 }
             );
-            assert!(err.to_string().contains("from 1970 to 9999"), "{err}");
+            assert!(err.to_string().contains("from 1970 to 9998"), "{err}");
         }
     }
 
