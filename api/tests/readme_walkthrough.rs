@@ -44,5 +44,6 @@ fn readme_walkthrough_runs_as_written() {
     assert!(stdout.contains("303\n"), "{stdout}");
     assert!(stdout.contains("The signed contract.\n"), "{stdout}");
     assert!(stdout.contains("DocumentDownloaded"), "{stdout}");
+    assert!(stdout.contains("ReceiptSent"), "{stdout}");
     assert!(stdout.contains("passed all"), "{stdout}");
 }
