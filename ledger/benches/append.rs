@@ -10,6 +10,7 @@
 //!
 //! Run with `cargo bench -p consign-ledger --bench append`. Set `CONSIGN_BENCH_SECONDS`
 //! to change the duration of each append measurement (default 3),
+//! `CONSIGN_BENCH_WORKERS` to change the appenders' runtime threads (default 2),
 //! `CONSIGN_BENCH_PAYLOADS` and `CONSIGN_BENCH_APPENDERS` (comma lists) to measure only
 //! some configurations, and `CONSIGN_BENCH_APPENDS_ONLY` to skip the checkpoint and
 //! verify measurements.
@@ -46,6 +47,15 @@ fn event(payload_bytes: usize, index: u64) -> NewEvent {
     }
 }
 
+/// Returns the number of runtime threads for the appenders: `CONSIGN_BENCH_WORKERS`, by
+/// default 2.
+fn runtime_workers() -> usize {
+    std::env::var("CONSIGN_BENCH_WORKERS")
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(2)
+}
+
 fn seconds() -> Duration {
     let seconds = std::env::var("CONSIGN_BENCH_SECONDS")
         .ok()
@@ -78,7 +88,7 @@ fn consign_appends_with(
     }
     let ledger = Arc::new(EmbeddedLedger::open(dir.path(), options).unwrap());
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(runtime_workers())
         .enable_all()
         .build()
         .unwrap();
