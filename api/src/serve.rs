@@ -237,16 +237,15 @@ pub async fn run(
     // bad value leaves nothing behind.
     let keys = args.data.keys_dir()?;
     check_listen_address(&args.listen)?;
-    let tls = args.tls_cert.clone().zip(args.tls_key.clone());
-    if let Some((cert, key)) = &tls {
-        crate::listen::check_tls(&TlsFiles {
-            cert: cert.clone(),
-            key: key.clone(),
-        })?;
+    let tls = args
+        .tls_cert
+        .clone()
+        .zip(args.tls_key.clone())
+        .map(|(cert, key)| TlsFiles { cert, key });
+    if let Some(files) = &tls {
+        crate::listen::check_tls(files)?;
     }
-    if let Some(url) = &args.smtp {
-        url.parse::<SmtpConfig>()?;
-    }
+    let smtp = args.smtp.as_deref().map(str::parse::<SmtpConfig>).transpose()?;
     // Checked before listening, so a bad From address or URL stops the start at once.
     composer(
         &args,
@@ -278,7 +277,7 @@ pub async fn run(
     };
     let ledger = Arc::new(open_ledger(&args, options).await?);
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let (mailer, mail_transport) = mailer(&args)?;
+    let (mailer, mail_transport) = mailer(&args, smtp)?;
     let links_https = tls.is_some()
         || args
             .public_url
@@ -345,7 +344,7 @@ pub async fn run(
         .route("/healthz", get(health).with_state(Arc::clone(&core)));
     let (bound_sender, bound_receiver) = oneshot::channel();
     let config = ListenConfig {
-        tls: tls.map(|(cert, key)| TlsFiles { cert, key }),
+        tls,
         bound_address: Some(bound_sender),
         ..ListenConfig::new(args.listen.clone())
     };
@@ -431,7 +430,7 @@ pub async fn run(
                 let _ = projected_sender.send(result);
             }
         })
-        .context("cannot start the thread that keeps the views up to date")?;
+        .context("starting the view follower thread failed")?;
     tracing::info!(data_dir = %data_dir.display(), %public_url, "consign serving");
     if let Some(bound) = bound {
         let _ = bound.send(address);
@@ -455,10 +454,10 @@ pub async fn run(
     Ok(())
 }
 
-/// Builds the SMTP mailer, or the outbox mailer when no relay is configured.
-fn mailer(args: &ServeArgs) -> anyhow::Result<(Mailer, MailTransport)> {
-    if let Some(url) = &args.smtp {
-        let config = url.parse::<SmtpConfig>()?;
+/// Builds the SMTP mailer for `smtp`, the parsed `--smtp`, or the outbox mailer when
+/// no relay is configured.
+fn mailer(args: &ServeArgs, smtp: Option<SmtpConfig>) -> anyhow::Result<(Mailer, MailTransport)> {
+    if let Some(config) = smtp {
         tracing::info!(relay = %config, "e-mail goes through the SMTP relay");
         let transport = match config.security {
             SmtpSecurity::Plain => MailTransport::Plain,

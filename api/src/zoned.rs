@@ -28,8 +28,8 @@ use jiff::{SignedDuration, Timestamp, ZonedDateTime};
 
 use consign_schemas::events::ZonedTime;
 
-/// Years a sender may enter, as written in the local date. jiff's timestamps end late
-/// on 9999-12-30 UTC, so 9998 is the last year whole in every offset. Earlier years
+/// Years a sender may enter, as written in the local date. jiff's `Timestamp::MAX` is
+/// late on 9999-12-30 UTC, so 9998 is the last year whole in every offset. Earlier years
 /// cannot be delivery or expiration dates.
 const ACCEPTED_YEARS: std::ops::RangeInclusive<i16> = 1970..=9998;
 

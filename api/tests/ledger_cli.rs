@@ -7,6 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod fs_support;
+
+use fs_support::copy_tree;
+
 fn consign() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_consign"));
     command
@@ -505,20 +509,6 @@ fn generate_refuses_a_non_empty_ledger() {
         after.stdout, before.stdout,
         "the refused run changed the ledger"
     );
-}
-
-/// Copies the folder `from` to `to`, with its subfolders.
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 #[test]

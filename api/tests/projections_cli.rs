@@ -10,6 +10,10 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+mod fs_support;
+
+use fs_support::copy_tree;
+
 const VIEWS: [&str; 4] = ["tracking", "billing", "audit", "schedule"];
 
 fn consign() -> Command {
@@ -356,20 +360,6 @@ fn locked_data_dir_exits_two() {
         assert_eq!(output.status.code(), Some(2), "{command}: {stderr}");
         assert!(stderr.contains(&pid), "{command}: {stderr}");
         assert!(stderr.contains("stop it first"), "{command}: {stderr}");
-    }
-}
-
-/// Copies a directory tree of regular files.
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
     }
 }
 

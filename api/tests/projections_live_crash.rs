@@ -20,6 +20,10 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use reqwest::multipart::{Form, Part};
 
+mod fs_support;
+
+use fs_support::copy_tree;
+
 const ROUNDS: usize = 20;
 /// Concurrent submission loops per round.
 const SUBMITTERS: usize = 3;
@@ -77,20 +81,6 @@ fn test_seed() -> u64 {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_nanos() as u64,
-    }
-}
-
-/// Copies a directory tree of regular files.
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
     }
 }
 

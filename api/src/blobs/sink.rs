@@ -3,9 +3,9 @@
 //! Receiving and sealing the next bytes overlap with hashing and writing the previous
 //! ones on the other thread. Plain documents pass their received buffers through
 //! without a copy ([`FileSink::send`]); sealed chunks are gathered into larger buffers
-//! ([`FileSink::write_all`]). The writing thread asks the kernel to start writing each
-//! finished stretch to the disk, so that the device works while the rest arrives and
-//! the fsync at the end waits for the last stretch only.
+//! ([`FileSink::write_all`]). After each finished stretch, the writing thread requests
+//! the kernel's write-back of it, so the device works while the rest arrives and the
+//! fsync at the end waits for the last stretch only.
 
 use std::fs::File;
 use std::io::Write;
@@ -137,13 +137,13 @@ impl FileSink {
     }
 }
 
-/// Asks the kernel to start writing `len` bytes of `file` from `offset` to the disk,
-/// without waiting. The pages stay in the file; the fsync at the end still makes them
-/// durable, so a refusal costs only speed and is ignored.
+/// Starts the write-back of `len` bytes of `file` from `offset` without waiting. The
+/// fsync at the end still makes the pages durable, so a failure here costs only speed
+/// and is ignored.
 #[cfg(target_os = "linux")]
 fn start_writeback(file: &File, offset: u64, len: u64) {
-    // On Linux, "don't need" starts the write-back of the range's dirty pages. It
-    // drops only the range's clean pages, so pages being written stay in the cache.
+    // In Linux's mm/fadvise.c, "don't need" starts the write-back of the range's dirty
+    // pages and drops only its clean pages, so pages being written stay in the cache.
     let advice = rustix::fs::Advice::DontNeed;
     if let Err(error) = rustix::fs::fadvise(file, offset, std::num::NonZeroU64::new(len), advice) {
         tracing::debug!(%error, offset, len, "starting the write-back failed");

@@ -314,7 +314,7 @@ pub(super) fn verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
                 writeln!(stdout, "ledger in {dir} is BROKEN: {}", damage(&error))?;
                 return Ok(Outcome::CheckFailed);
             }
-            Err(error) => return Err(error).context("the index check could not run"),
+            Err(error) => return Err(error).context("the index check failed"),
         }
     }
 
