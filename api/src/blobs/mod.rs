@@ -37,6 +37,7 @@ mod tests_tamper;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -44,6 +45,7 @@ use consign_schemas::events::EncryptionDescriptor;
 use consign_schemas::{ContentHash, DocumentId};
 use futures::Stream;
 use futures::stream::BoxStream;
+use tokio::sync::Semaphore;
 
 pub use chunk::{ALGORITHM, CHUNK_SIZE};
 pub use error::BlobError;
@@ -64,6 +66,9 @@ pub struct BlobStore {
     tmp: PathBuf,
     /// Age under which temp files are kept, or `None` in a store of its own.
     keep_younger_than: Option<Duration>,
+    /// Permits of the KiB that all uploads together may have in flight between
+    /// receiving and writing.
+    in_flight: Arc<Semaphore>,
 }
 
 /// Limits enforced while a document is written.
@@ -131,6 +136,7 @@ impl BlobStore {
             objects,
             tmp,
             keep_younger_than,
+            in_flight: Arc::new(Semaphore::new(sink::STORE_KIB_IN_FLIGHT)),
         };
         store.remove_stale_parts()?;
         tracing::info!(dir = %store.root.display(), shared = keep_younger_than.is_some(), "blob store opened");

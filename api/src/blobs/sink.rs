@@ -6,59 +6,74 @@
 //! ([`FileSink::write_all`]). After each finished stretch, the writing thread requests
 //! the kernel's write-back of it, so the device works while the rest arrives and the
 //! fsync at the end waits for the last stretch only.
+//!
+//! Buffers in flight count against two budgets: one of the upload and one of the whole
+//! store. A lone upload can thus keep a deep pipeline, while any number of concurrent
+//! uploads share a fixed amount of memory.
 
 use std::fs::File;
 use std::io::Write;
-
-use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
 
-use tokio::sync::{Semaphore, mpsc};
+use bytes::{Bytes, BytesMut};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
 /// Size of the buffers handed to the writing thread.
 const BUFFER_SIZE: usize = 256 * 1024;
 
-/// Buffers in flight between the async side and the writing thread, at most.
-const BUFFERS_IN_FLIGHT: usize = 16;
+/// Maximum count of buffers in flight between the async side and the writing thread.
+/// The budgets below bound their bytes.
+const BUFFERS_IN_FLIGHT: usize = 64;
 
-/// Bytes in flight between the async side and the writing thread, at most, counted in
-/// KiB. Received buffers vary in size, so the count of buffers alone does not bound
-/// the memory of an upload.
-const KIB_IN_FLIGHT: u32 = 1024;
+/// Maximum bytes in flight between one upload's async side and its writing thread,
+/// counted in KiB. Received buffers vary in size, so the count of buffers alone does not
+/// bound the memory of an upload.
+const UPLOAD_KIB_IN_FLIGHT: u32 = 4 * 1024;
+
+/// Maximum bytes in flight in all the uploads of a store together, counted in KiB.
+pub(super) const STORE_KIB_IN_FLIGHT: usize = 16 * 1024;
 
 /// Bytes written between two requests to start the write-back.
 const WRITEBACK_STEP: u64 = 8 * 1024 * 1024;
 
+/// A buffer on its way to the writing thread, with its share of both budgets, which
+/// return when it is dropped: once written, or unwritten when the thread stopped early.
+struct InFlight {
+    bytes: Bytes,
+    _upload: OwnedSemaphorePermit,
+    _store: OwnedSemaphorePermit,
+}
+
 /// The async side of a file being written.
 pub(super) struct FileSink {
     buffer: BytesMut,
-    sender: Option<mpsc::Sender<(Bytes, u32)>>,
-    /// Permits of [`KIB_IN_FLIGHT`], taken by the async side and returned by the
-    /// writing thread once a buffer is written.
-    budget: Arc<Semaphore>,
+    sender: Option<mpsc::Sender<InFlight>>,
+    /// Permits of [`UPLOAD_KIB_IN_FLIGHT`].
+    upload_budget: Arc<Semaphore>,
+    /// Permits of [`STORE_KIB_IN_FLIGHT`], shared with the store's other uploads.
+    store_budget: Arc<Semaphore>,
     writer: JoinHandle<std::io::Result<Option<blake3::Hash>>>,
 }
 
 impl FileSink {
     /// Starts the writing thread for `file`. With `hash`, the thread also computes the
     /// BLAKE3 hash of everything written, which [`FileSink::finish`] returns.
-    pub(super) fn new(file: File, hash: bool) -> Self {
-        let (sender, mut receiver) = mpsc::channel::<(Bytes, u32)>(BUFFERS_IN_FLIGHT);
-        let budget = Arc::new(Semaphore::new(KIB_IN_FLIGHT as usize));
-        let returned = Arc::clone(&budget);
+    /// `store_budget` holds the permits of [`STORE_KIB_IN_FLIGHT`] of the store.
+    pub(super) fn new(file: File, hash: bool, store_budget: Arc<Semaphore>) -> Self {
+        let (sender, mut receiver) = mpsc::channel::<InFlight>(BUFFERS_IN_FLIGHT);
         let writer = tokio::task::spawn_blocking(move || {
             let mut file = file;
             let mut hasher = hash.then(blake3::Hasher::new);
             let (mut written, mut written_back) = (0_u64, 0_u64);
-            while let Some((bytes, permits)) = receiver.blocking_recv() {
+            while let Some(in_flight) = receiver.blocking_recv() {
+                let bytes = &in_flight.bytes;
                 if let Some(hasher) = &mut hasher {
-                    hasher.update(&bytes);
+                    hasher.update(bytes);
                 }
-                file.write_all(&bytes)?;
+                file.write_all(bytes)?;
                 written += bytes.len() as u64;
-                drop(bytes);
-                returned.add_permits(permits as usize);
+                drop(in_flight);
 
                 if written - written_back >= WRITEBACK_STEP {
                     start_writeback(&file, written_back, written - written_back);
@@ -71,7 +86,8 @@ impl FileSink {
         Self {
             buffer: BytesMut::with_capacity(BUFFER_SIZE),
             sender: Some(sender),
-            budget,
+            upload_budget: Arc::new(Semaphore::new(UPLOAD_KIB_IN_FLIGHT as usize)),
+            store_budget,
             writer,
         }
     }
@@ -104,14 +120,24 @@ impl FileSink {
 
     async fn send_bytes(&mut self, bytes: Bytes) -> std::io::Result<()> {
         let kib = u32::try_from(bytes.len().div_ceil(1024)).unwrap_or(u32::MAX);
-        let permits = kib.clamp(1, KIB_IN_FLIGHT);
-        self.budget
-            .acquire_many(permits)
+        let permits = kib.clamp(1, UPLOAD_KIB_IN_FLIGHT);
+        // The upload's own budget first: while a sink waits for it, the sink holds none
+        // of the store's budget, which other uploads could use.
+        let upload = Arc::clone(&self.upload_budget)
+            .acquire_many_owned(permits)
             .await
-            .expect("the budget is never closed")
-            .forget();
+            .expect("the budget is never closed");
+        let store = Arc::clone(&self.store_budget)
+            .acquire_many_owned(permits)
+            .await
+            .expect("the budget is never closed");
+        let in_flight = InFlight {
+            bytes,
+            _upload: upload,
+            _store: store,
+        };
         let sender = self.sender.as_ref().expect("the sender lives until finish");
-        if sender.send((bytes, permits)).await.is_err() {
+        if sender.send(in_flight).await.is_err() {
             // The writing thread stopped early, which only a write error causes.
             return Err(self.stop().await.err().unwrap_or_else(|| {
                 std::io::Error::other("the file writer stopped before the end")

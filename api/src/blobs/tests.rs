@@ -26,7 +26,7 @@ const UNLIMITED: BlobLimits = BlobLimits { max_size: u64::MAX };
 /// measures peak memory, so that the peak it reads comes from its own allocations only.
 static MEMORY_LOCK: RwLock<()> = RwLock::const_new(());
 
-async fn memory_shared() -> RwLockReadGuard<'static, ()> {
+pub(super) async fn memory_shared() -> RwLockReadGuard<'static, ()> {
     MEMORY_LOCK.read().await
 }
 

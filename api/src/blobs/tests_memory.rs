@@ -7,7 +7,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures::{StreamExt, stream};
 
-use super::tests::{memory_exclusive, new_store};
+use super::tests::{memory_exclusive, memory_shared, new_store};
 use super::*;
 
 const UNLIMITED: BlobLimits = BlobLimits { max_size: u64::MAX };
@@ -65,4 +65,56 @@ async fn large_stream_uses_bounded_memory() {
         peak.saturating_sub(peak_before) < 64 * 1024,
         "peak RSS grew from {peak_before} KiB to {peak} KiB"
     );
+}
+
+#[tokio::test]
+async fn uploads_share_and_return_budget() {
+    // The uploads keep about 50 MiB of pieces, which would skew the peak measured above.
+    let _memory = memory_shared().await;
+    let (_dir, store) = new_store();
+    const SIZE: usize = 6 * 1024 * 1024;
+    const PIECE: usize = 300_000;
+    let data = Arc::new(super::tests::sample(SIZE));
+
+    // Eight uploads at once can take 32 MiB in flight, twice the store's budget. Each
+    // must still finish with its own bytes.
+    let mut uploads = Vec::new();
+    for _ in 0..8 {
+        let store = store.clone();
+        let data = Arc::clone(&data);
+        uploads.push(tokio::spawn(async move {
+            let pieces = (0..SIZE)
+                .step_by(PIECE)
+                .map(|offset| {
+                    let piece = &data[offset..(offset + PIECE).min(SIZE)];
+                    Ok::<_, io::Error>(Bytes::copy_from_slice(piece))
+                })
+                .collect::<Vec<_>>();
+            store.put(stream::iter(pieces), &UNLIMITED, None).await
+        }));
+    }
+    let failing = stream::iter([
+        Ok(Bytes::from(vec![7; 3 * 1024 * 1024])),
+        Err(io::Error::other("client went away")),
+    ]);
+    let failed = store.put(failing, &UNLIMITED, None).await;
+
+    let expected = blake3::hash(&data);
+    for upload in uploads {
+        let stored = upload.await.unwrap().unwrap();
+        assert_eq!(stored.content_hash.as_bytes(), expected.as_bytes());
+    }
+    assert!(matches!(failed, Err(BlobError::Source { .. })), "got {failed:?}");
+
+    // The failed upload's thread writes or drops its buffers after `put` returned, and
+    // their share of the budget comes back then.
+    let deadline = Instant::now() + std::time::Duration::from_secs(10);
+    while store.in_flight.available_permits() != super::sink::STORE_KIB_IN_FLIGHT {
+        assert!(
+            Instant::now() < deadline,
+            "{} KiB of the store's budget never came back",
+            super::sink::STORE_KIB_IN_FLIGHT - store.in_flight.available_permits()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }

@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::pin::pin;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
@@ -57,7 +58,11 @@ where
 
     // A plain document is hashed on the writing thread, which receives the plaintext.
     // A sealed one is hashed here, before sealing.
-    let mut writer = FileSink::new(file.into_std().await, sealer.is_none());
+    let mut writer = FileSink::new(
+        file.into_std().await,
+        sealer.is_none(),
+        Arc::clone(&store.in_flight),
+    );
     let mut hasher = blake3::Hasher::new();
     let mut size: u64 = 0;
     let mut source = pin!(source);
