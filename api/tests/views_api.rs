@@ -175,6 +175,19 @@ async fn views_serve_senders_billing_and_auditors() {
     .await;
     assert_eq!(status, 403);
 
+    // A query string without `to` is refused with the JSON error naming the query,
+    // and only after the role check.
+    let incomplete = format!("/api/billing/usage?from={month}");
+    let (status, _) = get_json(&server, &ada, &incomplete).await;
+    assert_eq!(status, 403);
+    let (status, refused) = get_json(&server, &bill, &incomplete).await;
+    assert_eq!(status, 422, "{refused}");
+    assert_eq!(refused["field"], "query", "{refused}");
+    assert!(
+        refused["message"].as_str().unwrap().contains("missing field `to`"),
+        "{refused}"
+    );
+
     // Audit: the history with verified links, and search by recipient. The receipt
     // e-mail to the sender follows the download.
     let audrey = server.login("audrey").await;

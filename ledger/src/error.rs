@@ -4,6 +4,12 @@ use std::path::PathBuf;
 
 use consign_schemas::{ChainId, SchemaError};
 
+/// The access to the data directory that a read-only open needs.
+pub const READ: &str = "read";
+
+/// The access to the data directory that opening for appends needs.
+pub const READ_WRITE: &str = "read and write";
+
 /// A failure to open, append to, read or verify the ledger.
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
@@ -16,9 +22,14 @@ pub enum LedgerError {
 
     #[error(
         "data directory {dir} cannot be used ({cause}); check that it is a directory that \
-         this user can read and write"
+         this user can {access}"
     )]
-    DataDir { dir: PathBuf, cause: std::io::Error },
+    DataDir {
+        dir: PathBuf,
+        cause: std::io::Error,
+        /// Access that the operation needs: [`READ`] or [`READ_WRITE`].
+        access: &'static str,
+    },
 
     #[error(
         "ledger database in {dir} is corrupt: {reason}; restore the directory from a backup, \
@@ -108,7 +119,7 @@ impl LedgerError {
 
     /// Maps a RocksDB error of `operation`, telling a full disk apart from other failures.
     pub(crate) fn from_rocksdb(operation: &'static str, error: rocksdb::Error) -> Self {
-        Self::from_storage_reason(operation, error.into_string())
+        Self::from_storage_reason(operation, rocksdb_reason(error))
     }
 
     /// Builds the storage error for `reason`, so one failed group commit can be reported
@@ -119,5 +130,31 @@ impl LedgerError {
         } else {
             LedgerError::Storage { operation, reason }
         }
+    }
+}
+
+/// Returns RocksDB's message for `error` with its kind written once. For some damage
+/// RocksDB repeats it ("Corruption: Corruption: block checksum mismatch").
+pub(crate) fn rocksdb_reason(error: rocksdb::Error) -> String {
+    kind_written_once(error.into_string())
+}
+
+fn kind_written_once(mut reason: String) -> String {
+    while let Some(rest) = reason.strip_prefix("Corruption: Corruption: ") {
+        reason = format!("Corruption: {rest}");
+    }
+    reason
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_corruption_kind_written_once() {
+        let repeated = "Corruption: Corruption: block checksum mismatch".to_owned();
+        assert_eq!(kind_written_once(repeated), "Corruption: block checksum mismatch");
+        let other = "IO error: No space left on device".to_owned();
+        assert_eq!(kind_written_once(other), "IO error: No space left on device");
     }
 }

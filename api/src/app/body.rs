@@ -1,9 +1,9 @@
-//! Request body extractors whose failures are [`ApiError`]s, so that a malformed body
-//! gets the same JSON error shape as every other failure.
+//! Request body and query extractors whose failures are [`ApiError`]s, so that a
+//! malformed body or query string gets the same JSON error shape as every other failure.
 
 use axum::extract::multipart::MultipartRejection;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Multipart, Request};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, Multipart, Query, Request};
 use axum::Json;
 use serde::de::DeserializeOwned;
 
@@ -55,4 +55,24 @@ pub fn multipart_error(rejection: &MultipartRejection) -> ApiError {
 /// [`ApiError::BadRequest`] when the request is not multipart.
 pub fn multipart(body: Result<Multipart, MultipartRejection>) -> Result<Multipart, ApiError> {
     body.map_err(|rejection| multipart_error(&rejection))
+}
+
+/// Turns a query string that does not parse into the API's JSON error.
+///
+/// Handlers take the query as a `Result` and call this after their role check, so a
+/// caller without the role learns nothing about the parameters.
+///
+/// # Errors
+///
+/// [`ApiError::Invalid`] naming the query, with axum's reason.
+pub fn query_params<T>(params: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    params.map(|Query(params)| params).map_err(|rejection| {
+        ApiError::invalid(
+            "query",
+            format!(
+                "{}; see /api/openapi.json for the parameters",
+                rejection.body_text()
+            ),
+        )
+    })
 }

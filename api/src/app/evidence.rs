@@ -21,6 +21,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::Caller;
+use super::body::query_params;
 use super::core::Core;
 use super::error::ApiError;
 
@@ -146,7 +147,7 @@ pub async fn inclusion(
     params: Result<Query<InclusionParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(&[Role::Auditor, Role::Admin])?;
-    let params = query(params)?;
+    let params = query_params(params)?;
     let chain = chain_of(&core.ledger, &chain)?;
     let tree_size = match params.tree_size {
         Some(size) => size,
@@ -197,7 +198,7 @@ pub async fn consistency(
     params: Result<Query<ConsistencyParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(&[Role::Auditor, Role::Admin])?;
-    let params = query(params)?;
+    let params = query_params(params)?;
     let chain = chain_of(&core.ledger, &chain)?;
     let new_size = match params.new_size {
         Some(size) => size,
@@ -233,19 +234,6 @@ pub async fn consistency(
         "new_root": core.ledger.tree_root(chain, new_size)?,
         "proof": proof,
     })))
-}
-
-/// Turns a query string that does not parse into the API's JSON error.
-fn query<T>(params: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
-    params.map(|Query(params)| params).map_err(|rejection| {
-        ApiError::invalid(
-            "query",
-            format!(
-                "{}; see /api/openapi.json for the parameters",
-                rejection.body_text()
-            ),
-        )
-    })
 }
 
 fn latest_tree_size(ledger: &EmbeddedLedger, chain: ChainId) -> Result<u64, ApiError> {

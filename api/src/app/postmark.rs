@@ -10,6 +10,7 @@
 use std::sync::Arc;
 
 use axum::Json;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::header::{ACCEPT, VARY};
 use axum::http::{HeaderMap, HeaderValue};
@@ -23,6 +24,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::Caller;
+use super::body::query_params;
 use super::core::Core;
 use super::error::ApiError;
 use crate::web::html::{self, PostmarkDocument, PostmarkPage};
@@ -99,10 +101,11 @@ pub async fn receipt(
     State(core): State<Arc<Core>>,
     caller: Caller,
     Path(id): Path<String>,
-    Query(params): Query<ReceiptParams>,
+    params: Result<Query<ReceiptParams>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Sender, Role::Admin, Role::Auditor])?;
+    let params = query_params(params)?;
     let as_html = wants_html(params.format.as_deref(), &headers)?;
     let not_found = || ApiError::not_found(format!("postmark of delivery {id:?}"));
     let delivery: DeliveryId = id.parse().map_err(|_| not_found())?;

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -31,6 +32,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::Caller;
+use super::body::query_params;
 use super::core::Core;
 use super::error::ApiError;
 
@@ -114,9 +116,10 @@ pub struct ListParams {
 pub async fn list(
     State(core): State<Arc<Core>>,
     caller: Caller,
-    Query(params): Query<ListParams>,
+    params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(&[Role::Sender])?;
+    let params = query_params(params)?;
     wait_after(&core, "tracking", params.after.as_deref()).await?;
     let filter = DeliveryFilter {
         status: params.status,
@@ -186,9 +189,10 @@ pub async fn get(
     State(core): State<Arc<Core>>,
     caller: Caller,
     Path(id): Path<String>,
-    Query(params): Query<AfterParams>,
+    params: Result<Query<AfterParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(&[Role::Sender, Role::Admin, Role::Auditor])?;
+    let params = query_params(params)?;
     wait_after(&core, "tracking", params.after.as_deref()).await?;
     let record = visible_tracking(&core, &caller, &id)?;
     Ok(Json(tracking_json(&record)))
@@ -244,9 +248,10 @@ pub struct UsageParams {
 pub async fn usage(
     State(core): State<Arc<Core>>,
     caller: Caller,
-    Query(params): Query<UsageParams>,
+    params: Result<Query<UsageParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Billing, Role::Admin])?;
+    let params = query_params(params)?;
     let month = |field: &str, text: &str| {
         text.parse::<Month>()
             .map_err(|error| ApiError::invalid(field, format!("{field}: {error}")))
@@ -343,9 +348,10 @@ pub async fn history(
     State(core): State<Arc<Core>>,
     caller: Caller,
     Path(id): Path<String>,
-    Query(params): Query<HistoryParams>,
+    params: Result<Query<HistoryParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Auditor, Role::Admin])?;
+    let params = query_params(params)?;
     wait_after(&core, "audit", params.after.as_deref()).await?;
     let not_found = || ApiError::not_found(format!("delivery {id:?}"));
     let delivery: DeliveryId = id.parse().map_err(|_| not_found())?;
@@ -526,9 +532,10 @@ pub struct SearchParams {
 pub async fn search(
     State(core): State<Arc<Core>>,
     caller: Caller,
-    Query(params): Query<SearchParams>,
+    params: Result<Query<SearchParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(&[Role::Auditor, Role::Admin])?;
+    let params = query_params(params)?;
     let mut criteria = Vec::new();
     if let Some(sender) = &params.sender {
         let account = sender.parse().map_err(|_| {

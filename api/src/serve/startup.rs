@@ -19,8 +19,9 @@ pub(super) fn check_listen_address(listen: &str) -> anyhow::Result<()> {
         .to_socket_addrs()
         .map_err(|error| {
             anyhow::anyhow!(
-                "invalid --listen {listen:?}: {error}; give HOST:PORT with a port from 1 to \
-                 65535, such as 127.0.0.1:8080"
+                "invalid --listen {listen:?}: {error}; give HOST:PORT with a port from 0 to \
+                 65535, such as 127.0.0.1:8080 (port 0 takes a free port, which the \"listening\" \
+                 log line names)"
             )
         })?
         .collect();

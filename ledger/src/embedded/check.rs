@@ -113,7 +113,7 @@ impl EmbeddedLedger {
             options.fill_cache(false);
             for item in db.iterator_cf_opt(family, options, IteratorMode::Start) {
                 if let Err(error) = item {
-                    let reason = error.into_string();
+                    let reason = crate::error::rocksdb_reason(error);
                     if !reason.starts_with("Corruption") {
                         return Err(LedgerError::from_storage_reason("index check", reason));
                     }

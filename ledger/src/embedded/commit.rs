@@ -262,7 +262,7 @@ impl Committer<'_> {
         if !batch.is_empty()
             && let Err(error) = db.write_opt(batch, self.write_options)
         {
-            let reason = error.into_string();
+            let reason = crate::error::rocksdb_reason(error);
             fail_group(group, forced, &reason);
             return Err(reason);
         }

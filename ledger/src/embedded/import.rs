@@ -80,7 +80,7 @@ pub(super) fn commit_import(
             );
         }
         if let Err(error) = shared.db.write_opt(batch, write_options) {
-            let reason = error.into_string();
+            let reason = crate::error::rocksdb_reason(error);
             let _ = reply.send(Err(LedgerError::from_storage_reason(
                 "import",
                 reason.clone(),

@@ -32,7 +32,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::checkpoint::CheckpointPolicy;
 use crate::clock::Clock;
-use crate::error::LedgerError;
+use crate::error::{LedgerError, READ, READ_WRITE};
 use crate::keys::Head;
 use crate::merkle::MerkleAccumulator;
 use crate::record::{AppendRequest, Appended};
@@ -211,6 +211,7 @@ impl EmbeddedLedger {
             if let Some(stored) = stored {
                 return Err(LedgerError::DataDir {
                     dir: ledger.shared.dir.clone(),
+                    access: READ_WRITE,
                     cause: std::io::Error::other(format!(
                         "it contains a copy of the ledger in {}, which only that upstream may \
                          extend; give --kafka to use it",
@@ -244,6 +245,7 @@ impl EmbeddedLedger {
             .map_err(|source| LedgerError::DataDir {
                 dir: shared.dir.clone(),
                 cause: source,
+                access: READ,
             })?;
 
         Ok(Self {
@@ -453,6 +455,7 @@ impl EmbeddedLedger {
         let reject = |reason: String| LedgerError::DataDir {
             dir: self.shared.dir.clone(),
             cause: std::io::Error::other(reason),
+            access: READ_WRITE,
         };
         match stored {
             Some(stored) if stored == upstream.as_bytes() => Ok(()),

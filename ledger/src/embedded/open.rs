@@ -13,7 +13,7 @@ use tokio::sync::watch;
 
 use super::tree::CF_MERKLE;
 use super::{CF_EVENTS, CF_IDEMPOTENCY, CF_META, EmbeddedOptions, Shared};
-use crate::error::LedgerError;
+use crate::error::{LedgerError, READ, READ_WRITE};
 use crate::keys::{self, Head};
 
 const LOCK_FILE: &str = "consign.lock";
@@ -28,9 +28,11 @@ pub(super) struct Opened {
 const MAX_CHAINS: u32 = 65_536;
 
 pub(super) fn open(dir: &Path, options: &EmbeddedOptions) -> Result<Opened, LedgerError> {
+    let access = if options.read_only { READ } else { READ_WRITE };
     let data_dir_error = |source| LedgerError::DataDir {
         dir: dir.to_path_buf(),
         cause: source,
+        access,
     };
 
     if options.read_only {
@@ -97,6 +99,7 @@ fn check_existing_ledger(dir: &Path) -> Result<(), LedgerError> {
     let data_dir_error = |cause| LedgerError::DataDir {
         dir: dir.to_path_buf(),
         cause,
+        access: READ,
     };
 
     match std::fs::metadata(dir) {
@@ -133,6 +136,7 @@ fn lock_directory_shared(dir: &Path) -> Result<Option<File>, LedgerError> {
             return Err(LedgerError::DataDir {
                 dir: dir.to_path_buf(),
                 cause: error,
+                access: READ,
             });
         }
     };
@@ -150,6 +154,7 @@ fn lock_directory_shared(dir: &Path) -> Result<Option<File>, LedgerError> {
         Err(TryLockError::Error(error)) => Err(LedgerError::DataDir {
             dir: dir.to_path_buf(),
             cause: error,
+            access: READ,
         }),
     }
 }
@@ -166,6 +171,7 @@ fn lock_directory(dir: &Path) -> Result<File, LedgerError> {
     let data_dir_error = |source| LedgerError::DataDir {
         dir: dir.to_path_buf(),
         cause: source,
+        access: READ_WRITE,
     };
 
     let mut file = OpenOptions::new()
@@ -252,7 +258,7 @@ fn open_database(dir: &Path, read_only: bool) -> Result<DB, LedgerError> {
     };
     opened.map_err(|error| {
         let kind = error.kind();
-        let reason = error.into_string();
+        let reason = crate::error::rocksdb_reason(error);
         match kind {
             ErrorKind::Corruption => LedgerError::Corrupt {
                 dir: dir.to_path_buf(),
