@@ -77,14 +77,15 @@ pub(crate) struct TlsFiles {
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ListenError {
     #[error(
-        "invalid listen address {value:?}: {reason}; expected HOST:PORT, for example \
-         127.0.0.1:8080, localhost:8080 or [::1]:8080"
+        "invalid --listen {value:?}: {reason}; expected HOST:PORT with a port from 0 to \
+         65535, such as 127.0.0.1:8080, localhost:8080 or [::1]:8080 (port 0 takes a free \
+         port, which the \"listening\" log line names)"
     )]
     InvalidAddress { value: String, reason: String },
 
     #[error(
-        "cannot listen on {address} (from {value:?}): {source}; choose another address or \
-         port, or stop the process that is using it"
+        "cannot listen on {address} (from {value:?}): {source}; {advice}",
+        advice = bind_advice(source)
     )]
     Bind {
         value: String,
@@ -228,8 +229,21 @@ async fn begin_shutdown(handle: Handle, shutdown: impl Future<Output = ()>, grac
     handle.graceful_shutdown(Some(grace));
 }
 
+/// Returns the advice for a failed bind, by the kind of failure.
+fn bind_advice(error: &io::Error) -> &'static str {
+    match error.kind() {
+        io::ErrorKind::AddrNotAvailable => {
+            "this machine has no such address; give one of its own addresses, or 0.0.0.0 for all"
+        }
+        io::ErrorKind::PermissionDenied => {
+            "ports below 1024 need privileges; choose a port from 1024 up"
+        }
+        _ => "choose another address or port, or stop the process that is using it",
+    }
+}
+
 /// Resolves `HOST:PORT` into socket addresses.
-async fn resolve(value: &str) -> Result<Vec<SocketAddr>, ListenError> {
+pub(crate) async fn resolve(value: &str) -> Result<Vec<SocketAddr>, ListenError> {
     let invalid = |reason: String| ListenError::InvalidAddress {
         value: value.to_owned(),
         reason,
@@ -243,6 +257,9 @@ async fn resolve(value: &str) -> Result<Vec<SocketAddr>, ListenError> {
     };
     if host.is_empty() {
         return Err(invalid("the host is missing".to_owned()));
+    }
+    if port.is_empty() {
+        return Err(invalid("the port is missing".to_owned()));
     }
     if host.contains(':') && !host.starts_with('[') {
         return Err(invalid("an IPv6 address must be in brackets".to_owned()));

@@ -236,7 +236,7 @@ pub async fn run(
     // Settings are checked before anything is created in the data directory, so that a
     // bad value leaves nothing behind.
     let keys = args.data.keys_dir()?;
-    check_listen_address(&args.listen)?;
+    check_listen_address(&args.listen).await?;
     let tls = args
         .tls_cert
         .clone()
@@ -251,6 +251,9 @@ pub async fn run(
         &args,
         args.public_url.as_deref().unwrap_or("http://127.0.0.1"),
     )?;
+    if let Some(public_url) = &args.public_url {
+        message_id_domain(public_url)?;
+    }
     let rates = match &args.rates {
         Some(path) => Some(load_rates(path)?),
         None => None,

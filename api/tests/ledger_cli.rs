@@ -512,6 +512,30 @@ fn unparsable_numbers_get_a_tip() {
 }
 
 #[test]
+fn invalid_account_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let long_login = "a".repeat(70);
+
+    for (login, email, field) in [
+        ("a b", "ada@example.org", "login"),
+        (long_login.as_str(), "ada@example.org", "login"),
+        ("ada", "not-an-address", "email"),
+    ] {
+        let output = consign()
+            .args(["account", "create", "--data-dir", data.to_str().unwrap()])
+            .args(["--login", login, "--role", "sender", "--email", email])
+            .env("CONSIGN_ACCOUNT_PASSWORD", "sender-password-1")
+            .output()
+            .unwrap();
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{login} {email}: {stderr}");
+        assert!(stderr.contains(field), "{login} {email}: {stderr}");
+        assert!(!data.exists(), "{login} {email}: the data directory was created");
+    }
+}
+
+#[test]
 fn generate_refuses_a_non_empty_ledger() {
     let dir = tempfile::tempdir().unwrap();
     generate(dir.path(), 5);

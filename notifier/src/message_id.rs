@@ -18,7 +18,8 @@ const MAX_MESSAGE_ID_LEN: usize = 250;
 /// The domain written to the right of `@` in every Message-ID, such as `mail.example.com`.
 ///
 /// Valid by construction: 1 to 253 bytes of dot-separated labels made of ASCII letters,
-/// digits and hyphens, so it can never break the header it is written into.
+/// digits and hyphens, or an IPv6 address as an RFC 5322 domain literal (`[::1]`), so it
+/// can never break the header it is written into.
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 pub struct MessageIdDomain(String);
 
@@ -29,8 +30,16 @@ impl MessageIdDomain {
     ///
     /// [`ComposeError::InvalidMessageIdDomain`] when `domain` is empty, longer than 253
     /// bytes, or has an empty label or a character other than an ASCII letter, digit,
-    /// hyphen or dot.
+    /// hyphen or dot, unless it is an IPv6 address, with or without brackets.
     pub fn new(domain: &str) -> Result<Self, ComposeError> {
+        let unbracketed = domain
+            .strip_prefix('[')
+            .and_then(|inner| inner.strip_suffix(']'))
+            .unwrap_or(domain);
+        if let Ok(address) = unbracketed.parse::<std::net::Ipv6Addr>() {
+            return Ok(Self(format!("[{address}]")));
+        }
+
         let labels_valid = domain.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
@@ -125,6 +134,19 @@ mod tests {
             new_message_id(notification, &domain),
             new_message_id(notification, &domain)
         );
+    }
+
+    #[test]
+    fn message_id_domain_takes_ipv6_literals() {
+        for domain in ["[::1]", "::1", "[2001:DB8::7]"] {
+            let parsed = MessageIdDomain::new(domain).unwrap();
+            let expected = if domain.contains("DB8") { "[2001:db8::7]" } else { "[::1]" };
+            assert_eq!(parsed.as_str(), expected, "{domain:?}");
+            let id = new_message_id(NotificationId::random(), &parsed);
+            validate_message_id(&id).unwrap();
+        }
+        assert!(MessageIdDomain::new("[::1").is_err());
+        assert!(MessageIdDomain::new("[example.com]").is_err());
     }
 
     #[test]

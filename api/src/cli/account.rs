@@ -75,9 +75,8 @@ pub fn create(args: CreateArgs) -> anyhow::Result<Outcome> {
         role: args.role.into(),
         password,
     };
+    check_inputs(&account)?;
     let (id, position) = if args.data.kafka.is_some() {
-        crate::app::check_account_password("password", &account.password)
-            .map_err(anyhow::Error::msg)?;
         let ledger = super::backend::open_ledger(
             &args.data,
             EmbeddedOptions::default(),
@@ -112,10 +111,19 @@ pub fn open_account(
     data_dir: &std::path::Path,
     account: &NewAccount,
 ) -> anyhow::Result<(consign_schemas::AccountId, Position)> {
-    crate::app::check_account_password("password", &account.password).map_err(anyhow::Error::msg)?;
+    check_inputs(account)?;
     let ledger = EmbeddedLedger::open(data_dir, EmbeddedOptions::default())
         .with_context(|| format!("cannot open the ledger in {}", data_dir.display()))?;
     append_account(&ledger, account)
+}
+
+/// Checks the login, name, e-mail address and password of `account` before the ledger
+/// is opened, so that a bad value creates no data directory. Whether the login is taken
+/// is checked against the account chain when the account is appended.
+fn check_inputs(account: &NewAccount) -> anyhow::Result<()> {
+    account_request(&Model::new(), account, String::new(), CLI_ACTOR)
+        .map(|_| ())
+        .map_err(anyhow::Error::msg)
 }
 
 /// Appends the opening of `account` after checking its login against the account

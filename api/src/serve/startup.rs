@@ -1,6 +1,5 @@
 //! Checks and key loading that run before `consign serve` opens its ledger.
 
-use std::net::ToSocketAddrs;
 use std::path::Path;
 
 use anyhow::Context;
@@ -14,20 +13,8 @@ use crate::blobs::KeyEncryptionKey;
 /// Checks that `listen` names an address that can be bound now, before the data
 /// directory is touched. The socket is closed again: the server binds it once the
 /// ledger is open, so another process may still take the port in between.
-pub(super) fn check_listen_address(listen: &str) -> anyhow::Result<()> {
-    let addresses: Vec<_> = listen
-        .to_socket_addrs()
-        .map_err(|error| {
-            anyhow::anyhow!(
-                "invalid --listen {listen:?}: {error}; give HOST:PORT with a port from 0 to \
-                 65535, such as 127.0.0.1:8080 (port 0 takes a free port, which the \"listening\" \
-                 log line names)"
-            )
-        })?
-        .collect();
-    if addresses.is_empty() {
-        anyhow::bail!("--listen {listen:?} resolves to no address; give HOST:PORT, such as 127.0.0.1:8080");
-    }
+pub(super) async fn check_listen_address(listen: &str) -> anyhow::Result<()> {
+    let addresses = crate::listen::resolve(listen).await?;
     drop(crate::listen::bind(listen, &addresses)?);
     Ok(())
 }
