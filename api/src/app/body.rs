@@ -57,7 +57,7 @@ pub fn multipart(body: Result<Multipart, MultipartRejection>) -> Result<Multipar
     body.map_err(|rejection| multipart_error(&rejection))
 }
 
-/// Turns a query string that does not parse into the API's JSON error.
+/// Converts a query string that does not parse into the API's JSON error.
 ///
 /// Handlers take the query as a `Result` and call this after their role check, so a
 /// caller without the role learns nothing about the parameters.

@@ -59,7 +59,7 @@ pub(super) struct FileSink {
 impl FileSink {
     /// Starts the writing thread for `file`. With `hash`, the thread also computes the
     /// BLAKE3 hash of everything written, which [`FileSink::finish`] returns.
-    /// `store_budget` holds the permits of [`STORE_KIB_IN_FLIGHT`] of the store.
+    /// `store_budget` is the store's semaphore of [`STORE_KIB_IN_FLIGHT`] permits.
     pub(super) fn new(file: File, hash: bool, store_budget: Arc<Semaphore>) -> Self {
         let (sender, mut receiver) = mpsc::channel::<InFlight>(BUFFERS_IN_FLIGHT);
         let writer = tokio::task::spawn_blocking(move || {
@@ -121,8 +121,8 @@ impl FileSink {
     async fn send_bytes(&mut self, bytes: Bytes) -> std::io::Result<()> {
         let kib = u32::try_from(bytes.len().div_ceil(1024)).unwrap_or(u32::MAX);
         let permits = kib.clamp(1, UPLOAD_KIB_IN_FLIGHT);
-        // The upload's own budget first: while a sink waits for it, the sink holds none
-        // of the store's budget, which other uploads could use.
+        // The upload's own budget comes first, so a sink that waits for it keeps none of
+        // the store's budget from the other uploads.
         let upload = Arc::clone(&self.upload_budget)
             .acquire_many_owned(permits)
             .await
