@@ -14,11 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::Json;
-use axum::extract::State;
 use axum::routing::get;
 use consign_ledger::checkpoint::CheckpointPolicy;
-use consign_ledger::kafka::open_kafka_ledger;
+use consign_ledger::kafka::{KafkaStatus, open_kafka_ledger};
 use consign_ledger::postmark::PostmarkKeys;
 use consign_ledger::{Clock, EmbeddedLedger, EmbeddedOptions};
 use consign_notifier::{
@@ -26,7 +24,6 @@ use consign_notifier::{
 };
 use consign_notifier::{Dispatcher, DispatcherConfig};
 use consign_schemas::ChainId;
-use serde_json::json;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
@@ -38,9 +35,11 @@ use crate::listen::{ListenConfig, TlsFiles};
 use consign_projections::billing::RateTable;
 use consign_projections::{ALL_VIEWS, ViewStore, ViewStoreOptions};
 
+mod health;
 mod startup;
 
-use startup::{ServerKeys, check_listen_address, load_or_create_keys};
+use health::Health;
+use startup::{ServerKeys, check_listen_address, load_or_create_keys, prepare_outbox};
 
 /// Time allowed, beyond one send, for another server to record the outcome of an
 /// e-mail it was sending when the delivery's chain moved here.
@@ -152,12 +151,17 @@ pub struct ServeArgs {
     pub checkpoint_every_ms: u64,
 }
 
-/// Opens the embedded ledger, or the copy of the Kafka ledger with its sequencers.
-async fn open_ledger(args: &ServeArgs, options: EmbeddedOptions) -> anyhow::Result<EmbeddedLedger> {
+/// Opens the embedded ledger, or the copy of the Kafka ledger with its sequencers and
+/// their status.
+async fn open_ledger(
+    args: &ServeArgs,
+    options: EmbeddedOptions,
+) -> anyhow::Result<(EmbeddedLedger, Option<KafkaStatus>)> {
     let data_dir = &args.data.data_dir;
     let Some(mut kafka) = args.data.kafka_options(Role::Sequence(None)) else {
-        return EmbeddedLedger::open(data_dir, options)
-            .with_context(|| format!("cannot open the ledger in {}", data_dir.display()));
+        let ledger = EmbeddedLedger::open(data_dir, options)
+            .with_context(|| format!("cannot open the ledger in {}", data_dir.display()))?;
+        return Ok((ledger, None));
     };
     kafka.sequence = args
         .kafka_sequence
@@ -179,7 +183,7 @@ async fn open_ledger(args: &ServeArgs, options: EmbeddedOptions) -> anyhow::Resu
     }
     if kafka.balance {
         tracing::info!(topic = %kafka.topic, "the chains to sequence come from the consumer group");
-        return Ok(ledger);
+        return Ok((ledger, Some(status)));
     }
     let sequenced: Vec<ChainId> = kafka
         .sequence
@@ -194,7 +198,7 @@ async fn open_ledger(args: &ServeArgs, options: EmbeddedOptions) -> anyhow::Resu
             "not every sequencer is ready; appends to the others get 503 until they are"
         );
     }
-    Ok(ledger)
+    Ok((ledger, Some(status)))
 }
 
 /// Parses a count that must be at least 1.
@@ -246,6 +250,11 @@ pub async fn run(
         crate::listen::check_tls(files)?;
     }
     let smtp = args.smtp.as_deref().map(str::parse::<SmtpConfig>).transpose()?;
+    if smtp.is_none()
+        && let Some(outbox) = &args.outbox
+    {
+        prepare_outbox(outbox, "--outbox")?;
+    }
     // Checked before listening, so a bad From address or URL stops the start at once.
     composer(
         &args,
@@ -278,7 +287,8 @@ pub async fn run(
         }),
         ..EmbeddedOptions::default()
     };
-    let ledger = Arc::new(open_ledger(&args, options).await?);
+    let (ledger, kafka_status) = open_ledger(&args, options).await?;
+    let ledger = Arc::new(ledger);
     let scheme = if tls.is_some() { "https" } else { "http" };
     let (mailer, mail_transport) = mailer(&args, smtp)?;
     let links_https = tls.is_some()
@@ -344,7 +354,13 @@ pub async fn run(
         }
     };
     let app = crate::app::router(Arc::clone(&core))
-        .route("/healthz", get(health).with_state(Arc::clone(&core)));
+        .route(
+            "/healthz",
+            get(health::health).with_state(Health {
+                core: Arc::clone(&core),
+                kafka: kafka_status,
+            }),
+        );
     let (bound_sender, bound_receiver) = oneshot::channel();
     let config = ListenConfig {
         tls,
@@ -472,16 +488,29 @@ fn mailer(args: &ServeArgs, smtp: Option<SmtpConfig>) -> anyhow::Result<(Mailer,
         .outbox
         .clone()
         .unwrap_or_else(|| args.data.data_dir.join("outbox"));
+    if args.outbox.is_none() {
+        // A given --outbox was checked before the data directory was created.
+        prepare_outbox(&outbox, "the default outbox in the data directory")?;
+    }
     tracing::info!(outbox = %outbox.display(), "no --smtp given: e-mails are written as .eml files to the outbox folder");
     Ok((Mailer::outbox(outbox)?, MailTransport::Outbox))
 }
 
 fn composer(args: &ServeArgs, public_url: &str) -> anyhow::Result<Composer> {
-    Ok(Composer::new(ComposerConfig {
+    if let Some(character) = args.mail_from_name.chars().find(|c| c.is_control()) {
+        anyhow::bail!(
+            "--mail-from-name {:?} contains the control character U+{:04X}; give a name on \
+             one line",
+            args.mail_from_name,
+            u32::from(character)
+        );
+    }
+    Composer::new(ComposerConfig {
         from_address: args.mail_from.clone(),
         from_name: Some(args.mail_from_name.clone()),
         public_base_url: public_url.to_owned(),
-    })?)
+    })
+    .context("invalid e-mail settings; check --mail-from and --public-url")
 }
 
 /// Uses the public URL's host as the domain of Message-IDs.
@@ -542,23 +571,6 @@ async fn open_views(
     .context("cannot bring the views up to the ledger")?;
     tracing::info!(applied = caught_up.applied, "views up to date");
     Ok(views)
-}
-
-/// Returns the heads of every chain, so an operator or a load balancer can check that
-/// the ledger is open.
-async fn health(State(core): State<Arc<Core>>) -> Json<serde_json::Value> {
-    let ledger = &core.ledger;
-    let chains: Vec<_> = ledger
-        .chains()
-        .map(|chain| {
-            json!({
-                "chain": chain,
-                "next_position": ledger.next_position(chain).ok(),
-                "last_hash": ledger.last_hash(chain).ok(),
-            })
-        })
-        .collect();
-    Json(json!({ "status": "ok", "chains": chains }))
 }
 
 async fn shutdown_signal() {

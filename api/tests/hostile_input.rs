@@ -233,6 +233,11 @@ async fn header_injection_rejected() {
                 with("lists", json!([attack])),
                 "lists[0]",
             ),
+            (
+                "access password, which a recipient could not type",
+                with("password", json!(format!("open{line_break}sesame 7"))),
+                "password",
+            ),
         ];
         for (case, metadata_value, expected) in cases {
             let case = format!("{case} with {line_break:?}");

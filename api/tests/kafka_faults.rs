@@ -88,15 +88,18 @@ async fn killed_server_loses_nothing() {
     );
     assert!(
         second_before > 0,
-        "the second server acknowledged nothing before the kill"
+        "the second server acknowledged nothing before the kill\n{}",
+        second.log_tail(60)
     );
     assert!(
         first_during > 0,
-        "the first server stopped while the second was down"
+        "the first server stopped while the second was down\n{}",
+        first.log_tail(60)
     );
     assert!(
         second_after > 0,
-        "the second server acknowledged nothing after its restart"
+        "the second server acknowledged nothing after its restart\n{}",
+        second.log_tail(60)
     );
 
     drop(first);
@@ -115,6 +118,7 @@ async fn broker_restart_gives_503_and_loses_nothing() {
     let work = tempfile::tempdir().unwrap();
     let (first, second) = two_servers(work.path(), &cluster.brokers, &topic).await;
 
+    let client = reqwest::Client::new();
     let load = Load::start(&[&first.base, &second.base], 2);
     tokio::time::sleep(Duration::from_secs(8)).await;
     let stopped_at = Instant::now();
@@ -122,8 +126,23 @@ async fn broker_restart_gives_503_and_loses_nothing() {
     tokio::time::sleep(Duration::from_secs(15)).await;
     let started_at = Instant::now();
     cluster.node(1, "start");
-    tokio::time::sleep(Duration::from_secs(30)).await;
+
+    // Each server recovers on its own schedule: a sequencer restarts with a backoff of
+    // up to 5 s, and a restart begun during the outage waits up to 30 s for the
+    // coordinator. The load runs until both chains grew again, within a bound.
+    let mut heads = Vec::new();
+    for (server, chain) in [(&first, 0), (&second, 1)] {
+        heads.push(server.next_position(&client, chain).await.unwrap_or(0));
+    }
+    let recovery = Duration::from_secs(90);
+    first.wait_growth(&client, 0, heads[0], recovery).await;
+    second.wait_growth(&client, 1, heads[1], recovery).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
     let end = Instant::now();
+    eprintln!(
+        "load ran {} s after the broker's restart",
+        end.duration_since(started_at).as_secs()
+    );
     let records = load.finish().await;
 
     let refused = count_between(&records, stopped_at, started_at, is_unavailable);
@@ -133,9 +152,22 @@ async fn broker_restart_gives_503_and_loses_nothing() {
         "503 answers while the broker was down: {refused}; acknowledged after its restart: \
          {recovered_first} by the first server, {recovered_second} by the second"
     );
-    assert!(refused > 0, "no 503 while the broker was down");
-    assert!(recovered_first > 0, "the first server did not recover");
-    assert!(recovered_second > 0, "the second server did not recover");
+    assert!(
+        refused > 0,
+        "no 503 while the broker was down\n{}\n{}",
+        first.log_tail(30),
+        second.log_tail(30)
+    );
+    assert!(
+        recovered_first > 0,
+        "the first server did not recover\n{}",
+        first.log_tail(60)
+    );
+    assert!(
+        recovered_second > 0,
+        "the second server did not recover\n{}",
+        second.log_tail(60)
+    );
 
     drop(first);
     drop(second);
@@ -199,12 +231,16 @@ async fn leader_change_in_three_brokers_loses_nothing() {
     assert_ne!(leader, new_leader, "the partition kept its killed leader");
     assert!(
         recovered > 0,
-        "no submission acknowledged after the leader change"
+        "no submission acknowledged after the leader change\n{}\n{}",
+        first.log_tail(60),
+        second.log_tail(60)
     );
     for (worker, record) in records.iter().enumerate() {
         assert!(
             count_between([record], after_change, end, is_acknowledged) > 0,
-            "client {worker} had nothing acknowledged after the leader change"
+            "client {worker} had nothing acknowledged after the leader change\n{}\n{}",
+            first.log_tail(60),
+            second.log_tail(60)
         );
     }
 

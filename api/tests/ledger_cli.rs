@@ -73,6 +73,20 @@ fn generate_then_verify_and_dump() {
     assert!(verify.status.success(), "{stdout}{}", text(&verify.stderr));
     assert!(stdout.contains("is intact"), "{stdout}");
 
+    // A chain the ledger does not have is rejected before anything is checked.
+    let missing = run(&[
+        "ledger",
+        "verify",
+        "--chain",
+        "99",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    let stderr = text(&missing.stderr);
+    assert_eq!(missing.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--chain 99 does not exist"), "{stderr}");
+    assert!(missing.stdout.is_empty(), "{}", text(&missing.stdout));
+
     let dump = run(&[
         "ledger",
         "dump",
@@ -106,6 +120,20 @@ fn generate_then_verify_and_dump() {
     let line: serde_json::Value = serde_json::from_str(text(&from.stdout).trim()).unwrap();
     assert_eq!(line["position"], 3);
     assert_eq!(line["hash"], lines[3]["hash"]);
+
+    // Past the end: nothing on standard output, exit 0, and a note saying why.
+    let past = run(&[
+        "ledger",
+        "dump",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--from",
+        "100000000",
+    ]);
+    assert!(past.status.success(), "{}", text(&past.stderr));
+    assert!(past.stdout.is_empty(), "{}", text(&past.stdout));
+    let note = text(&past.stderr);
+    assert!(note.contains("--from 100000000 is past its end"), "{note}");
 }
 
 #[test]

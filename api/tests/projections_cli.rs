@@ -320,6 +320,23 @@ fn unknown_view_exits_two() {
         !dir.path().join("views").exists(),
         "the view store was created"
     );
+
+    // Before any rebuild, status names the command that builds the views and creates
+    // nothing.
+    let output = run(&[
+        "projections",
+        "status",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("no view has been built"), "{stderr}");
+    assert!(stderr.contains("consign projections rebuild"), "{stderr}");
+    assert!(
+        !dir.path().join("views").exists(),
+        "status created the view store"
+    );
 }
 
 #[test]

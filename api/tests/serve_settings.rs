@@ -1,7 +1,7 @@
 //! `consign serve` checks its settings before it creates anything. A bad listen
-//! address, a port in use, a bad public URL, SMTP URL or TLS file, or a missing shared
-//! folder is rejected with a message naming the value, and the data directory is left
-//! uncreated.
+//! address, a port in use, a bad public URL, sender name, SMTP URL or TLS file, an
+//! unusable outbox, or a missing shared folder is rejected with a message naming the
+//! value, and the data directory is left uncreated.
 
 use consign_ledger::Clock;
 
@@ -92,6 +92,53 @@ async fn bad_public_url_creates_nothing() {
     .await;
 
     assert!(message.contains("not a url"), "{message}");
+    assert!(!work.path().join("data").exists(), "the data directory was created");
+}
+
+#[tokio::test]
+async fn bad_url_or_sender_name_names_option() {
+    let work = tempfile::tempdir().unwrap();
+
+    let message = serve_error(
+        work.path(),
+        &["--listen", "127.0.0.1:0", "--public-url", "not a url"],
+    )
+    .await;
+    assert!(message.contains("--public-url"), "{message}");
+
+    let message = serve_error(
+        work.path(),
+        &["--listen", "127.0.0.1:0", "--mail-from-name", "evil\r\nBcc: x@evil.test"],
+    )
+    .await;
+    assert!(message.contains("--mail-from-name"), "{message}");
+    assert!(message.contains("U+000D"), "{message}");
+    assert!(!work.path().join("data").exists(), "the data directory was created");
+}
+
+#[tokio::test]
+async fn unusable_outbox_creates_nothing() {
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("outbox-file");
+    std::fs::write(&file, "not a folder\n").unwrap();
+
+    let message = serve_error(
+        work.path(),
+        &["--listen", "127.0.0.1:0", "--outbox", file.to_str().unwrap()],
+    )
+    .await;
+
+    assert!(message.contains("--outbox"), "{message}");
+    assert!(message.contains("is a file, not a folder"), "{message}");
+    assert!(!work.path().join("data").exists(), "the data directory was created");
+
+    // A folder that cannot be created, even by root: /proc takes no new folders.
+    let message = serve_error(
+        work.path(),
+        &["--listen", "127.0.0.1:0", "--outbox", "/proc/consign-outbox"],
+    )
+    .await;
+    assert!(message.contains("cannot create the outbox folder"), "{message}");
     assert!(!work.path().join("data").exists(), "the data directory was created");
 }
 

@@ -188,6 +188,33 @@ async fn views_serve_senders_billing_and_auditors() {
         "{refused}"
     );
 
+    // The plain list takes no filter. A filter given there is rejected with the route
+    // that filters, instead of being ignored.
+    let (status, refused) = get_json(&server, &ada, "/api/deliveries?status=bogus").await;
+    assert_eq!(status, 422, "{refused}");
+    assert_eq!(refused["field"], "query", "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("/api/tracking/deliveries"),
+        "{refused}"
+    );
+    let (status, listed) = get_json(&server, &ada, "/api/deliveries").await;
+    assert_eq!(status, 200, "{listed}");
+
+    // A page size outside 1 to 500 is rejected, not changed.
+    for limit in ["0", "501"] {
+        let path = format!("/api/tracking/deliveries?limit={limit}");
+        let (status, refused) = get_json(&server, &ada, &path).await;
+        assert_eq!(status, 422, "{refused}");
+        assert_eq!(refused["field"], "limit", "{refused}");
+        assert!(
+            refused["message"].as_str().unwrap().contains("from 1 to 500"),
+            "{refused}"
+        );
+    }
+
     // Audit: the history with verified links, and search by recipient. The receipt
     // e-mail to the sender follows the download.
     let audrey = server.login("audrey").await;

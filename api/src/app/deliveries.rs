@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::Json;
 use consign_ledger::{AppendRequest, NewEvent};
 use consign_projections::model::{Availability, Delivery, Model, NotificationStatus, Recipient};
@@ -21,9 +21,25 @@ use super::error::ApiError;
 use super::text::check_line;
 use crate::zoned::format_for_sender;
 
-/// `GET /api/deliveries`: the caller's deliveries, newest first.
-pub async fn list(State(core): State<Arc<Core>>, caller: Caller) -> Result<Json<Value>, ApiError> {
+/// `GET /api/deliveries`: the caller's deliveries, newest first. It takes no query
+/// parameters; filters and paging are on `GET /api/tracking/deliveries`, so a filter
+/// given here gets 422 instead of an unfiltered list.
+pub async fn list(
+    State(core): State<Arc<Core>>,
+    caller: Caller,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
     caller.require(&[Role::Sender])?;
+    if let Some(query) = query.filter(|query| !query.is_empty()) {
+        return Err(ApiError::invalid(
+            "query",
+            format!(
+                "GET /api/deliveries takes no query parameters, but got {query:?}; filter and \
+                 page with GET /api/tracking/deliveries (status, from, before, billing_code, \
+                 recipient, limit, cursor)"
+            ),
+        ));
+    }
     let model = core.model();
     let now = core.clock.now();
     let mut deliveries: Vec<Value> = model

@@ -183,6 +183,19 @@ fn check_access_password(password: &str) -> Result<(), ApiError> {
             ),
         ));
     }
+    // An HTML password field strips line breaks from its value, and other control
+    // characters cannot be typed, so a recipient could never enter such a password.
+    if let Some((index, character)) = password.chars().enumerate().find(|(_, c)| c.is_control())
+    {
+        return Err(ApiError::invalid(
+            "password",
+            format!(
+                "the access password contains the control character U+{:04X} at character \
+                 {index}, which a recipient cannot type; choose one of printable characters",
+                u32::from(character)
+            ),
+        ));
+    }
     Ok(())
 }
 

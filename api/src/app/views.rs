@@ -85,6 +85,25 @@ async fn wait_after(core: &Core, view: &str, after: Option<&str>) -> Result<(), 
     Ok(())
 }
 
+/// Largest page of `GET /api/tracking/deliveries`.
+const MAX_PAGE: usize = 500;
+
+/// Largest result of `GET /api/audit/search`.
+const MAX_SEARCH_RESULTS: usize = 1_000;
+
+/// Returns the `limit` parameter, or `default` when it is missing. A limit outside
+/// 1 to `max` is rejected rather than silently changed.
+fn check_limit(limit: Option<usize>, default: usize, max: usize) -> Result<usize, ApiError> {
+    match limit {
+        None => Ok(default),
+        Some(limit) if (1..=max).contains(&limit) => Ok(limit),
+        Some(limit) => Err(ApiError::invalid(
+            "limit",
+            format!("limit {limit} is out of range; give a limit from 1 to {max}"),
+        )),
+    }
+}
+
 /// Parses an RFC 3339 time.
 pub(crate) fn parse_time(field: &str, text: &str) -> Result<Timestamp, ApiError> {
     let instant: jiff::Timestamp = text.parse().map_err(|error| {
@@ -144,11 +163,12 @@ pub async fn list(
                 .map_err(|error| ApiError::invalid("cursor", error.to_string()))
         })
         .transpose()?;
+    let limit = check_limit(params.limit, 50, MAX_PAGE)?;
     let page = tracking::list_deliveries(
         &core.views,
         caller.account.id,
         &filter,
-        params.limit.unwrap_or(50),
+        limit,
         cursor.as_ref(),
     )?;
     Ok(Json(json!({
@@ -576,11 +596,8 @@ pub async fn search(
             "give exactly one of sender, recipient, document, or from/before",
         ));
     };
-    let found = audit::search(
-        &core.views,
-        criterion,
-        params.limit.unwrap_or(100).min(1_000),
-    )?;
+    let limit = check_limit(params.limit, 100, MAX_SEARCH_RESULTS)?;
+    let found = audit::search(&core.views, criterion, limit)?;
     Ok(Json(json!({ "deliveries": found })))
 }
 

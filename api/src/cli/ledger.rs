@@ -200,6 +200,17 @@ pub(super) fn verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
             );
         }
     }
+    if let Some(chain) = args.chain
+        && chain >= ledger.chain_count()
+    {
+        anyhow::bail!(
+            "--chain {chain} does not exist: the ledger in {} has chains 0 to {}; give \
+             --chain of at most {} or leave it out to verify every chain",
+            args.data.data_dir.display(),
+            ledger.chain_count() - 1,
+            ledger.chain_count() - 1
+        );
+    }
     let keys = public_keys(&args.data.keys_dir()?);
     if let Some(saved) = &saved {
         let path = args
@@ -365,6 +376,19 @@ pub(super) fn dump(args: DumpArgs) -> anyhow::Result<Outcome> {
             }
         }
         printed += raws.len() as u64;
+    }
+    if printed == 0 && limit > 0 {
+        // An empty dump is valid output for a script paging through the chain, so the
+        // exit code stays 0, and the reason goes to standard error.
+        match ledger.next_position(chain)?.get() {
+            0 => eprintln!("chain {chain} has no events yet, so nothing was printed"),
+            next => eprintln!(
+                "chain {chain} has {next} events (positions 0 to {}); --from {} is past its \
+                 end, so nothing was printed",
+                next - 1,
+                args.from
+            ),
+        }
     }
     match out.flush() {
         Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(error.into()),

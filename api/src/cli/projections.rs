@@ -110,7 +110,19 @@ fn catch_up(args: CatchUpArgs) -> anyhow::Result<Outcome> {
 
 fn status(args: StatusArgs) -> anyhow::Result<Outcome> {
     let views: Vec<&dyn Projection> = ALL_VIEWS.to_vec();
-    let (ledger, store) = open(&args.data, "status")?;
+    let ledger = open_ledger_read_only(&args.data, "projections status")?;
+    // A status report reads only: it does not create the view store it reports on.
+    let views_dir = args.data.data_dir.join(VIEWS_DIR);
+    if !views_dir.exists() {
+        bail!(
+            "no view has been built in {}: {} does not exist; build the views with `consign \
+             projections rebuild --data-dir {}` or by starting `consign serve` on it",
+            args.data.data_dir.display(),
+            views_dir.display(),
+            args.data.data_dir.display()
+        );
+    }
+    let store = open_view_store(&args.data.data_dir, &ledger)?;
     let report = report(&ledger, &store, &views)?;
     if args.json {
         print_json(&report)?;

@@ -19,6 +19,42 @@ pub(super) async fn check_listen_address(listen: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Creates the outbox folder when missing and checks that this process can write a
+/// file in it, so that an unusable outbox stops the start instead of deferring every
+/// e-mail. `option` names where the path came from, for the message.
+pub(super) fn prepare_outbox(outbox: &Path, option: &str) -> anyhow::Result<()> {
+    if outbox.exists() && !outbox.is_dir() {
+        anyhow::bail!(
+            "the outbox {} ({option}) is a file, not a folder; give the path of a folder, \
+             which is created when missing",
+            outbox.display()
+        );
+    }
+    std::fs::create_dir_all(outbox).with_context(|| {
+        format!(
+            "cannot create the outbox folder {} ({option}); give a folder that the server's \
+             user can create and write in",
+            outbox.display()
+        )
+    })?;
+
+    let probe = outbox.join(format!(".consign-write-check-{}", std::process::id()));
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe);
+    if let Err(error) = written {
+        anyhow::bail!(
+            "cannot write e-mails in the outbox folder {} ({option}): {error}; give the \
+             server's user write access to it, or give another folder",
+            outbox.display()
+        );
+    }
+    std::fs::remove_file(&probe)
+        .with_context(|| format!("cannot remove the write check file {}", probe.display()))?;
+    Ok(())
+}
+
 /// The keys a server works with, loaded from its key folder.
 pub(super) struct ServerKeys {
     pub postmark: PostmarkKeys,

@@ -116,6 +116,8 @@ impl ServeProcess {
         );
     }
 
+    /// Waits until `/healthz` returns 200 and, for a server that sequences fixed
+    /// chains, lists each of them as ready.
     pub async fn wait_healthy(&mut self, client: &reqwest::Client) {
         let deadline = Instant::now() + Duration::from_secs(120);
         while Instant::now() < deadline {
@@ -124,6 +126,8 @@ impl ServeProcess {
             }
             if let Ok(response) = client.get(format!("{}/healthz", self.base)).send().await
                 && response.status() == 200
+                && let Ok(health) = response.json::<serde_json::Value>().await
+                && self.sequencers_ready(&health)
             {
                 return;
             }
@@ -132,8 +136,71 @@ impl ServeProcess {
         panic!("{} did not become healthy:\n{}", self.base, self.log_text());
     }
 
+    /// Returns true when the health report lists every chain of `--kafka-sequence` as
+    /// ready. A balanced server gets its chains later, from the group.
+    fn sequencers_ready(&self, health: &serde_json::Value) -> bool {
+        if self.sequence == "balance" {
+            return true;
+        }
+        let ready: Vec<u64> = health["kafka"]["ready"]
+            .as_array()
+            .map(|chains| chains.iter().filter_map(serde_json::Value::as_u64).collect())
+            .unwrap_or_default();
+        self.sequence
+            .split(',')
+            .map(|chain| chain.parse::<u64>().unwrap())
+            .all(|chain| ready.contains(&chain))
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Returns the next position of `chain` in this server's copy, from `/healthz`, or
+    /// `None` while the server does not answer.
+    pub async fn next_position(&self, client: &reqwest::Client, chain: u32) -> Option<u64> {
+        let response = client
+            .get(format!("{}/healthz", self.base))
+            .send()
+            .await
+            .ok()?;
+        let health: serde_json::Value = response.json().await.ok()?;
+        health["chains"]
+            .as_array()?
+            .iter()
+            .find(|entry| entry["chain"] == chain)?["next_position"]
+            .as_u64()
+    }
+
+    /// Waits until `chain` in this server's copy grows past `from`, and returns false
+    /// when it did not within `timeout`.
+    pub async fn wait_growth(
+        &self,
+        client: &reqwest::Client,
+        chain: u32,
+        from: u64,
+        timeout: Duration,
+    ) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self
+                .next_position(client, chain)
+                .await
+                .is_some_and(|next| next > from)
+            {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        false
+    }
+
+    /// Returns the last `lines` lines of the log, for a failure message.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log = self.log_text();
+        let all: Vec<&str> = log.lines().collect();
+        let start = all.len().saturating_sub(lines);
+        format!("last lines of the log of {}:\n{}", self.base, all[start..].join("\n"))
     }
 
     /// Returns the chains that the consumer group assigns to this process now, from
@@ -239,13 +306,18 @@ pub fn create_sender(work: &Path, brokers: &str, topic: &str) {
         .arg(work.join("admin"))
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut stdin = create.stdin.take().unwrap();
     stdin.write_all(format!("{PASSWORD}\n").as_bytes()).unwrap();
     drop(stdin);
-    assert!(create.wait().unwrap().success(), "account create failed");
+    let output = create.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "account create failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 /// Logs in, waiting until the server's copy contains the account.
