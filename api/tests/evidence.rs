@@ -250,7 +250,7 @@ async fn bundle_verifies_and_every_byte_matters() {
     .await;
     assert_eq!(unparsed.status(), 422);
     let error: serde_json::Value = unparsed.json().await.unwrap();
-    assert_eq!(error["field"], "query", "{error}");
+    assert_eq!(error["field"], "position", "{error}");
     let too_new = get(
         &server,
         &eve,

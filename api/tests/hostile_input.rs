@@ -300,6 +300,7 @@ async fn file_names_rejected() {
         ("tab", Some("contract\t.pdf".to_owned())),
         ("C1 control", Some("contract\u{9b}.pdf".to_owned())),
         ("next line", Some("contract\u{85}.pdf".to_owned())),
+        ("right-to-left override", Some("invoice\u{202E}fdp.exe".to_owned())),
         // CR LF ends the part header inside the quoted name, so the server parses no
         // file name at all, and `Bcc` becomes a header of that part only.
         ("header injection", Some(format!("contract.pdf{INJECTION}"))),

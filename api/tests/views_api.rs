@@ -203,6 +203,12 @@ async fn views_serve_senders_billing_and_auditors() {
     let (status, listed) = get_json(&server, &ada, "/api/deliveries").await;
     assert_eq!(status, 200, "{listed}");
 
+    // A parameter that does not parse is named in the error.
+    let path = "/api/tracking/deliveries?status=bogus";
+    let (status, refused) = get_json(&server, &ada, path).await;
+    assert_eq!(status, 422, "{refused}");
+    assert_eq!(refused["field"], "status", "{refused}");
+
     // A page size outside 1 to 500 is rejected, not changed.
     for limit in ["0", "501"] {
         let path = format!("/api/tracking/deliveries?limit={limit}");

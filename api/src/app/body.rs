@@ -64,15 +64,51 @@ pub fn multipart(body: Result<Multipart, MultipartRejection>) -> Result<Multipar
 ///
 /// # Errors
 ///
-/// [`ApiError::Invalid`] naming the query, with axum's reason.
+/// [`ApiError::Invalid`] naming the parameter when the reason names one, else the
+/// query, with axum's reason.
 pub fn query_params<T>(params: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     params.map(|Query(params)| params).map_err(|rejection| {
+        let reason = rejection.body_text();
         ApiError::invalid(
-            "query",
-            format!(
-                "{}; see /api/openapi.json for the parameters",
-                rejection.body_text()
-            ),
+            query_field(&reason),
+            format!("{reason}; see /api/openapi.json for the parameters"),
         )
     })
+}
+
+/// Returns the parameter that a query rejection is about, such as `status` in
+/// "Failed to deserialize query string: status: unknown variant `bogus`", or `query`
+/// when the reason names none (a missing or unknown parameter).
+fn query_field(reason: &str) -> &str {
+    let detail = reason
+        .strip_prefix("Failed to deserialize query string: ")
+        .unwrap_or(reason);
+    match detail.split_once(": ") {
+        Some((name, _))
+            if !name.is_empty()
+                && name.bytes().all(|byte| byte.is_ascii_lowercase() || byte == b'_') =>
+        {
+            name
+        }
+        _ => "query",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::query_field;
+
+    #[test]
+    fn query_field_from_reason() {
+        let cases = [
+            ("Failed to deserialize query string: status: unknown variant `bogus`", "status"),
+            ("Failed to deserialize query string: limit: invalid digit found in string", "limit"),
+            ("Failed to deserialize query string: missing field `to`", "query"),
+            ("Failed to deserialize query string: unknown field `x`, expected one of", "query"),
+            ("something else entirely", "query"),
+        ];
+        for (reason, field) in cases {
+            assert_eq!(query_field(reason), field, "{reason}");
+        }
+    }
 }

@@ -12,13 +12,20 @@ pub const MAX_FILE_NAME_BYTES: usize = 255;
 /// # Errors
 ///
 /// [`ApiError::Invalid`] on `field` for a missing or empty name, a name with a control
-/// character, `/` or `\`, the names `.` and `..`, or more than 255 bytes.
+/// character, a bidirectional control, `/` or `\`, the names `.` and `..`, or more than
+/// 255 bytes.
 pub fn check_file_name(field: &str, name: Option<&str>) -> Result<String, ApiError> {
     let name = name.map(str::trim).unwrap_or("");
     let problem = if name.is_empty() {
         Some("is missing; send each document with a filename in its Content-Disposition".to_owned())
     } else if let Some(c) = name.chars().find(|c| c.is_control()) {
         Some(format!("contains the control character U+{:04X}", u32::from(c)))
+    } else if let Some(c) = name.chars().find(|c| is_bidi_control(*c)) {
+        Some(format!(
+            "contains the bidirectional control U+{:04X}, which makes a name display in another \
+             order than it is read, such as with a false extension; remove it",
+            u32::from(c)
+        ))
     } else if name.contains('/') || name.contains('\\') {
         Some("contains a path separator; send the file name alone, without folders".to_owned())
     } else if name == "." || name == ".." {
@@ -35,6 +42,13 @@ pub fn check_file_name(field: &str, name: Option<&str>) -> Result<String, ApiErr
         )),
         None => Ok(name.to_owned()),
     }
+}
+
+/// Returns true for the bidirectional embeddings, overrides and isolates (U+202A to
+/// U+202E, U+2066 to U+2069). Names in right-to-left scripts display correctly without
+/// them.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 /// Checks a document's media type, defaulting to `application/octet-stream`.
@@ -71,6 +85,14 @@ pub fn check_media_type(field: &str, media_type: Option<&str>) -> Result<String,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bidi_controls_in_file_names_rejected() {
+        for name in ["invoice\u{202E}fdp.exe", "a\u{2066}b.txt", "x\u{202A}.pdf"] {
+            let error = check_file_name("f", Some(name)).unwrap_err().to_string();
+            assert!(error.contains("bidirectional control"), "{name:?}: {error}");
+        }
+    }
 
     #[test]
     fn file_names_in_any_script_pass() {
