@@ -690,6 +690,16 @@ async fn metadata_rejected() {
         "the message does not name the unknown field: {message}"
     );
 
+    // A wrong value in a known field is that field's error.
+    let cases = [
+        ("unknown priority", with("priority", json!("meh")), "priority"),
+        ("subject of the wrong type", with("subject", json!(7)), "subject"),
+    ];
+    for (case, value, expected) in cases {
+        let response = submit(&server, &token, &[metadata(&value), document("a.pdf")]).await;
+        assert_rejected(&server, case, response, &field(422, expected), &before).await;
+    }
+
     let response = submit(&server, &token, &[metadata(&valid_metadata())]).await;
     assert_rejected(
         &server,

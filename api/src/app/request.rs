@@ -81,12 +81,7 @@ pub fn plan(
     transport: &Transport,
     now: Timestamp,
 ) -> Result<Plan, ApiError> {
-    let metadata: SubmissionMetadata = serde_json::from_slice(json).map_err(|error| {
-        ApiError::BadRequest {
-            field: Some("metadata".to_owned()),
-            message: format!("the metadata part is not valid submission JSON: {error}"),
-        }
-    })?;
+    let metadata = parse_metadata(json)?;
 
     check_line("subject", &metadata.subject, limits.max_subject_chars)?;
     if metadata.subject.trim().is_empty() {
@@ -155,6 +150,33 @@ fn check_tls_available(transport: &Transport) -> Result<(), ApiError> {
         ));
     }
     Ok(())
+}
+
+/// Parses the metadata JSON. A wrong value in a known field is that field's error
+/// (422). Any other failure, such as JSON that does not parse or an unknown field, is
+/// an error of the whole metadata part (400).
+fn parse_metadata(json: &[u8]) -> Result<SubmissionMetadata, ApiError> {
+    let whole_part = |error: &serde_json::Error| ApiError::BadRequest {
+        field: Some("metadata".to_owned()),
+        message: format!("the metadata part is not valid submission JSON: {error}"),
+    };
+
+    let mut deserializer = serde_json::Deserializer::from_slice(json);
+    let metadata = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        // A path such as `[0]` comes from metadata that is not an object at all, and an
+        // unknown field is not a field of the submission.
+        let names_field = path.starts_with(|c: char| c.is_ascii_lowercase())
+            && !inner.to_string().starts_with("unknown field");
+        if inner.is_data() && names_field {
+            ApiError::invalid(path.clone(), format!("{path}: {inner}"))
+        } else {
+            whole_part(&inner)
+        }
+    })?;
+    deserializer.end().map_err(|error| whole_part(&error))?;
+    Ok(metadata)
 }
 
 fn check_access_password(password: &str) -> Result<(), ApiError> {
