@@ -269,7 +269,13 @@ pub async fn run(
     };
     let blobs = match &args.blob_dir {
         Some(dir) => BlobStore::open_shared(dir)?,
-        None => BlobStore::open(data_dir.join("blobs"))?,
+        None => BlobStore::open(data_dir.join("blobs")).with_context(|| {
+            format!(
+                "cannot create the document store in the data directory {} (--data-dir); \
+                 give a folder that the server's user can create and write in",
+                data_dir.display()
+            )
+        })?,
     };
 
     let ServerKeys {

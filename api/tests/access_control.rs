@@ -274,6 +274,22 @@ async fn routes_need_token() {
 
     let login = try_login(&server, "ada", &server.client).await;
     assert_eq!(login.status(), 200);
+    let body: Value = login.json().await.unwrap();
+    let token = body["token"].as_str().unwrap();
+
+    // Two Authorization headers are rejected in either order, valid token or not.
+    for (first, second) in [(token, forged.as_str()), (forged.as_str(), token)] {
+        let response = server
+            .client
+            .get(server.url("/api/deliveries"))
+            .header("authorization", format!("Bearer {first}"))
+            .header("authorization", format!("Bearer {second}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "two Authorization headers");
+    }
+
     let openapi = server
         .client
         .get(server.url("/api/openapi.json"))

@@ -626,7 +626,10 @@ async fn form_errors_name_the_field() {
         html.contains("id=\"password-error\""),
         "the password field carries the error"
     );
-    assert!(html.contains("use at least 8"), "the error says the fix");
+    assert!(
+        html.contains("at least 8 characters"),
+        "the error says the fix"
+    );
     assert!(
         html.contains("value=\"Short password\""),
         "the entered subject is kept"

@@ -8,7 +8,12 @@ use consign_ledger::Clock;
 /// Runs `consign serve` with `extra` arguments on a data directory in `work`, and
 /// returns the error message.
 async fn serve_error(work: &std::path::Path, extra: &[&str]) -> String {
-    let data_dir = work.join("data");
+    serve_error_in(&work.join("data"), extra).await
+}
+
+/// Runs `consign serve` with `extra` arguments on `data_dir`, and returns the error
+/// message.
+async fn serve_error_in(data_dir: &std::path::Path, extra: &[&str]) -> String {
     let mut argv = vec!["consign", "serve", "--data-dir", data_dir.to_str().unwrap()];
     argv.extend_from_slice(extra);
     let consign_api::cli::Command::Serve(args) =
@@ -140,6 +145,19 @@ async fn unusable_outbox_creates_nothing() {
     .await;
     assert!(message.contains("cannot create the outbox folder"), "{message}");
     assert!(!work.path().join("data").exists(), "the data directory was created");
+}
+
+#[tokio::test]
+async fn uncreatable_data_dir_names_option() {
+    // Even root cannot create folders in /proc.
+    let message = serve_error_in(
+        std::path::Path::new("/proc/consign-data"),
+        &["--listen", "127.0.0.1:0"],
+    )
+    .await;
+
+    assert!(message.contains("--data-dir"), "{message}");
+    assert!(message.contains("/proc/consign-data"), "{message}");
 }
 
 #[tokio::test]

@@ -70,6 +70,15 @@ impl FromRequestParts<Arc<Core>> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, core: &Arc<Core>) -> Result<Self, ApiError> {
+        // Authorization carries one credential. A proxy and this server could each read
+        // another of two headers, so a request with two is rejected.
+        let headers = parts.headers.get_all(AUTHORIZATION).iter().count();
+        if headers > 1 {
+            return Err(ApiError::bad_request(format!(
+                "the request has {headers} Authorization headers; send one, as \
+                 `Authorization: Bearer TOKEN`"
+            )));
+        }
         let token = session_token(&parts.headers).ok_or(ApiError::Unauthenticated)?;
         // A browser sends the cookie with requests that another site starts. The pages
         // check a form token for those, so the JSON API takes the bearer header instead.

@@ -97,7 +97,8 @@ pub fn check_account_password(field: &str, password: &str) -> Result<(), ApiErro
         return Err(ApiError::invalid(
             field,
             format!(
-                "{field} has {chars} characters; use at least {MIN_ACCOUNT_PASSWORD_CHARS}"
+                "{field} is too short ({chars} of at least {MIN_ACCOUNT_PASSWORD_CHARS} \
+                 characters); choose a longer one"
             ),
         ));
     }

@@ -62,7 +62,24 @@ fn check_address_form(field: &str, address: &str) -> Result<(), ApiError> {
             format!("{field}: invalid address {address:?}: {reason}; give an address such as name@example.org"),
         )
     };
+    if address.contains(['<', '>']) {
+        return Err(invalid(
+            "angle brackets are not part of an address; give the address alone, and a \
+             display name in the recipient's name field",
+        ));
+    }
+    if address.contains([',', ';']) {
+        return Err(invalid("it lists several addresses; give each as its own recipient"));
+    }
+    if address.contains(char::is_whitespace) {
+        return Err(invalid("it contains a space"));
+    }
     let (local, domain) = address.rsplit_once('@').ok_or_else(|| invalid("missing '@'"))?;
+    if !local.is_ascii() {
+        return Err(invalid(
+            "the part before '@' has non-ASCII characters, which are not supported",
+        ));
+    }
     let local_valid = !local.is_empty()
         && !local.starts_with('.')
         && !local.ends_with('.')
@@ -140,4 +157,27 @@ pub fn resolve(
         });
     }
     Ok(resolved)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_address_form;
+
+    #[test]
+    fn address_mistakes_named() {
+        let cases = [
+            ("Bob <bob@example.org>", "angle brackets"),
+            ("bob@example.org, eve@example.org", "several addresses"),
+            ("bob@example.org;eve@example.org", "several addresses"),
+            ("bob smith@example.org", "contains a space"),
+            ("renée@example.org", "non-ASCII"),
+            ("bob\"q@example.org", "need quoting"),
+            ("bob@localhost", "a name with a dot"),
+        ];
+        for (address, reason) in cases {
+            let error = check_address_form("to", address).unwrap_err().to_string();
+            assert!(error.contains(reason), "{address:?}: {error}");
+        }
+        assert!(check_address_form("to", "bob.smith+legal@example.org").is_ok());
+    }
 }

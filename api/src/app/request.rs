@@ -191,8 +191,9 @@ fn check_access_password(password: &str) -> Result<(), ApiError> {
         return Err(ApiError::invalid(
             "password",
             format!(
-                "the access password has {chars} characters; use at least \
-                 {MIN_ACCESS_PASSWORD_CHARS}, or leave it out for no password"
+                "the access password is too short ({chars} of at least \
+                 {MIN_ACCESS_PASSWORD_CHARS} characters); choose a longer one, or leave it out \
+                 for no password"
             ),
         ));
     }
