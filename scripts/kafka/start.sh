@@ -135,7 +135,13 @@ num.partitions=1
 default.replication.factor=$node_count
 min.insync.replicas=$min_insync_replicas
 
+# The group offsets and transaction state topics are created on first use, while a
+# client waits. At the default of 50 partitions each, that took long enough on a loaded
+# two-core machine for a forwarded command to time out; a few consumer groups and
+# transactional producers need only a few partitions.
+offsets.topic.num.partitions=4
 offsets.topic.replication.factor=$node_count
+transaction.state.log.num.partitions=4
 transaction.state.log.replication.factor=$node_count
 transaction.state.log.min.isr=$min_insync_replicas
 share.coordinator.state.topic.replication.factor=$node_count
