@@ -136,9 +136,9 @@ default.replication.factor=$node_count
 min.insync.replicas=$min_insync_replicas
 
 # The group offsets and transaction state topics are created on first use, while a
-# client waits. At the default of 50 partitions each, that took long enough on a loaded
-# two-core machine for a forwarded command to time out; a few consumer groups and
-# transactional producers need only a few partitions.
+# client waits. With the default of 50 partitions each, a forwarded command timed out
+# on a loaded two-core machine. The few consumer groups and transactional producers
+# here need only a few partitions.
 offsets.topic.num.partitions=4
 offsets.topic.replication.factor=$node_count
 transaction.state.log.num.partitions=4
