@@ -28,6 +28,8 @@ mod retry;
 mod smtp_url;
 mod text;
 
+pub use text::is_bidi_control;
+
 pub use compose::{
     AccessToken, ComposeError, Composer, ComposerConfig, ConsignmentNotice, DocumentEntry,
     OutgoingEmail, ReceiptNotice,

@@ -133,7 +133,10 @@ fn is_line_break(c: char) -> bool {
     matches!(c, '\r' | '\n' | '\u{2028}' | '\u{2029}')
 }
 
-fn is_bidi_control(c: char) -> bool {
+/// Returns true for the bidirectional embeddings, overrides and isolates (U+202A to
+/// U+202E, U+2066 to U+2069). Names in right-to-left scripts display correctly without
+/// them.
+pub fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 

@@ -2,6 +2,8 @@
 //! metadata only and never part of a path, but names that look like paths or carry
 //! control characters are rejected so that no reader of the ledger is misled by them.
 
+use consign_notifier::is_bidi_control;
+
 use super::error::ApiError;
 
 /// Maximum length of a file name in bytes, as on common filesystems.
@@ -42,13 +44,6 @@ pub fn check_file_name(field: &str, name: Option<&str>) -> Result<String, ApiErr
         )),
         None => Ok(name.to_owned()),
     }
-}
-
-/// Returns true for the bidirectional embeddings, overrides and isolates (U+202A to
-/// U+202E, U+2066 to U+2069). Names in right-to-left scripts display correctly without
-/// them.
-fn is_bidi_control(c: char) -> bool {
-    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 /// Checks a document's media type, defaulting to `application/octet-stream`.

@@ -157,7 +157,7 @@ impl ServeProcess {
     }
 
     /// Returns the next position of `chain` in this server's copy, from `/healthz`, or
-    /// `None` while the server does not answer.
+    /// `None` while the server does not respond.
     pub async fn next_position(&self, client: &reqwest::Client, chain: u32) -> Option<u64> {
         let response = client
             .get(format!("{}/healthz", self.base))
