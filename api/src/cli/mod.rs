@@ -46,6 +46,10 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "parsed once at start-up, so the size of the serve options costs nothing"
+)]
 pub enum Command {
     /// Run the HTTP server, on the embedded ledger or, with --kafka, on Kafka.
     Serve(crate::serve::ServeArgs),

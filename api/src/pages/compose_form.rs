@@ -138,10 +138,10 @@ fn push_lists(
         } else {
             ""
         };
-        let _ = write!(
+        let _ = writeln!(
             body,
             "<div class=\"check\"><input id=\"list-{index}\" name=\"lists\" type=\"checkbox\" \
-             value=\"{}\"{checked}> <label for=\"list-{index}\">{} ({members} members)</label></div>\n",
+             value=\"{}\"{checked}> <label for=\"list-{index}\">{} ({members} members)</label></div>",
             escape(name),
             escape(name),
         );

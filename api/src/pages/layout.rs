@@ -109,12 +109,12 @@ fn push_header(html: &mut String, viewer: Option<Viewer<'_>>, section: Section) 
             let _ = writeln!(html, "<li><a href=\"{href}\"{current}>{label}</a></li>");
         }
         html.push_str("</ul></nav>\n");
-        let _ = write!(
+        let _ = writeln!(
             html,
             "<div class=\"who\"><span>Logged in as <strong>{}</strong></span>\
              <form method=\"post\" action=\"/logout\">\
              <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-             <button type=\"submit\">Log out</button></form></div>\n",
+             <button type=\"submit\">Log out</button></form></div>",
             escape(viewer.login),
             escape(viewer.csrf),
         );

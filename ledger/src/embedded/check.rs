@@ -123,7 +123,7 @@ impl EmbeddedLedger {
                     });
                 }
                 entries += 1;
-                if entries % 65_536 == 0 {
+                if entries.is_multiple_of(65_536) {
                     progress(entries);
                 }
             }

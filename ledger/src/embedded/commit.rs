@@ -5,6 +5,7 @@
 //! the group is a batch of its own, published upstream before it is written, so that
 //! an upstream failure on one chain leaves the others' events in place.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
 
@@ -304,25 +305,26 @@ pub(super) fn tree_of<'a>(
     trees: &'a mut HashMap<ChainId, MerkleAccumulator>,
     chain: ChainId,
 ) -> Result<&'a mut MerkleAccumulator, String> {
-    if !trees.contains_key(&chain) {
-        let committed = shared
-            .trees
-            .lock()
-            .expect("trees lock poisoned")
-            .get(&chain)
-            .cloned();
-        let tree = match committed {
-            Some(tree) => tree,
-            None => {
-                let size = shared.heads.lock().expect("heads lock poisoned")[&chain]
-                    .next
-                    .get();
-                tree::accumulator_at(shared, chain, size).map_err(|error| error.to_string())?
-            }
-        };
-        trees.insert(chain, tree);
-    }
-    Ok(trees.get_mut(&chain).expect("inserted above"))
+    let entry = match trees.entry(chain) {
+        Entry::Occupied(entry) => return Ok(entry.into_mut()),
+        Entry::Vacant(entry) => entry,
+    };
+    let committed = shared
+        .trees
+        .lock()
+        .expect("trees lock poisoned")
+        .get(&chain)
+        .cloned();
+    let tree = match committed {
+        Some(tree) => tree,
+        None => {
+            let size = shared.heads.lock().expect("heads lock poisoned")[&chain]
+                .next
+                .get();
+            tree::accumulator_at(shared, chain, size).map_err(|error| error.to_string())?
+        }
+    };
+    Ok(entry.insert(tree))
 }
 
 /// The chains a group may sign checkpoints for, and the conditions.
