@@ -487,6 +487,12 @@ fn verify_rejects_invalid_ranges() {
     assert_eq!(reversed.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--to 5 is before --from 10"), "{stderr}");
 
+    let no_events = run(&["ledger", "dump", "--data-dir", data, "--limit", "0"]);
+    let stderr = text(&no_events.stderr);
+    assert_eq!(no_events.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("'0' for '--limit"), "{stderr}");
+    assert!(no_events.stdout.is_empty(), "{}", text(&no_events.stdout));
+
     let past = run(&["ledger", "verify", "--data-dir", data, "--from", "99999999"]);
     let stderr = text(&past.stderr);
     assert_eq!(past.status.code(), Some(2), "{stderr}");

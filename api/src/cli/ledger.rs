@@ -97,8 +97,8 @@ pub struct DumpArgs {
     #[arg(long, default_value_t = 0)]
     pub from: u64,
 
-    /// Maximum number of events to print (default: all).
-    #[arg(long)]
+    /// Maximum number of events to print, at least 1 (default: all).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub limit: Option<u64>,
 }
 
