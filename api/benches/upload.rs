@@ -14,8 +14,9 @@
 //! memory is measured apart from the client's. Run with
 //! `cargo bench -p consign-api --bench upload`. `CONSIGN_BENCH_DIR` sets the folder of
 //! the data directory and the raw file (default: the system temp folder);
-//! `CONSIGN_BENCH_UPLOAD_MB` the size of the single upload (default 1024) and
-//! `CONSIGN_BENCH_CONCURRENT_MB` the size of each concurrent upload (default 500).
+//! `CONSIGN_BENCH_UPLOAD_MB` the size of the single upload (default 1024),
+//! `CONSIGN_BENCH_CONCURRENT_MB` the size of each concurrent upload (default 500) and
+//! `CONSIGN_BENCH_SETTLE_S` the pause after a `sync` before each measurement (default 5).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -203,21 +204,32 @@ fn main() {
     // A first small upload warms the connection pool and the server's allocator.
     runtime.block_on(upload(&client, &server.base, &token, MIB, false));
 
-    // The four measurements take turns, so that the disk's background write-back
-    // affects each alike; each figure is the median of its rounds.
+    // The four measurements take turns, each round starting one further along, so
+    // that none always follows the same one. Before each, a `sync` and a pause give
+    // the disk time to finish what the previous one left. Each figure is the median
+    // of its rounds.
+    let settle = Duration::from_secs(env_u64("CONSIGN_BENCH_SETTLE_S", 5));
     let rate = |started: Instant| upload_bytes as f64 / started.elapsed().as_secs_f64() / 1e6;
-    let (mut raw, mut raw_writeback) = (Vec::new(), Vec::new());
-    let (mut plain, mut encrypted) = (Vec::new(), Vec::new());
-    for _ in 0..ROUNDS {
-        raw.push(raw_write(work.path(), upload_bytes, false));
-        raw_writeback.push(raw_write(work.path(), upload_bytes, true));
-        let started = Instant::now();
-        runtime.block_on(upload(&client, &server.base, &token, upload_bytes, false));
-        plain.push(rate(started));
-        let started = Instant::now();
-        runtime.block_on(upload(&client, &server.base, &token, upload_bytes, true));
-        encrypted.push(rate(started));
+    let mut figures: [Vec<f64>; 4] = Default::default();
+    for round in 0..ROUNDS {
+        for turn in 0..figures.len() {
+            let measurement = (round + turn) % figures.len();
+            rustix::fs::sync();
+            std::thread::sleep(settle);
+            let figure = match measurement {
+                0 => raw_write(work.path(), upload_bytes, false),
+                1 => raw_write(work.path(), upload_bytes, true),
+                _ => {
+                    let started = Instant::now();
+                    let encrypt = measurement == 3;
+                    runtime.block_on(upload(&client, &server.base, &token, upload_bytes, encrypt));
+                    rate(started)
+                }
+            };
+            figures[measurement].push(figure);
+        }
     }
+    let [raw, raw_writeback, plain, encrypted] = figures;
     let (raw, raw_writeback) = (median(raw), median(raw_writeback));
     let (plain, encrypted) = (median(plain), median(encrypted));
 
