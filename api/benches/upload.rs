@@ -134,7 +134,11 @@ fn start_server(data_dir: &Path) -> ServerProcess {
 /// Builds a document of `bytes` bytes as a stream of one repeated random chunk, so the
 /// client spends no time or memory making it.
 fn document(bytes: u64) -> reqwest::Body {
-    let chunk = Bytes::from((0..CHUNK).map(|_| rand::random::<u8>()).collect::<Vec<u8>>());
+    let chunk = Bytes::from(
+        (0..CHUNK)
+            .map(|_| rand::random::<u8>())
+            .collect::<Vec<u8>>(),
+    );
     let chunks = bytes.div_ceil(CHUNK as u64);
     let stream = futures::stream::iter((0..chunks).map(move |index| {
         let left = bytes - index * CHUNK as u64;
@@ -233,10 +237,16 @@ fn main() {
     let (raw, raw_writeback) = (median(raw), median(raw_writeback));
     let (plain, encrypted) = (median(plain), median(encrypted));
 
-    println!("upload of {} MiB, median of {ROUNDS} rounds", upload_bytes / MIB);
+    println!(
+        "upload of {} MiB, median of {ROUNDS} rounds",
+        upload_bytes / MIB
+    );
     println!("  raw write + fsync                  {raw:8.1} MB/s");
     println!("  raw write with write-back + fsync  {raw_writeback:8.1} MB/s");
-    for (name, rate) in [("consign upload", plain), ("consign upload, sealed", encrypted)] {
+    for (name, rate) in [
+        ("consign upload", plain),
+        ("consign upload, sealed", encrypted),
+    ] {
         println!(
             "  {name:<34} {rate:8.1} MB/s   ratio {:.2} to the raw write, {:.2} with write-back",
             rate / raw,
@@ -245,11 +255,13 @@ fn main() {
     }
 
     let pid = server.child.id();
-    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").expect("resetting VmHWM needs Linux 4.0 or newer");
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5")
+        .expect("resetting VmHWM needs Linux 4.0 or newer");
     let before = status_kib(pid, "VmRSS:");
     let started = Instant::now();
     runtime.block_on(async {
-        let uploads = (0..10).map(|_| upload(&client, &server.base, &token, concurrent_bytes, false));
+        let uploads =
+            (0..10).map(|_| upload(&client, &server.base, &token, concurrent_bytes, false));
         futures::future::join_all(uploads).await;
     });
     let elapsed = started.elapsed();

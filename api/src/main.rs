@@ -48,7 +48,9 @@ fn with_number_tip(mut error: clap::Error) -> clap::Error {
             }
         }
         ErrorKind::UnknownArgument => match error.get(ContextKind::InvalidArg) {
-            Some(ContextValue::String(argument)) if argument.parse::<i64>().is_ok_and(|n| n < 0) => {
+            Some(ContextValue::String(argument))
+                if argument.parse::<i64>().is_ok_and(|n| n < 0) =>
+            {
                 WHOLE_NUMBER
             }
             _ => return error,

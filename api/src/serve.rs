@@ -249,7 +249,11 @@ pub async fn run(
     if let Some(files) = &tls {
         crate::listen::check_tls(files)?;
     }
-    let smtp = args.smtp.as_deref().map(str::parse::<SmtpConfig>).transpose()?;
+    let smtp = args
+        .smtp
+        .as_deref()
+        .map(str::parse::<SmtpConfig>)
+        .transpose()?;
     if smtp.is_none()
         && let Some(outbox) = &args.outbox
     {
@@ -359,14 +363,13 @@ pub async fn run(
             }
         }
     };
-    let app = crate::app::router(Arc::clone(&core))
-        .route(
-            "/healthz",
-            get(health::health).with_state(Health {
-                core: Arc::clone(&core),
-                kafka: kafka_status,
-            }),
-        );
+    let app = crate::app::router(Arc::clone(&core)).route(
+        "/healthz",
+        get(health::health).with_state(Health {
+            core: Arc::clone(&core),
+            kafka: kafka_status,
+        }),
+    );
     let (bound_sender, bound_receiver) = oneshot::channel();
     let config = ListenConfig {
         tls,
@@ -465,7 +468,9 @@ pub async fn run(
     stop.cancel();
     let scheduled = scheduler.await.context("the scheduler task panicked")?;
     let notified = notifier.await.context("the notifier task panicked")?;
-    let projected = projector.await.context("the view follower thread panicked")?;
+    let projected = projector
+        .await
+        .context("the view follower thread panicked")?;
     let failed = core.failed.is_cancelled();
     drop(core);
     served.context("the HTTP server failed")?;

@@ -30,7 +30,9 @@ fn write_document(path: &std::path::Path, len: usize, seed: u64) -> blake3::Hash
     let mut left = len;
     while left > 0 {
         for byte in &mut chunk {
-            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
             *byte = (state >> 56) as u8;
         }
         let take = left.min(chunk.len());
@@ -55,9 +57,17 @@ fn grant_cookie(response: &reqwest::Response) -> String {
 
 /// Downloads a URL with a cookie and returns its BLAKE3 hash and length, streaming.
 async fn download(client: &reqwest::Client, url: &str, cookie: &str) -> (blake3::Hash, u64) {
-    let response = client.get(url).header("cookie", cookie).send().await.unwrap();
+    let response = client
+        .get(url)
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200, "{url}");
-    let disposition = response.headers()["content-disposition"].to_str().unwrap().to_owned();
+    let disposition = response.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(disposition.starts_with("attachment;"), "{disposition}");
     let mut hasher = blake3::Hasher::new();
     let mut length = 0u64;
@@ -109,7 +119,12 @@ async fn documents_reach_three_recipients_with_receipts() {
         .mime_str("text/plain")
         .unwrap();
     let form = Form::new()
-        .part("metadata", Part::text(metadata.to_string()).mime_str("application/json").unwrap())
+        .part(
+            "metadata",
+            Part::text(metadata.to_string())
+                .mime_str("application/json")
+                .unwrap(),
+        )
         .part("document", large_part)
         .part("document", small_part);
     let response = server
@@ -123,8 +138,14 @@ async fn documents_reach_three_recipients_with_receipts() {
     assert_eq!(response.status(), 201);
     let submitted: serde_json::Value = response.json().await.unwrap();
     assert_eq!(submitted["status"], "released");
-    assert_eq!(submitted["documents"][0]["blake3"], large_hash.to_hex().as_str());
-    assert_eq!(submitted["documents"][1]["blake3"], small_hash.to_hex().as_str());
+    assert_eq!(
+        submitted["documents"][0]["blake3"],
+        large_hash.to_hex().as_str()
+    );
+    assert_eq!(
+        submitted["documents"][1]["blake3"],
+        small_hash.to_hex().as_str()
+    );
     let delivery = submitted["delivery"].as_str().unwrap().to_owned();
 
     // One link e-mail per recipient, each with its own link and no password.
@@ -132,7 +153,10 @@ async fn documents_reach_three_recipients_with_receipts() {
     let mut links = Vec::new();
     for message in &messages {
         let text = String::from_utf8_lossy(message);
-        assert!(!text.contains(ACCESS_PASSWORD), "an e-mail contains the access password");
+        assert!(
+            !text.contains(ACCESS_PASSWORD),
+            "an e-mail contains the access password"
+        );
         let found = links_in(message, &server.base);
         assert_eq!(found.len(), 1, "{text}");
         links.push(found[0].clone());
@@ -144,9 +168,21 @@ async fn documents_reach_three_recipients_with_receipts() {
     for link in &links {
         let form_page = server.client.get(link).send().await.unwrap();
         assert_eq!(form_page.status(), 200);
-        assert!(form_page.text().await.unwrap().contains("type=\"password\""));
+        assert!(
+            form_page
+                .text()
+                .await
+                .unwrap()
+                .contains("type=\"password\"")
+        );
 
-        let wrong = server.client.post(link).form(&[("password", "not it")]).send().await.unwrap();
+        let wrong = server
+            .client
+            .post(link)
+            .form(&[("password", "not it")])
+            .send()
+            .await
+            .unwrap();
         assert_eq!(wrong.status(), 401);
 
         let right = server
@@ -159,10 +195,19 @@ async fn documents_reach_three_recipients_with_receipts() {
         assert_eq!(right.status(), 303);
         let cookie = grant_cookie(&right);
 
-        let page = server.client.get(link).header("cookie", &cookie).send().await.unwrap();
+        let page = server
+            .client
+            .get(link)
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(page.status(), 200);
         let html = page.text().await.unwrap();
-        assert!(html.contains(large_hash.to_hex().as_str()), "the page shows the BLAKE3 hash");
+        assert!(
+            html.contains(large_hash.to_hex().as_str()),
+            "the page shows the BLAKE3 hash"
+        );
         let hrefs: Vec<String> = html
             .split("href=\"")
             .skip(1)
@@ -204,7 +249,9 @@ fn check_ledger(data_dir: &std::path::Path, delivery: &str) {
     let ledger = EmbeddedLedger::open(data_dir, options).unwrap();
     let mut kinds = Vec::new();
     for chain in ledger.chains() {
-        let report = ledger.verify_chain(chain, Position::new(0), None, &|_| {}).unwrap();
+        let report = ledger
+            .verify_chain(chain, Position::new(0), None, &|_| {})
+            .unwrap();
         assert!(report.first_break.is_none(), "chain {chain}: {report:?}");
         for stored in ledger.read(chain, Position::new(0), usize::MAX).unwrap() {
             let of_delivery = stored.envelope.event.delivery().map(|id| id.to_string());
@@ -231,7 +278,13 @@ fn check_ledger(data_dir: &std::path::Path, delivery: &str) {
     assert_eq!(count(EventKind::DeliveryOpened), 3, "{kinds:?}");
     assert_eq!(count(EventKind::DocumentDownloaded), 6, "{kinds:?}");
     assert_eq!(count(EventKind::ReceiptSent), 3, "{kinds:?}");
-    let first_download = kinds.iter().position(|kind| *kind == EventKind::DocumentDownloaded).unwrap();
-    let first_receipt = kinds.iter().position(|kind| *kind == EventKind::ReceiptSent).unwrap();
+    let first_download = kinds
+        .iter()
+        .position(|kind| *kind == EventKind::DocumentDownloaded)
+        .unwrap();
+    let first_receipt = kinds
+        .iter()
+        .position(|kind| *kind == EventKind::ReceiptSent)
+        .unwrap();
     assert!(first_download < first_receipt, "{kinds:?}");
 }

@@ -427,7 +427,10 @@ fn cli_checks(data_dir: &Path, delivery: &str, saved: &serde_json::Value) {
         String::from_utf8_lossy(&verify.stdout)
     );
     let stdout = String::from_utf8_lossy(&verify.stdout);
-    assert!(stdout.contains("the saved checkpoint at tree size"), "{stdout}");
+    assert!(
+        stdout.contains("the saved checkpoint at tree size"),
+        "{stdout}"
+    );
     let mut damaged = saved.clone();
     let root = damaged["checkpoint"]["root"].as_str().unwrap().to_owned();
     let flipped = if root.starts_with('0') { "1" } else { "0" };

@@ -300,7 +300,10 @@ async fn file_names_rejected() {
         ("tab", Some("contract\t.pdf".to_owned())),
         ("C1 control", Some("contract\u{9b}.pdf".to_owned())),
         ("next line", Some("contract\u{85}.pdf".to_owned())),
-        ("right-to-left override", Some("invoice\u{202E}fdp.exe".to_owned())),
+        (
+            "right-to-left override",
+            Some("invoice\u{202E}fdp.exe".to_owned()),
+        ),
         // CR LF ends the part header inside the quoted name, so the server parses no
         // file name at all, and `Bcc` becomes a header of that part only.
         ("header injection", Some(format!("contract.pdf{INJECTION}"))),
@@ -692,8 +695,16 @@ async fn metadata_rejected() {
 
     // A wrong value in a known field is that field's error.
     let cases = [
-        ("unknown priority", with("priority", json!("meh")), "priority"),
-        ("subject of the wrong type", with("subject", json!(7)), "subject"),
+        (
+            "unknown priority",
+            with("priority", json!("meh")),
+            "priority",
+        ),
+        (
+            "subject of the wrong type",
+            with("subject", json!(7)),
+            "subject",
+        ),
     ];
     for (case, value, expected) in cases {
         let response = submit(&server, &token, &[metadata(&value), document("a.pdf")]).await;

@@ -8,7 +8,12 @@ use consign_schemas::events::Role;
 use reqwest::multipart::{Form, Part};
 use support::{Server, count_files, open_account};
 
-async fn submit(server: &Server, token: &str, subject: &str, content: &[u8]) -> (u16, serde_json::Value) {
+async fn submit(
+    server: &Server,
+    token: &str,
+    subject: &str,
+    content: &[u8],
+) -> (u16, serde_json::Value) {
     let metadata = serde_json::json!({ "recipients": ["bob@recipients.test"], "subject": subject });
     let form = Form::new()
         .part("metadata", Part::text(metadata.to_string()))
@@ -42,12 +47,29 @@ async fn retried_submission_replays_the_first() {
     assert_eq!(retry["replayed"], true);
     assert_eq!(retry["delivery"], first["delivery"]);
     assert_eq!(retry["position"], first["position"]);
-    assert_eq!(retry["documents"][0]["blake3"], first["documents"][0]["blake3"]);
-    assert_eq!(count_files(&objects), stored, "the retry left a document behind");
+    assert_eq!(
+        retry["documents"][0]["blake3"],
+        first["documents"][0]["blake3"]
+    );
+    assert_eq!(
+        count_files(&objects),
+        stored,
+        "the retry left a document behind"
+    );
 
     let (status, other) = submit(&server, &token, "Invoice 43", b"another invoice").await;
     assert_eq!(status, 409, "{other}");
-    assert!(other["message"].as_str().unwrap().contains("Idempotency-Key"), "{other}");
-    assert_eq!(count_files(&objects), stored, "the rejected submission left a document behind");
+    assert!(
+        other["message"]
+            .as_str()
+            .unwrap()
+            .contains("Idempotency-Key"),
+        "{other}"
+    );
+    assert_eq!(
+        count_files(&objects),
+        stored,
+        "the rejected submission left a document behind"
+    );
     server.stop().await;
 }

@@ -67,7 +67,10 @@ async fn link_token(outboxes: &[&Path], recipient: &str) -> String {
                 let parsed = mail_parser::MessageParser::default()
                     .parse(&message)
                     .unwrap();
-                let to = parsed.to().and_then(|to| to.first()).and_then(|to| to.address());
+                let to = parsed
+                    .to()
+                    .and_then(|to| to.first())
+                    .and_then(|to| to.address());
                 if to != Some(recipient) {
                     continue;
                 }
@@ -125,7 +128,12 @@ async fn fetch(client: &reqwest::Client, base: &str, token: &str) -> Vec<u8> {
         .unwrap()
         .to_owned();
 
-    let page = client.get(&link).header("cookie", &cookie).send().await.unwrap();
+    let page = client
+        .get(&link)
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
     let href = html
@@ -177,8 +185,24 @@ async fn second_server_serves_shared_documents() {
 
     let plain = document(300_000, 1);
     let sealed = document(700_000, 2);
-    submit(&client, &first.base, &token, "plain@recipients.test", &plain, false).await;
-    submit(&client, &first.base, &token, "sealed@recipients.test", &sealed, true).await;
+    submit(
+        &client,
+        &first.base,
+        &token,
+        "plain@recipients.test",
+        &plain,
+        false,
+    )
+    .await;
+    submit(
+        &client,
+        &first.base,
+        &token,
+        "sealed@recipients.test",
+        &sealed,
+        true,
+    )
+    .await;
     let outboxes = [first_dir.join("outbox"), second_dir.join("outbox")];
     let outboxes: Vec<&Path> = outboxes.iter().map(|dir| dir.as_path()).collect();
 
@@ -221,7 +245,10 @@ async fn second_server_serves_shared_documents() {
     second.wait_healthy(&client).await;
     assert!(recent_part.exists(), "a recent temp file was removed");
     assert!(!old_part.exists(), "a temp file over an hour old was kept");
-    assert!(unreferenced.exists(), "a document of the shared folder was removed");
+    assert!(
+        unreferenced.exists(),
+        "a document of the shared folder was removed"
+    );
     let link = link_token(&outboxes, "plain@recipients.test").await;
     let fetched = fetch(&client, &second.base, &link).await;
     assert_eq!(blake3::hash(&fetched), blake3::hash(&plain));
@@ -231,7 +258,15 @@ async fn second_server_serves_shared_documents() {
     let empty_keys = work.path().join("empty-keys");
     std::fs::create_dir(&empty_keys).unwrap();
     let rejected = std::process::Command::new(kafka_support::BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--kafka", &brokers, "--kafka-topic", &topic])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--kafka",
+            &brokers,
+            "--kafka-topic",
+            &topic,
+        ])
         .arg("--data-dir")
         .arg(work.path().join("third"))
         .arg("--keys-dir")

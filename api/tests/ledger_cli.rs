@@ -530,7 +530,11 @@ fn unparsable_numbers_get_a_tip() {
     for (option, value, tip) in [
         ("--deliveries", "abc", "give a whole number in digits 0-9"),
         ("--seed", "-1", "give a whole number in digits 0-9"),
-        ("--seed", "99999999999999999999999", "larger than this option takes"),
+        (
+            "--seed",
+            "99999999999999999999999",
+            "larger than this option takes",
+        ),
     ] {
         let mut args = vec!["ledger", "generate", "--data-dir", data, option, value];
         if option != "--deliveries" {
@@ -539,10 +543,16 @@ fn unparsable_numbers_get_a_tip() {
         let output = run(&args);
         let stderr = text(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{option} {value}: {stderr}");
-        assert!(stderr.contains(&format!("'{value}'")), "{option} {value}: {stderr}");
+        assert!(
+            stderr.contains(&format!("'{value}'")),
+            "{option} {value}: {stderr}"
+        );
         assert!(stderr.contains(tip), "{option} {value}: {stderr}");
     }
-    assert!(!dir.path().join("ledger-data").exists(), "a failed parse created the data directory");
+    assert!(
+        !dir.path().join("ledger-data").exists(),
+        "a failed parse created the data directory"
+    );
 }
 
 #[test]
@@ -565,7 +575,10 @@ fn invalid_account_creates_nothing() {
         let stderr = text(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{login} {email}: {stderr}");
         assert!(stderr.contains(field), "{login} {email}: {stderr}");
-        assert!(!data.exists(), "{login} {email}: the data directory was created");
+        assert!(
+            !data.exists(),
+            "{login} {email}: the data directory was created"
+        );
     }
 }
 
@@ -602,15 +615,32 @@ fn flipped_byte_in_any_table_file() {
     // Opening the ledger for writing moves the events of the write-ahead log into table
     // files.
     let mut create = consign()
-        .args(["account", "create", "--data-dir", original.path().to_str().unwrap()])
-        .args(["--login", "ada", "--role", "sender", "--email", "ada@example.org"])
+        .args([
+            "account",
+            "create",
+            "--data-dir",
+            original.path().to_str().unwrap(),
+        ])
+        .args([
+            "--login",
+            "ada",
+            "--role",
+            "sender",
+            "--email",
+            "ada@example.org",
+        ])
         .args(["--name", "Ada", "--password-stdin"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    create.stdin.take().unwrap().write_all(b"sender-password-1\n").unwrap();
+    create
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"sender-password-1\n")
+        .unwrap();
     let created = create.wait_with_output().unwrap();
     assert!(created.status.success(), "{}", text(&created.stderr));
 

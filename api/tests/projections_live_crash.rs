@@ -473,9 +473,9 @@ async fn withdraw_until_killed(
             409 => {
                 tally.conflicted.insert(delivery);
             }
-            _ => tally
-                .unexpected
-                .push(format!("withdrawal of {delivery} returned {status}: {body}")),
+            _ => tally.unexpected.push(format!(
+                "withdrawal of {delivery} returned {status}: {body}"
+            )),
         }
     }
 }
@@ -628,7 +628,10 @@ async fn live_views_survive_kills() {
         tally.cut_off > 0,
         "no request was cut off by a kill, so no kill hit the server under load"
     );
-    assert!(!tally.submitted.is_empty(), "no submission was acknowledged");
+    assert!(
+        !tally.submitted.is_empty(),
+        "no submission was acknowledged"
+    );
 
     // The views may lag after the last kill, and a catch-up brings them to every head.
     let phase = Instant::now();
@@ -646,7 +649,11 @@ async fn live_views_survive_kills() {
     println!("status, catch-up and status took {:?}", phase.elapsed());
     let phase = Instant::now();
     let heads = ledger_heads(&data);
-    assert_eq!(heads.len(), CHAINS as usize, "ledger verify lists every chain");
+    assert_eq!(
+        heads.len(),
+        CHAINS as usize,
+        "ledger verify lists every chain"
+    );
     println!("ledger verify took {:?}", phase.elapsed());
     let names: Vec<&str> = caught_up.iter().map(|line| line.view.as_str()).collect();
     assert_eq!(names, VIEWS);

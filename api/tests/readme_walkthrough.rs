@@ -6,12 +6,16 @@ use std::process::Command;
 
 /// Returns the first ```sh block after the walkthrough heading.
 fn walkthrough() -> String {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
     let section = readme
         .split("## Walkthrough: send a document")
         .nth(1)
         .expect("the README has the walkthrough section");
-    let block = section.split("```sh\n").nth(1).expect("the section has a sh block");
+    let block = section
+        .split("```sh\n")
+        .nth(1)
+        .expect("the section has a sh block");
     block.split("\n```").next().unwrap().to_owned()
 }
 
@@ -19,7 +23,10 @@ fn walkthrough() -> String {
 fn readme_walkthrough_runs_as_written() {
     // Another server on the port would receive the walkthrough's requests instead.
     let probe = std::net::TcpListener::bind("127.0.0.1:8181");
-    assert!(probe.is_ok(), "127.0.0.1:8181 is in use; stop what listens there: {probe:?}");
+    assert!(
+        probe.is_ok(),
+        "127.0.0.1:8181 is in use; stop what listens there: {probe:?}"
+    );
     drop(probe);
 
     let target = tempfile::tempdir().unwrap();
@@ -39,7 +46,10 @@ fn readme_walkthrough_runs_as_written() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
 
-    assert!(output.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        output.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
     assert!(stdout.contains("\"status\":\"released\""), "{stdout}");
     assert!(stdout.contains("303\n"), "{stdout}");
     assert!(stdout.contains("The signed contract.\n"), "{stdout}");

@@ -18,7 +18,10 @@ async fn submit_requiring_tls(server: &Server) -> (u16, serde_json::Value) {
     });
     let form = Form::new()
         .part("metadata", Part::text(metadata.to_string()))
-        .part("document", Part::bytes(b"secret".to_vec()).file_name("a.txt"));
+        .part(
+            "document",
+            Part::bytes(b"secret".to_vec()).file_name("a.txt"),
+        );
     let response = server
         .client
         .post(server.url("/api/deliveries"))
@@ -40,7 +43,10 @@ async fn plain_http_links_reject_require_tls() {
 
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["field"], "require_tls");
-    assert!(body["message"].as_str().unwrap().contains("https"), "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("https"),
+        "{body}"
+    );
     server.stop().await;
 }
 
@@ -48,14 +54,22 @@ async fn plain_http_links_reject_require_tls() {
 async fn plain_smtp_rejects_require_tls() {
     let work = tempfile::tempdir().unwrap();
     open_account(work.path(), "ada", Role::Sender).await;
-    let extra = ["--public-url", "https://consign.test", "--smtp", "smtp://127.0.0.1:9"];
+    let extra = [
+        "--public-url",
+        "https://consign.test",
+        "--smtp",
+        "smtp://127.0.0.1:9",
+    ];
     let server = Server::start(work.path(), Clock::system(), &extra).await;
 
     let (status, body) = submit_requiring_tls(&server).await;
 
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["field"], "require_tls");
-    assert!(body["message"].as_str().unwrap().contains("without TLS"), "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("without TLS"),
+        "{body}"
+    );
     server.stop().await;
 }
 
@@ -63,7 +77,12 @@ async fn plain_smtp_rejects_require_tls() {
 async fn https_links_and_outbox_accept_require_tls() {
     let work = tempfile::tempdir().unwrap();
     open_account(work.path(), "ada", Role::Sender).await;
-    let server = Server::start(work.path(), Clock::system(), &["--public-url", "https://consign.test"]).await;
+    let server = Server::start(
+        work.path(),
+        Clock::system(),
+        &["--public-url", "https://consign.test"],
+    )
+    .await;
 
     let (status, body) = submit_requiring_tls(&server).await;
 

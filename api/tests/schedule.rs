@@ -22,11 +22,18 @@ const HOUR: Duration = Duration::from_secs(3600);
 /// Formats a clock reading plus `offset` as RFC 3339 in UTC.
 fn at(offset: Duration) -> String {
     let micros = START.as_micros() + i64::try_from(offset.as_micros()).unwrap();
-    jiff::Timestamp::from_microsecond(micros).unwrap().to_string()
+    jiff::Timestamp::from_microsecond(micros)
+        .unwrap()
+        .to_string()
 }
 
 /// Submits one small document to `recipient` with `options` merged into the metadata.
-async fn submit(server: &Server, token: &str, recipient: &str, options: serde_json::Value) -> serde_json::Value {
+async fn submit(
+    server: &Server,
+    token: &str,
+    recipient: &str,
+    options: serde_json::Value,
+) -> serde_json::Value {
     let mut metadata = serde_json::json!({
         "recipients": [recipient],
         "subject": "Scheduled delivery",
@@ -36,7 +43,10 @@ async fn submit(server: &Server, token: &str, recipient: &str, options: serde_js
     }
     let form = Form::new()
         .part("metadata", Part::text(metadata.to_string()))
-        .part("document", Part::bytes(b"scheduled content".to_vec()).file_name("notice.txt"));
+        .part(
+            "document",
+            Part::bytes(b"scheduled content".to_vec()).file_name("notice.txt"),
+        );
     let response = server
         .client
         .post(server.url("/api/deliveries"))
@@ -55,7 +65,11 @@ async fn submit(server: &Server, token: &str, recipient: &str, options: serde_js
 fn link_of(server: &Server, submitted: &serde_json::Value) -> String {
     let key = LinkKey::load_or_create(&server.data_dir.join("keys/links.key")).unwrap();
     let delivery: DeliveryId = submitted["delivery"].as_str().unwrap().parse().unwrap();
-    let recipient: RecipientId = submitted["recipients"][0]["recipient"].as_str().unwrap().parse().unwrap();
+    let recipient: RecipientId = submitted["recipients"][0]["recipient"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     server.url(&format!("/d/{}", key.token(delivery, recipient).as_str()))
 }
 
@@ -120,7 +134,10 @@ async fn release_and_expiry_happen_once_at_their_times() {
     let early = server.client.get(&link).send().await.unwrap();
     assert_eq!(early.status(), 403);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(read_messages(&data_dir.join("outbox")).is_empty(), "an e-mail went out before the delivery date");
+    assert!(
+        read_messages(&data_dir.join("outbox")).is_empty(),
+        "an e-mail went out before the delivery date"
+    );
 
     clock.advance(HOUR);
     wait_for_status(&server, &token, &delivery, "released").await;
@@ -130,7 +147,11 @@ async fn release_and_expiry_happen_once_at_their_times() {
 
     clock.advance(2 * HOUR);
     let expired = server.client.get(&link).send().await.unwrap();
-    assert_eq!(expired.status(), 410, "expired documents must be unavailable at once");
+    assert_eq!(
+        expired.status(),
+        410,
+        "expired documents must be unavailable at once"
+    );
     wait_for_status(&server, &token, &delivery, "expired").await;
     server.stop().await;
 
@@ -169,15 +190,26 @@ async fn many_due_together_are_released_once_each() {
     for delivery in &deliveries {
         wait_for_status(&server, &token, delivery, "released").await;
     }
-    wait_for_messages(&data_dir.join("outbox"), DELIVERIES, Duration::from_secs(30)).await;
+    wait_for_messages(
+        &data_dir.join("outbox"),
+        DELIVERIES,
+        Duration::from_secs(30),
+    )
+    .await;
     server.stop().await;
 
     // A second start must not release anything again.
     let server = Server::start(&data_dir, clock.clock(), &[]).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     server.stop().await;
-    assert_eq!(count_events(&data_dir, EventKind::DeliveryReleased), DELIVERIES);
-    assert_eq!(count_events(&data_dir, EventKind::NotificationSent), DELIVERIES);
+    assert_eq!(
+        count_events(&data_dir, EventKind::DeliveryReleased),
+        DELIVERIES
+    );
+    assert_eq!(
+        count_events(&data_dir, EventKind::NotificationSent),
+        DELIVERIES
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -34,9 +34,15 @@ async fn bad_listen_address_creates_nothing() {
 
     let message = serve_error(work.path(), &["--listen", "127.0.0.1:99999"]).await;
 
-    assert!(message.contains("--listen \"127.0.0.1:99999\""), "{message}");
+    assert!(
+        message.contains("--listen \"127.0.0.1:99999\""),
+        "{message}"
+    );
     assert!(message.contains("such as 127.0.0.1:8080"), "{message}");
-    assert!(!work.path().join("data").exists(), "the data directory was created");
+    assert!(
+        !work.path().join("data").exists(),
+        "the data directory was created"
+    );
 }
 
 #[tokio::test]
@@ -48,8 +54,14 @@ async fn port_in_use_creates_nothing() {
     let message = serve_error(work.path(), &["--listen", &address]).await;
 
     assert!(message.contains(&address), "{message}");
-    assert!(message.contains("stop the process that is using it"), "{message}");
-    assert!(!work.path().join("data").exists(), "the data directory was created");
+    assert!(
+        message.contains("stop the process that is using it"),
+        "{message}"
+    );
+    assert!(
+        !work.path().join("data").exists(),
+        "the data directory was created"
+    );
 }
 
 #[tokio::test]
@@ -59,14 +71,22 @@ async fn missing_blob_folder_creates_nothing() {
 
     let message = serve_error(
         work.path(),
-        &["--listen", "127.0.0.1:0", "--blob-dir", missing.to_str().unwrap()],
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--blob-dir",
+            missing.to_str().unwrap(),
+        ],
     )
     .await;
 
     assert!(message.contains(missing.to_str().unwrap()), "{message}");
     assert!(message.contains("does not exist"), "{message}");
     assert!(!missing.exists(), "the shared folder was created");
-    assert!(!work.path().join("data").exists(), "the data directory was created");
+    assert!(
+        !work.path().join("data").exists(),
+        "the data directory was created"
+    );
 }
 
 #[tokio::test]
@@ -76,14 +96,22 @@ async fn missing_key_folder_creates_nothing() {
 
     let message = serve_error(
         work.path(),
-        &["--listen", "127.0.0.1:0", "--keys-dir", missing.to_str().unwrap()],
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--keys-dir",
+            missing.to_str().unwrap(),
+        ],
     )
     .await;
 
     assert!(message.contains(missing.to_str().unwrap()), "{message}");
     assert!(message.contains("--keys-dir"), "{message}");
     assert!(!missing.exists(), "the key folder was created");
-    assert!(!work.path().join("data").exists(), "the data directory was created");
+    assert!(
+        !work.path().join("data").exists(),
+        "the data directory was created"
+    );
 }
 
 #[tokio::test]
@@ -97,7 +125,10 @@ async fn bad_public_url_creates_nothing() {
     .await;
 
     assert!(message.contains("not a url"), "{message}");
-    assert!(!work.path().join("data").exists(), "the data directory was created");
+    assert!(
+        !work.path().join("data").exists(),
+        "the data directory was created"
+    );
 }
 
 #[tokio::test]
@@ -113,12 +144,20 @@ async fn bad_url_or_sender_name_names_option() {
 
     let message = serve_error(
         work.path(),
-        &["--listen", "127.0.0.1:0", "--mail-from-name", "evil\r\nBcc: x@evil.test"],
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--mail-from-name",
+            "evil\r\nBcc: x@evil.test",
+        ],
     )
     .await;
     assert!(message.contains("--mail-from-name"), "{message}");
     assert!(message.contains("U+000D"), "{message}");
-    assert!(!work.path().join("data").exists(), "the data directory was created");
+    assert!(
+        !work.path().join("data").exists(),
+        "the data directory was created"
+    );
 }
 
 #[tokio::test]
@@ -129,22 +168,41 @@ async fn unusable_outbox_creates_nothing() {
 
     let message = serve_error(
         work.path(),
-        &["--listen", "127.0.0.1:0", "--outbox", file.to_str().unwrap()],
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--outbox",
+            file.to_str().unwrap(),
+        ],
     )
     .await;
 
     assert!(message.contains("--outbox"), "{message}");
     assert!(message.contains("is a file, not a folder"), "{message}");
-    assert!(!work.path().join("data").exists(), "the data directory was created");
+    assert!(
+        !work.path().join("data").exists(),
+        "the data directory was created"
+    );
 
     // A folder that cannot be created, even by root: /proc takes no new folders.
     let message = serve_error(
         work.path(),
-        &["--listen", "127.0.0.1:0", "--outbox", "/proc/consign-outbox"],
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--outbox",
+            "/proc/consign-outbox",
+        ],
     )
     .await;
-    assert!(message.contains("cannot create the outbox folder"), "{message}");
-    assert!(!work.path().join("data").exists(), "the data directory was created");
+    assert!(
+        message.contains("cannot create the outbox folder"),
+        "{message}"
+    );
+    assert!(
+        !work.path().join("data").exists(),
+        "the data directory was created"
+    );
 }
 
 #[tokio::test]
@@ -164,11 +222,18 @@ async fn uncreatable_data_dir_names_option() {
 async fn bad_smtp_url_creates_nothing() {
     let work = tempfile::tempdir().unwrap();
 
-    for url in ["smtp://", "smtp://127.0.0.1:99999", "smtp://127.0.0.1?tls=bogus"] {
+    for url in [
+        "smtp://",
+        "smtp://127.0.0.1:99999",
+        "smtp://127.0.0.1?tls=bogus",
+    ] {
         let message = serve_error(work.path(), &["--listen", "127.0.0.1:0", "--smtp", url]).await;
 
         assert!(message.contains("SMTP"), "{url}: {message}");
-        assert!(!work.path().join("data").exists(), "{url}: the data directory was created");
+        assert!(
+            !work.path().join("data").exists(),
+            "{url}: the data directory was created"
+        );
     }
 }
 
@@ -181,11 +246,21 @@ async fn bad_tls_file_creates_nothing() {
 
     let message = serve_error(
         work.path(),
-        &["--listen", "127.0.0.1:0", "--tls-cert", path, "--tls-key", path],
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            path,
+            "--tls-key",
+            path,
+        ],
     )
     .await;
 
     assert!(message.contains("no certificate found"), "{message}");
     assert!(message.contains(path), "{message}");
-    assert!(!work.path().join("data").exists(), "the data directory was created");
+    assert!(
+        !work.path().join("data").exists(),
+        "the data directory was created"
+    );
 }

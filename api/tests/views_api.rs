@@ -184,7 +184,10 @@ async fn views_serve_senders_billing_and_auditors() {
     assert_eq!(status, 422, "{refused}");
     assert_eq!(refused["field"], "query", "{refused}");
     assert!(
-        refused["message"].as_str().unwrap().contains("missing field `to`"),
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("missing field `to`"),
         "{refused}"
     );
 
@@ -216,7 +219,10 @@ async fn views_serve_senders_billing_and_auditors() {
         assert_eq!(status, 422, "{refused}");
         assert_eq!(refused["field"], "limit", "{refused}");
         assert!(
-            refused["message"].as_str().unwrap().contains("from 1 to 500"),
+            refused["message"]
+                .as_str()
+                .unwrap()
+                .contains("from 1 to 500"),
             "{refused}"
         );
     }

@@ -153,8 +153,14 @@ mod tests {
     #[test]
     fn repeated_corruption_kind_written_once() {
         let repeated = "Corruption: Corruption: block checksum mismatch".to_owned();
-        assert_eq!(kind_written_once(repeated), "Corruption: block checksum mismatch");
+        assert_eq!(
+            kind_written_once(repeated),
+            "Corruption: block checksum mismatch"
+        );
         let other = "IO error: No space left on device".to_owned();
-        assert_eq!(kind_written_once(other), "IO error: No space left on device");
+        assert_eq!(
+            kind_written_once(other),
+            "IO error: No space left on device"
+        );
     }
 }

@@ -52,7 +52,10 @@ async fn expiring_topic_rejected() {
         matches!(&rejected, KafkaSetupError::Setting { setting: "retention.ms", found, .. } if found == "604800000"),
         "{rejected}"
     );
-    assert!(rejected.to_string().contains("retention.ms=-1"), "{rejected}");
+    assert!(
+        rejected.to_string().contains("retention.ms=-1"),
+        "{rejected}"
+    );
 }
 
 #[tokio::test]

@@ -34,12 +34,12 @@ pub use compose::{
     AccessToken, ComposeError, Composer, ComposerConfig, ConsignmentNotice, DocumentEntry,
     OutgoingEmail, ReceiptNotice,
 };
-pub use mailbox::check_mailbox;
 pub use dispatch::{
     DEFAULT_GIVE_UP_AFTER, DEFAULT_MAX_CONCURRENT_SENDS, DispatchError, DispatchState, Dispatcher,
     DispatcherConfig, Due, DueWork, NotificationRecord, NotificationStatus,
 };
 pub use links::{LinkKey, LinkKeyError, token_hash};
+pub use mailbox::check_mailbox;
 pub use mailer::{Mailer, MailerError, SendOutcome};
 pub use message_id::{MessageIdDomain, new_message_id};
 pub use retry::{FIRST_RETRY_DELAY, MAX_RETRY_DELAY, retry_delay};

@@ -78,12 +78,19 @@ impl LinkKey {
             }
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
                 let key = Self::from_bytes(rand::random());
-                write_owner_only(path, key.0.as_slice())
-                    .map_err(|source| LinkKeyError::Create { path: shown, source })?;
+                write_owner_only(path, key.0.as_slice()).map_err(|source| {
+                    LinkKeyError::Create {
+                        path: shown,
+                        source,
+                    }
+                })?;
                 tracing::info!(path = %path.display(), "created a new link key");
                 Ok(key)
             }
-            Err(source) => Err(LinkKeyError::Read { path: shown, source }),
+            Err(source) => Err(LinkKeyError::Read {
+                path: shown,
+                source,
+            }),
         }
     }
 
@@ -151,11 +158,19 @@ mod tests {
         let key = LinkKey::from_bytes(rand::random());
         let delivery = DeliveryId::random();
         let tokens: Vec<String> = (0..1_000)
-            .map(|_| key.token(delivery, RecipientId::random()).as_str().to_owned())
+            .map(|_| {
+                key.token(delivery, RecipientId::random())
+                    .as_str()
+                    .to_owned()
+            })
             .collect();
 
         let prefixes: HashSet<&str> = tokens.iter().map(|token| &token[..6]).collect();
-        assert_eq!(prefixes.len(), tokens.len(), "two tokens share a 6-character prefix");
+        assert_eq!(
+            prefixes.len(),
+            tokens.len(),
+            "two tokens share a 6-character prefix"
+        );
         assert!(tokens.iter().all(|token| token.len() == 43));
 
         // Every bit is set in about half of the tokens: 1,000 fair coins land within
@@ -169,7 +184,10 @@ mod tests {
                 .iter()
                 .filter(|bytes| bytes[bit / 8] & (0x80 >> (bit % 8)) != 0)
                 .count();
-            assert!((400..=600).contains(&ones), "bit {bit} is set in {ones} of 1000 tokens");
+            assert!(
+                (400..=600).contains(&ones),
+                "bit {bit} is set in {ones} of 1000 tokens"
+            );
         }
     }
 
@@ -184,7 +202,10 @@ mod tests {
         let delivery = DeliveryId::random();
         let recipient = RecipientId::random();
 
-        assert_eq!(created.token(delivery, recipient), loaded.token(delivery, recipient));
+        assert_eq!(
+            created.token(delivery, recipient),
+            loaded.token(delivery, recipient)
+        );
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
     }

@@ -140,7 +140,11 @@ mod tests {
     fn message_id_domain_takes_ipv6_literals() {
         for domain in ["[::1]", "::1", "[2001:DB8::7]"] {
             let parsed = MessageIdDomain::new(domain).unwrap();
-            let expected = if domain.contains("DB8") { "[2001:db8::7]" } else { "[::1]" };
+            let expected = if domain.contains("DB8") {
+                "[2001:db8::7]"
+            } else {
+                "[::1]"
+            };
             assert_eq!(parsed.as_str(), expected, "{domain:?}");
             let id = new_message_id(NotificationId::random(), &parsed);
             validate_message_id(&id).unwrap();

@@ -6,9 +6,9 @@
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Json;
 use consign_ledger::{AppendRequest, NewEvent};
 use consign_projections::model::Model;
 use consign_schemas::events::{AccountOpened, Mailbox, MailingListDefined, Role};
@@ -57,7 +57,10 @@ pub fn account_request(
     check_login(&account.login)?;
     check_line("display_name", &account.display_name, 200)?;
     if account.display_name.trim().is_empty() {
-        return Err(ApiError::invalid("display_name", "display_name is empty; give the name recipients see"));
+        return Err(ApiError::invalid(
+            "display_name",
+            "display_name is empty; give the name recipients see",
+        ));
     }
     let mailbox = parse_mailbox("email", &RecipientInput::Address(account.email.clone()))?;
     passwords::check_account_password("password", &account.password)?;
@@ -76,8 +79,8 @@ pub fn account_request(
     });
     let key = IdempotencyKey::new(format!("account/{}", Model::login_key(&account.login)))
         .map_err(|error| ApiError::invalid("login", error.to_string()))?;
-    let request =
-        AppendRequest::new(ACCOUNT_CHAIN, vec![NewEvent { actor, event }]).with_idempotency_key(key);
+    let request = AppendRequest::new(ACCOUNT_CHAIN, vec![NewEvent { actor, event }])
+        .with_idempotency_key(key);
     Ok((id, request))
 }
 
@@ -99,9 +102,7 @@ fn check_login(login: &str) -> Result<(), ApiError> {
     }
     Err(ApiError::invalid(
         "login",
-        format!(
-            "invalid login {login:?}: use 1 to 64 letters, digits, '.', '_', '-' or '@'"
-        ),
+        format!("invalid login {login:?}: use 1 to 64 letters, digits, '.', '_', '-' or '@'"),
     ))
 }
 
@@ -198,7 +199,10 @@ pub(crate) async fn define_list(
     });
     let actor = Actor::Account(caller.account.id);
     let appended = core
-        .append(AppendRequest::new(ACCOUNT_CHAIN, vec![NewEvent { actor, event }]))
+        .append(AppendRequest::new(
+            ACCOUNT_CHAIN,
+            vec![NewEvent { actor, event }],
+        ))
         .await?;
     Ok((members, appended.events[0].position))
 }

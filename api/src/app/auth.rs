@@ -5,27 +5,27 @@
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::{FromRequestParts, State};
 use axum::http::header::{AUTHORIZATION, SET_COOKIE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use consign_projections::model::Account;
 use consign_schemas::events::Role;
 use serde::Deserialize;
 use serde_json::json;
 
 use super::body::ApiJson;
-use super::tokens::cookie_values;
 use super::core::Core;
+use super::error::ApiError;
+use super::passwords;
 use super::recipient::ClientIp;
+use super::sessions::SESSION_LIFETIME;
+use super::tokens::cookie_values;
 use crate::web::throttle::ThrottleKey;
 use consign_projections::model::Model;
 use std::time::Instant;
-use super::error::ApiError;
-use super::passwords;
-use super::sessions::SESSION_LIFETIME;
 
 /// Name of the session cookie.
 pub const SESSION_COOKIE: &str = "consign_session";
@@ -101,7 +101,10 @@ impl FromRequestParts<Arc<Core>> for Caller {
 
 /// Reads the session token from the bearer header, or else from the session cookie.
 pub(crate) fn session_token(headers: &HeaderMap) -> Option<String> {
-    if let Some(value) = headers.get(AUTHORIZATION).and_then(|value| value.to_str().ok()) {
+    if let Some(value) = headers
+        .get(AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+    {
         // The scheme name is case-insensitive (RFC 9110, section 11.1).
         let (scheme, token) = value.split_once(' ')?;
         return scheme
@@ -171,7 +174,9 @@ pub(crate) async fn check_credentials(
         });
     }
     let account = core.model().account_by_login(login).cloned();
-    let phc = account.as_ref().map(|account| account.password_hash.clone());
+    let phc = account
+        .as_ref()
+        .map(|account| account.password_hash.clone());
     if !passwords::verify(password, phc).await {
         core.throttle.record_failure(key, Instant::now());
         tracing::info!(login = %shown.escape_debug(), %ip, "login failed");
@@ -202,7 +207,10 @@ pub(crate) fn expired_session_cookie(core: &Core) -> String {
 /// Returns the throttle key hash of a login, apart from every link token hash.
 fn login_throttle_hash(login: &str) -> consign_schemas::Hash32 {
     let key = Model::login_key(login);
-    consign_schemas::Hash32::from_bytes(blake3::derive_key("consign 2026-12-04 login throttle v1", key.as_bytes()))
+    consign_schemas::Hash32::from_bytes(blake3::derive_key(
+        "consign 2026-12-04 login throttle v1",
+        key.as_bytes(),
+    ))
 }
 
 /// `POST /api/logout`: ends the caller's session. Like every route but login and the

@@ -1,10 +1,10 @@
 //! Request body and query extractors whose failures are [`ApiError`]s, so that a
 //! malformed body or query string gets the same JSON error shape as every other failure.
 
+use axum::Json;
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, Multipart, Query, Request};
-use axum::Json;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
@@ -29,7 +29,10 @@ fn json_error(rejection: &JsonRejection) -> ApiError {
         JsonRejection::MissingJsonContentType(_) => {
             "the body must be JSON with Content-Type: application/json".to_owned()
         }
-        other => format!("the body is not the JSON this route takes: {}", other.body_text()),
+        other => format!(
+            "the body is not the JSON this route takes: {}",
+            other.body_text()
+        ),
     };
     ApiError::BadRequest {
         field: None,
@@ -86,7 +89,9 @@ fn query_field(reason: &str) -> &str {
     match detail.split_once(": ") {
         Some((name, _))
             if !name.is_empty()
-                && name.bytes().all(|byte| byte.is_ascii_lowercase() || byte == b'_') =>
+                && name
+                    .bytes()
+                    .all(|byte| byte.is_ascii_lowercase() || byte == b'_') =>
         {
             name
         }
@@ -101,10 +106,22 @@ mod tests {
     #[test]
     fn query_field_from_reason() {
         let cases = [
-            ("Failed to deserialize query string: status: unknown variant `bogus`", "status"),
-            ("Failed to deserialize query string: limit: invalid digit found in string", "limit"),
-            ("Failed to deserialize query string: missing field `to`", "query"),
-            ("Failed to deserialize query string: unknown field `x`, expected one of", "query"),
+            (
+                "Failed to deserialize query string: status: unknown variant `bogus`",
+                "status",
+            ),
+            (
+                "Failed to deserialize query string: limit: invalid digit found in string",
+                "limit",
+            ),
+            (
+                "Failed to deserialize query string: missing field `to`",
+                "query",
+            ),
+            (
+                "Failed to deserialize query string: unknown field `x`, expected one of",
+                "query",
+            ),
             ("something else entirely", "query"),
         ];
         for (reason, field) in cases {

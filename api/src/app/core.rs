@@ -11,18 +11,18 @@ use std::time::Duration;
 use consign_ledger::postmark::PostmarkKeys;
 use consign_ledger::{AppendRequest, Appended, Clock, EmbeddedLedger, LedgerError};
 use consign_notifier::LinkKey;
+use consign_projections::ViewStore;
 use consign_projections::billing::RateTable;
 use consign_projections::model::Model;
-use consign_projections::ViewStore;
 use consign_schemas::{ChainId, DeliveryId, Position};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::error::ApiError;
 use super::limits::{Limits, Transport};
+use super::recipient::Grants;
 use super::sessions::Sessions;
 use crate::blobs::{BlobStore, KeyEncryptionKey};
-use super::recipient::Grants;
 use crate::web::throttle::{Throttle, ThrottleConfig};
 
 /// Maximum time a command waits for the model to apply its own events.
@@ -61,7 +61,11 @@ pub struct Core {
 
 impl Drop for Core {
     fn drop(&mut self) {
-        let followers = self.followers.get_mut().map(std::mem::take).unwrap_or_default();
+        let followers = self
+            .followers
+            .get_mut()
+            .map(std::mem::take)
+            .unwrap_or_default();
         for follower in followers {
             follower.abort();
         }

@@ -6,8 +6,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, RawQuery, State};
 use axum::Json;
+use axum::extract::{Path, RawQuery, State};
 use consign_ledger::{AppendRequest, NewEvent};
 use consign_projections::model::{Availability, Delivery, Model, NotificationStatus, Recipient};
 use consign_schemas::events::{DeliveryWithdrawn, Role};
@@ -156,9 +156,8 @@ fn withdraw_reason(headers: &axum::http::HeaderMap, body: &[u8]) -> Result<Strin
             "the body must be JSON with Content-Type: application/json, or empty",
         ));
     }
-    let parsed: WithdrawBody = serde_json::from_slice(body).map_err(|error| {
-        ApiError::bad_request(format!("the body is not a withdrawal: {error}"))
-    })?;
+    let parsed: WithdrawBody = serde_json::from_slice(body)
+        .map_err(|error| ApiError::bad_request(format!("the body is not a withdrawal: {error}")))?;
     Ok(parsed.reason)
 }
 
@@ -168,7 +167,11 @@ pub(crate) fn parse_id(text: &str) -> Result<DeliveryId, ApiError> {
 }
 
 /// Returns the delivery if the caller may see it, and 404 otherwise.
-pub(crate) fn visible<'m>(model: &'m Model, caller: &Caller, id: DeliveryId) -> Result<&'m Delivery, ApiError> {
+pub(crate) fn visible<'m>(
+    model: &'m Model,
+    caller: &Caller,
+    id: DeliveryId,
+) -> Result<&'m Delivery, ApiError> {
     let delivery = model
         .delivery(id)
         .ok_or_else(|| ApiError::not_found(format!("delivery {id}")))?;
@@ -257,9 +260,10 @@ fn recipient_status(recipient: &Recipient) -> Value {
         let (state, detail) = match &notification.status {
             NotificationStatus::Attempted => ("sending", Value::Null),
             NotificationStatus::Sent { at } => ("sent", json!({ "at": at })),
-            NotificationStatus::Deferred { reason, retry_at } => {
-                ("deferred", json!({ "reason": reason, "retry_at": retry_at }))
-            }
+            NotificationStatus::Deferred { reason, retry_at } => (
+                "deferred",
+                json!({ "reason": reason, "retry_at": retry_at }),
+            ),
             NotificationStatus::Failed { reason } => ("failed", json!({ "reason": reason })),
         };
         json!({ "state": state, "attempts": notification.attempts, "detail": detail })

@@ -166,9 +166,11 @@ impl From<LedgerError> for ApiError {
                     ),
                 }
             }
-            LedgerError::Unavailable { .. } | LedgerError::Replica { .. } => ApiError::Unavailable {
-                message: format!("{UNCONFIRMED}: {error}"),
-            },
+            LedgerError::Unavailable { .. } | LedgerError::Replica { .. } => {
+                ApiError::Unavailable {
+                    message: format!("{UNCONFIRMED}: {error}"),
+                }
+            }
             LedgerError::TreeBeyondHead { .. } => ApiError::invalid("tree_size", error.to_string()),
             LedgerError::Proof { .. } => ApiError::bad_request(error.to_string()),
             other => ApiError::Internal {

@@ -21,7 +21,10 @@ pub fn check_file_name(field: &str, name: Option<&str>) -> Result<String, ApiErr
     let problem = if name.is_empty() {
         Some("is missing; send each document with a filename in its Content-Disposition".to_owned())
     } else if let Some(c) = name.chars().find(|c| c.is_control()) {
-        Some(format!("contains the control character U+{:04X}", u32::from(c)))
+        Some(format!(
+            "contains the control character U+{:04X}",
+            u32::from(c)
+        ))
     } else if let Some(c) = name.chars().find(|c| is_bidi_control(*c)) {
         Some(format!(
             "contains the bidirectional control U+{:04X}, which makes a name display in another \
@@ -33,14 +36,20 @@ pub fn check_file_name(field: &str, name: Option<&str>) -> Result<String, ApiErr
     } else if name == "." || name == ".." {
         Some("is a directory name".to_owned())
     } else if name.len() > MAX_FILE_NAME_BYTES {
-        Some(format!("is {} bytes long; the maximum is {MAX_FILE_NAME_BYTES}", name.len()))
+        Some(format!(
+            "is {} bytes long; the maximum is {MAX_FILE_NAME_BYTES}",
+            name.len()
+        ))
     } else {
         None
     };
     match problem {
         Some(problem) => Err(ApiError::invalid(
             field,
-            format!("{field} {:?} {problem}", name.chars().take(80).collect::<String>()),
+            format!(
+                "{field} {:?} {problem}",
+                name.chars().take(80).collect::<String>()
+            ),
         )),
         None => Ok(name.to_owned()),
     }
@@ -91,16 +100,32 @@ mod tests {
 
     #[test]
     fn file_names_in_any_script_pass() {
-        for name in ["Vertrag.pdf", "договор.pdf", "合同.pdf", "عقد.pdf", "📄 notes.txt"] {
+        for name in [
+            "Vertrag.pdf",
+            "договор.pdf",
+            "合同.pdf",
+            "عقد.pdf",
+            "📄 notes.txt",
+        ] {
             assert_eq!(check_file_name("f", Some(name)).unwrap(), name);
         }
     }
 
     #[test]
     fn hostile_file_names_are_rejected_naming_the_field() {
-        for name in ["../../etc/passwd", "a\\b", "line\r\nbreak", "nul\0", "..", ""] {
+        for name in [
+            "../../etc/passwd",
+            "a\\b",
+            "line\r\nbreak",
+            "nul\0",
+            "..",
+            "",
+        ] {
             let error = check_file_name("documents[0].file_name", Some(name)).unwrap_err();
-            assert!(error.to_string().contains("documents[0].file_name"), "{name:?}: {error}");
+            assert!(
+                error.to_string().contains("documents[0].file_name"),
+                "{name:?}: {error}"
+            );
         }
         assert!(check_file_name("f", None).is_err());
         assert!(check_file_name("f", Some(&"x".repeat(256))).is_err());
@@ -108,7 +133,10 @@ mod tests {
 
     #[test]
     fn media_types_are_checked() {
-        assert_eq!(check_media_type("t", None).unwrap(), "application/octet-stream");
+        assert_eq!(
+            check_media_type("t", None).unwrap(),
+            "application/octet-stream"
+        );
         assert!(check_media_type("t", Some("application/pdf")).is_ok());
         assert!(check_media_type("t", Some("text/plain; charset=utf-8")).is_ok());
         assert!(check_media_type("t", Some("text/plain\r\nX: y")).is_err());

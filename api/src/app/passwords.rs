@@ -4,9 +4,9 @@ use std::sync::OnceLock;
 
 use tokio::sync::Semaphore;
 
+use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
 
 use super::error::ApiError;
 
@@ -24,7 +24,10 @@ const MAX_CONCURRENT_HASHES: usize = 4;
 /// Waits for a turn to run one Argon2id computation.
 async fn turn() -> tokio::sync::SemaphorePermit<'static> {
     static TURNS: Semaphore = Semaphore::const_new(MAX_CONCURRENT_HASHES);
-    TURNS.acquire().await.expect("the semaphore is never closed")
+    TURNS
+        .acquire()
+        .await
+        .expect("the semaphore is never closed")
 }
 
 /// Hashes a password with Argon2id and the crate's default cost (19 MiB, 2 passes),
@@ -91,7 +94,10 @@ fn dummy_hash() -> &'static str {
 pub fn check_account_password(field: &str, password: &str) -> Result<(), ApiError> {
     let chars = password.chars().count();
     if password.trim().is_empty() {
-        return Err(ApiError::invalid(field, format!("{field} is blank; choose a real password")));
+        return Err(ApiError::invalid(
+            field,
+            format!("{field} is blank; choose a real password"),
+        ));
     }
     if chars < MIN_ACCOUNT_PASSWORD_CHARS {
         return Err(ApiError::invalid(

@@ -41,7 +41,9 @@ pub fn parse_mailbox(field: &str, input: &RecipientInput) -> Result<Mailbox, Api
     check_address_form(field, address.trim())?;
     let mailbox = Mailbox {
         address: address.trim().to_owned(),
-        display_name: name.map(|name| name.trim().to_owned()).filter(|name| !name.is_empty()),
+        display_name: name
+            .map(|name| name.trim().to_owned())
+            .filter(|name| !name.is_empty()),
     };
     consign_notifier::check_mailbox(&mailbox).map_err(|error| {
         ApiError::invalid(
@@ -59,7 +61,9 @@ fn check_address_form(field: &str, address: &str) -> Result<(), ApiError> {
     let invalid = |reason: &str| {
         ApiError::invalid(
             field,
-            format!("{field}: invalid address {address:?}: {reason}; give an address such as name@example.org"),
+            format!(
+                "{field}: invalid address {address:?}: {reason}; give an address such as name@example.org"
+            ),
         )
     };
     if address.contains(['<', '>']) {
@@ -69,12 +73,16 @@ fn check_address_form(field: &str, address: &str) -> Result<(), ApiError> {
         ));
     }
     if address.contains([',', ';']) {
-        return Err(invalid("it lists several addresses; give each as its own recipient"));
+        return Err(invalid(
+            "it lists several addresses; give each as its own recipient",
+        ));
     }
     if address.contains(char::is_whitespace) {
         return Err(invalid("it contains a space"));
     }
-    let (local, domain) = address.rsplit_once('@').ok_or_else(|| invalid("missing '@'"))?;
+    let (local, domain) = address
+        .rsplit_once('@')
+        .ok_or_else(|| invalid("missing '@'"))?;
     if !local.is_ascii() {
         return Err(invalid(
             "the part before '@' has non-ASCII characters, which are not supported",
@@ -88,11 +96,15 @@ fn check_address_form(field: &str, address: &str) -> Result<(), ApiError> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c));
     if !local_valid {
-        return Err(invalid("the part before '@' has characters that need quoting, which is not supported"));
+        return Err(invalid(
+            "the part before '@' has characters that need quoting, which is not supported",
+        ));
     }
     let is_ip = domain.parse::<std::net::IpAddr>().is_ok();
     if domain.starts_with('[') || is_ip || !domain.contains('.') || domain.ends_with('.') {
-        return Err(invalid("the domain must be a name with a dot, such as example.org"));
+        return Err(invalid(
+            "the domain must be a name with a dot, such as example.org",
+        ));
     }
     Ok(())
 }

@@ -85,7 +85,10 @@ pub fn plan(
 
     check_line("subject", &metadata.subject, limits.max_subject_chars)?;
     if metadata.subject.trim().is_empty() {
-        return Err(ApiError::invalid("subject", "subject is empty; give the delivery a subject"));
+        return Err(ApiError::invalid(
+            "subject",
+            "subject is empty; give the delivery a subject",
+        ));
     }
     check_text("message", &metadata.message, limits.max_message_chars)?;
     if let Some(code) = &metadata.billing_code {
@@ -125,7 +128,10 @@ pub fn plan(
         receipt: metadata.receipt,
         expires_at,
         deliver_at,
-        billing_code: metadata.billing_code.map(|code| code.trim().to_owned()).filter(|code| !code.is_empty()),
+        billing_code: metadata
+            .billing_code
+            .map(|code| code.trim().to_owned())
+            .filter(|code| !code.is_empty()),
         password: metadata.password,
         postmark: metadata.postmark,
         require_tls: metadata.require_tls,
@@ -208,8 +214,7 @@ fn check_access_password(password: &str) -> Result<(), ApiError> {
     }
     // An HTML password field strips line breaks from its value, and other control
     // characters cannot be typed, so a recipient could never enter such a password.
-    if let Some((index, character)) = password.chars().enumerate().find(|(_, c)| c.is_control())
-    {
+    if let Some((index, character)) = password.chars().enumerate().find(|(_, c)| c.is_control()) {
         return Err(ApiError::invalid(
             "password",
             format!(

@@ -83,8 +83,14 @@ pub async fn round(core: &Core, now: Timestamp) -> Result<Option<Timestamp>, Api
         }
         handled += 1;
         let (action, event) = match entry.kind {
-            DueKind::Release => ("release", Event::DeliveryReleased(DeliveryReleased { delivery })),
-            DueKind::Expiry => ("expire", Event::DeliveryExpired(DeliveryExpired { delivery })),
+            DueKind::Release => (
+                "release",
+                Event::DeliveryReleased(DeliveryReleased { delivery }),
+            ),
+            DueKind::Expiry => (
+                "expire",
+                Event::DeliveryExpired(DeliveryExpired { delivery }),
+            ),
         };
         let recorded = append_once(core, delivery, action, event).await?;
         if recorded {
@@ -111,7 +117,8 @@ async fn append_once(
     action: &str,
     event: Event,
 ) -> Result<bool, ApiError> {
-    let key = IdempotencyKey::new(format!("{action}/{delivery}")).expect("the key is short and valid");
+    let key =
+        IdempotencyKey::new(format!("{action}/{delivery}")).expect("the key is short and valid");
     let request = AppendRequest::new(
         core.chain_of(delivery),
         vec![NewEvent {

@@ -12,13 +12,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Json;
 use axum::extract::multipart::Field;
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::{Multipart, State};
 use axum::http::header::CONNECTION;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use consign_ledger::{AppendRequest, NewEvent};
 use consign_notifier::token_hash;
 use consign_schemas::events::{
@@ -127,7 +127,10 @@ async fn submit_checked(
 }
 
 /// Reads the optional `Idempotency-Key` header into a ledger key scoped to the caller.
-fn idempotency_key(headers: &HeaderMap, caller: &Caller) -> Result<Option<IdempotencyKey>, ApiError> {
+fn idempotency_key(
+    headers: &HeaderMap,
+    caller: &Caller,
+) -> Result<Option<IdempotencyKey>, ApiError> {
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
     };
@@ -136,18 +139,26 @@ fn idempotency_key(headers: &HeaderMap, caller: &Caller) -> Result<Option<Idempo
         .ok()
         .filter(|text| !text.is_empty() && text.len() <= 100)
         .ok_or_else(|| {
-            ApiError::invalid("Idempotency-Key", "Idempotency-Key must be 1 to 100 visible ASCII characters")
+            ApiError::invalid(
+                "Idempotency-Key",
+                "Idempotency-Key must be 1 to 100 visible ASCII characters",
+            )
         })?;
     IdempotencyKey::new(format!("submit/{}/{text}", caller.account.id))
         .map(Some)
         .map_err(|error| ApiError::invalid("Idempotency-Key", error.to_string()))
 }
 
-pub(crate) async fn next_field<'a>(multipart: &'a mut Multipart) -> Result<Option<Field<'a>>, ApiError> {
-    multipart.next_field().await.map_err(|error| ApiError::BadRequest {
-        field: None,
-        message: format!("the multipart body is malformed or was cut off: {error}"),
-    })
+pub(crate) async fn next_field<'a>(
+    multipart: &'a mut Multipart,
+) -> Result<Option<Field<'a>>, ApiError> {
+    multipart
+        .next_field()
+        .await
+        .map_err(|error| ApiError::BadRequest {
+            field: None,
+            message: format!("the multipart body is malformed or was cut off: {error}"),
+        })
 }
 
 async fn read_small(mut field: Field<'_>, max: usize) -> Result<Vec<u8>, ApiError> {
@@ -225,10 +236,16 @@ pub(crate) async fn store_document(
         });
     }
     let file_name = check_file_name(&format!("documents[{index}].file_name"), field.file_name())?;
-    let media_type = check_media_type(&format!("documents[{index}].content_type"), field.content_type())?;
+    let media_type = check_media_type(
+        &format!("documents[{index}].content_type"),
+        field.content_type(),
+    )?;
 
     let kek = plan.encrypt.then_some(&core.kek);
-    let blob = core.blobs.put(with_idle_timeout(field), &limits, kek).await?;
+    let blob = core
+        .blobs
+        .put(with_idle_timeout(field), &limits, kek)
+        .await?;
     tracing::debug!(blob.key = %blob.storage_key, size = blob.size, "document stored");
     uploads.push(Upload {
         id: DocumentId::random(),
@@ -251,7 +268,8 @@ struct UploadStalled;
 /// [`UPLOAD_IDLE_TIMEOUT`], so a stalled client cannot hold a temp file open forever.
 fn with_idle_timeout(
     field: Field<'_>,
-) -> impl futures::Stream<Item = Result<bytes::Bytes, Box<dyn std::error::Error + Send + Sync>>> + '_ {
+) -> impl futures::Stream<Item = Result<bytes::Bytes, Box<dyn std::error::Error + Send + Sync>>> + '_
+{
     futures::stream::unfold(Some(field), |field| async move {
         let mut field = field?;
         match tokio::time::timeout(UPLOAD_IDLE_TIMEOUT, field.chunk()).await {
@@ -475,7 +493,9 @@ fn replayed_body(
         .find(|stored| matches!(stored.envelope.event, Event::DeliverySubmitted(_)))
     else {
         return Err(ApiError::Conflict {
-            message: "the Idempotency-Key was used for a request that is not a submission; use a new key".to_owned(),
+            message:
+                "the Idempotency-Key was used for a request that is not a submission; use a new key"
+                    .to_owned(),
         });
     };
     let original = Fingerprint::new(
@@ -532,7 +552,8 @@ fn advice_without_key(message: &str) -> String {
 /// sequencer did not confirm it, so it may still be recorded and its documents must
 /// stay. They are kept, and logged.
 pub(crate) fn outcome_unknown(error: &ApiError) -> bool {
-    let unknown = matches!(error, ApiError::Unavailable { message } if message.starts_with(UNCONFIRMED));
+    let unknown =
+        matches!(error, ApiError::Unavailable { message } if message.starts_with(UNCONFIRMED));
     if unknown {
         tracing::warn!(%error, "documents kept: the submission may still be recorded");
     }
@@ -559,7 +580,10 @@ mod tests {
 
         let advice = advice_without_key(message);
 
-        assert!(advice.starts_with("the ledger cannot confirm this now: chain 1"), "{advice}");
+        assert!(
+            advice.starts_with("the ledger cannot confirm this now: chain 1"),
+            "{advice}"
+        );
         assert!(!advice.contains("same idempotency key"), "{advice}");
         assert!(advice.contains("GET /api/deliveries"), "{advice}");
         assert!(advice.contains("Idempotency-Key header"), "{advice}");
@@ -567,7 +591,8 @@ mod tests {
 
     #[test]
     fn advice_without_key_extends_other_reasons() {
-        let advice = advice_without_key("the ledger cannot confirm this now: the sequencer is starting");
+        let advice =
+            advice_without_key("the ledger cannot confirm this now: the sequencer is starting");
 
         assert!(advice.starts_with("the ledger cannot confirm this now: the sequencer is starting; it may still be recorded"), "{advice}");
         assert!(advice.contains("GET /api/deliveries"), "{advice}");

@@ -185,7 +185,11 @@ pub struct AfterParams {
 }
 
 /// Reads a delivery's tracking record if the caller may see it.
-pub(crate) fn visible_tracking(core: &Core, caller: &Caller, id: &str) -> Result<DeliveryTracking, ApiError> {
+pub(crate) fn visible_tracking(
+    core: &Core,
+    caller: &Caller,
+    id: &str,
+) -> Result<DeliveryTracking, ApiError> {
     let not_found = || ApiError::not_found(format!("delivery {id:?}"));
     let id: DeliveryId = id.parse().map_err(|_| not_found())?;
     let record = tracking::delivery(&core.views, id)?.ok_or_else(not_found)?;

@@ -229,15 +229,21 @@ impl BlobStore {
     /// # Errors
     ///
     /// [`BlobError::Io`] if a folder cannot be listed or a file removed.
-    pub fn remove_unreferenced(&self, is_referenced: impl Fn(&str) -> bool) -> Result<u64, BlobError> {
+    pub fn remove_unreferenced(
+        &self,
+        is_referenced: impl Fn(&str) -> bool,
+    ) -> Result<u64, BlobError> {
         if self.keep_younger_than.is_some() {
             tracing::info!(dir = %self.root.display(), "a shared document folder is not cleaned up: its documents may belong to other servers");
             return Ok(0);
         }
         let mut removed = 0;
-        let folders = std::fs::read_dir(&self.objects).map_err(BlobError::io("listing", &self.objects))?;
+        let folders =
+            std::fs::read_dir(&self.objects).map_err(BlobError::io("listing", &self.objects))?;
         for folder in folders {
-            let folder = folder.map_err(BlobError::io("listing", &self.objects))?.path();
+            let folder = folder
+                .map_err(BlobError::io("listing", &self.objects))?
+                .path();
             if !folder.is_dir() {
                 continue;
             }
@@ -251,7 +257,10 @@ impl BlobStore {
                     continue;
                 }
                 std::fs::remove_file(&path).map_err(BlobError::io("removing", &path))?;
-                tracing::warn!(blob.key = name, "removed a document that no submission on the ledger refers to");
+                tracing::warn!(
+                    blob.key = name,
+                    "removed a document that no submission on the ledger refers to"
+                );
                 removed += 1;
             }
         }
@@ -297,7 +306,9 @@ impl BlobStore {
         let entries = std::fs::read_dir(tmp).map_err(BlobError::io("listing", tmp))?;
         for entry in entries {
             let path = entry.map_err(BlobError::io("listing", tmp))?.path();
-            let is_part = path.extension().is_some_and(|extension| extension == "part");
+            let is_part = path
+                .extension()
+                .is_some_and(|extension| extension == "part");
             if is_part && !path.is_file() {
                 tracing::warn!(path = %path.display(), "not a file, so not removed; remove it by hand");
                 continue;

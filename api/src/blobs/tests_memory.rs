@@ -104,7 +104,10 @@ async fn uploads_share_and_return_budget() {
         let stored = upload.await.unwrap().unwrap();
         assert_eq!(stored.content_hash.as_bytes(), expected.as_bytes());
     }
-    assert!(matches!(failed, Err(BlobError::Source { .. })), "got {failed:?}");
+    assert!(
+        matches!(failed, Err(BlobError::Source { .. })),
+        "got {failed:?}"
+    );
 
     // The failed upload's thread writes or drops its buffers after `put` returned, and
     // their share of the budget comes back then.

@@ -12,7 +12,9 @@ use consign_schemas::Position;
 use consign_schemas::events::Role;
 
 use super::{DataDirArgs, Outcome};
-use crate::app::{ACCOUNT_CHAIN, CLI_ACTOR, NewAccount, account_request, hash_password, login_taken};
+use crate::app::{
+    ACCOUNT_CHAIN, CLI_ACTOR, NewAccount, account_request, hash_password, login_taken,
+};
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum RoleArg {

@@ -256,11 +256,7 @@ fn checked_chain(ledger: &EmbeddedLedger, chain: u32) -> anyhow::Result<ChainId>
 ///
 /// The ledger cannot be opened, or the position or tree size is out of range.
 pub fn proof(args: ProofArgs) -> anyhow::Result<Outcome> {
-    let ledger = open_ledger(
-        &args.data,
-        super::ledger::read_only(),
-        "ledger proof",
-    )?;
+    let ledger = open_ledger(&args.data, super::ledger::read_only(), "ledger proof")?;
     let chain = checked_chain(&ledger, args.chain)?;
     let tree_size = args.tree_size.unwrap_or(ledger.next_position(chain)?.get());
     if args.position >= tree_size {
@@ -301,11 +297,7 @@ pub fn proof(args: ProofArgs) -> anyhow::Result<Outcome> {
 ///
 /// The ledger cannot be opened, or a size is out of range.
 pub fn consistency(args: ConsistencyArgs) -> anyhow::Result<Outcome> {
-    let ledger = open_ledger(
-        &args.data,
-        super::ledger::read_only(),
-        "ledger consistency",
-    )?;
+    let ledger = open_ledger(&args.data, super::ledger::read_only(), "ledger consistency")?;
     let chain = checked_chain(&ledger, args.chain)?;
     let new_size = args.new_size.unwrap_or(ledger.next_position(chain)?.get());
     if args.old_size > new_size {

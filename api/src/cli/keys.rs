@@ -20,6 +20,9 @@ pub struct GenerateArgs {
 pub fn generate(args: GenerateArgs) -> anyhow::Result<Outcome> {
     let dir = args.data.keys_dir()?.join("postmark");
     let id = PostmarkKeys::generate(&dir)?;
-    println!("new postmark signing key {id} in {}; restart the server to sign with it", dir.display());
+    println!(
+        "new postmark signing key {id} in {}; restart the server to sign with it",
+        dir.display()
+    );
     Ok(Outcome::Success)
 }

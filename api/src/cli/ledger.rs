@@ -63,7 +63,10 @@ pub(super) fn public_keys(
     let dir = keys_dir.join("postmark");
     match consign_ledger::postmark::PostmarkKeys::load(&dir) {
         Ok(keys) => {
-            println!("checkpoint signatures are checked with the keys in {}", dir.display());
+            println!(
+                "checkpoint signatures are checked with the keys in {}",
+                dir.display()
+            );
             Some(std::sync::Arc::new(keys.public_keys()))
         }
         Err(consign_ledger::postmark::PostmarkError::NoKey { dir }) => {
@@ -128,7 +131,11 @@ pub struct GenerateArgs {
     pub no_sync: bool,
 }
 
-fn open(data: &DataDirArgs, options: EmbeddedOptions, role: Role) -> anyhow::Result<EmbeddedLedger> {
+fn open(
+    data: &DataDirArgs,
+    options: EmbeddedOptions,
+    role: Role,
+) -> anyhow::Result<EmbeddedLedger> {
     super::backend::open_ledger(data, options, role)
 }
 

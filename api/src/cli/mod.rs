@@ -117,9 +117,9 @@ pub struct DataDirArgs {
 /// Checks a broker list: `HOST:PORT` items separated by commas.
 fn parse_brokers(text: &str) -> Result<String, String> {
     for broker in text.split(',') {
-        let valid = broker
-            .rsplit_once(':')
-            .is_some_and(|(host, port)| !host.trim().is_empty() && port.parse::<u16>().is_ok_and(|port| port > 0));
+        let valid = broker.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.trim().is_empty() && port.parse::<u16>().is_ok_and(|port| port > 0)
+        });
         if !valid {
             return Err(format!(
                 "{broker:?} is not HOST:PORT; give the brokers as HOST:PORT[,HOST:PORT...], \

@@ -70,8 +70,15 @@ pub(super) struct ServerKeys {
 ///
 /// A key that cannot be read or created, and, on Kafka, missing keys on a topic that
 /// already has events (see [`reject_new_keys_on_used_topic`]).
-pub(super) async fn load_or_create_keys(args: &ServeArgs, keys: &Path) -> anyhow::Result<ServerKeys> {
-    let kafka = args.data.kafka.clone().map(|brokers| (brokers, args.data.kafka_topic.clone()));
+pub(super) async fn load_or_create_keys(
+    args: &ServeArgs,
+    keys: &Path,
+) -> anyhow::Result<ServerKeys> {
+    let kafka = args
+        .data
+        .kafka
+        .clone()
+        .map(|brokers| (brokers, args.data.kafka_topic.clone()));
     load_or_create_keys_in(kafka, keys.to_owned()).await
 }
 
@@ -89,7 +96,9 @@ async fn load_or_create_keys_in(
             .truncate(false)
             .write(true)
             .open(&lock_path)
-            .with_context(|| format!("cannot open the key folder's lock {}", lock_path.display()))?;
+            .with_context(|| {
+                format!("cannot open the key folder's lock {}", lock_path.display())
+            })?;
         lock.lock()
             .with_context(|| format!("cannot lock the key folder {}", keys.display()))?;
 
@@ -193,6 +202,9 @@ mod tests {
                 name.to_string_lossy().ends_with(".key")
             })
             .count();
-        assert_eq!(signing_keys, 1, "more than one postmark signing key was created");
+        assert_eq!(
+            signing_keys, 1,
+            "more than one postmark signing key was created"
+        );
     }
 }

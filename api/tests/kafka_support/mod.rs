@@ -144,7 +144,12 @@ impl ServeProcess {
         }
         let ready: Vec<u64> = health["kafka"]["ready"]
             .as_array()
-            .map(|chains| chains.iter().filter_map(serde_json::Value::as_u64).collect())
+            .map(|chains| {
+                chains
+                    .iter()
+                    .filter_map(serde_json::Value::as_u64)
+                    .collect()
+            })
             .unwrap_or_default();
         self.sequence
             .split(',')
@@ -200,7 +205,11 @@ impl ServeProcess {
         let log = self.log_text();
         let all: Vec<&str> = log.lines().collect();
         let start = all.len().saturating_sub(lines);
-        format!("last lines of the log of {}:\n{}", self.base, all[start..].join("\n"))
+        format!(
+            "last lines of the log of {}:\n{}",
+            self.base,
+            all[start..].join("\n")
+        )
     }
 
     /// Returns the chains that the consumer group assigns to this process now, from

@@ -75,9 +75,14 @@ impl Server {
 
         let (bound_sender, bound) = oneshot::channel::<SocketAddr>();
         let (shutdown, stop) = oneshot::channel::<()>();
-        let task = tokio::spawn(consign_api::serve::run(args, clock, Some(bound_sender), async {
-            let _ = stop.await;
-        }));
+        let task = tokio::spawn(consign_api::serve::run(
+            args,
+            clock,
+            Some(bound_sender),
+            async {
+                let _ = stop.await;
+            },
+        ));
         let address = match tokio::time::timeout(Duration::from_secs(30), bound).await {
             Ok(Ok(address)) => address,
             _ => {
@@ -166,7 +171,10 @@ pub fn read_messages(dir: &Path) -> Vec<Vec<u8>> {
         .filter(|path| path.extension().is_some_and(|extension| extension == "eml"))
         .collect();
     paths.sort();
-    paths.iter().filter_map(|path| std::fs::read(path).ok()).collect()
+    paths
+        .iter()
+        .filter_map(|path| std::fs::read(path).ok())
+        .collect()
 }
 
 /// Waits until `dir` contains at least `count` messages.
@@ -189,7 +197,9 @@ pub async fn wait_for_messages(dir: &Path, count: usize, timeout: Duration) -> V
 
 /// Returns the private links (`BASE/d/TOKEN`) in a message's text body.
 pub fn links_in(message: &[u8], base: &str) -> Vec<String> {
-    let parsed = mail_parser::MessageParser::default().parse(message).unwrap();
+    let parsed = mail_parser::MessageParser::default()
+        .parse(message)
+        .unwrap();
     let text = parsed.body_text(0).unwrap().into_owned();
     let prefix = format!("{base}/d/");
     text.split_whitespace()
@@ -227,8 +237,13 @@ impl SmtpServer {
         let stdout = child.stdout.take().unwrap();
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).unwrap();
-        let Some(port) = line.trim().strip_prefix("PORT ").and_then(|port| port.parse().ok()) else {
-            let log = std::fs::read_to_string(work_dir.path().join("server.log")).unwrap_or_default();
+        let Some(port) = line
+            .trim()
+            .strip_prefix("PORT ")
+            .and_then(|port| port.parse().ok())
+        else {
+            let log =
+                std::fs::read_to_string(work_dir.path().join("server.log")).unwrap_or_default();
             panic!(
                 "the SMTP server did not start (stdout {line:?}); install aiosmtpd with \
                  `python3 -m pip install aiosmtpd`. Its log:\n{log}"

@@ -3,10 +3,10 @@
 use consign_schemas::{ChainId, Position, genesis_hash, hash_stored_event};
 use rocksdb::{IteratorMode, ReadOptions};
 
-use super::open::{idempotency_family, meta_family};
-use super::tree::merkle_family;
 use super::EmbeddedLedger;
+use super::open::{idempotency_family, meta_family};
 use super::read::read_raw;
+use super::tree::merkle_family;
 use crate::error::LedgerError;
 use crate::record::RawEvent;
 use crate::verify::{ChainChecks, ChainReport, ChainVerifier};

@@ -21,5 +21,7 @@ pub use commands::commands_topic;
 pub use open::{KafkaOpenError, KafkaOptions, KafkaStatus, open_kafka_ledger, wait_replicated};
 pub use replica::Progress;
 pub use sequencer::POSITION_HEADER;
-pub use topic::{EVENTS_TOPIC, KafkaSetupError, TopicCheck, ensure_events_topic, topic_has_records};
+pub use topic::{
+    EVENTS_TOPIC, KafkaSetupError, TopicCheck, ensure_events_topic, topic_has_records,
+};
 pub use verify::{TopicReport, verify_topic};

@@ -232,9 +232,9 @@ impl Dispatcher {
             DueWork::FirstAttempt { delivery, .. } => Some(*delivery),
             DueWork::Retry { notification, .. }
             | DueWork::Send { notification, .. }
-            | DueWork::Abandon { notification, .. } => {
-                state.notification(*notification).map(|record| record.delivery)
-            }
+            | DueWork::Abandon { notification, .. } => state
+                .notification(*notification)
+                .map(|record| record.delivery),
         };
         if let Some(chain) = delivery.and_then(|delivery| state.delivery_chain(delivery))
             && !context.ledger.sequences_here(chain)
@@ -335,7 +335,11 @@ impl Dispatcher {
                     deadline,
                 };
                 let chain = job.target.chain;
-                tasks.spawn(released_when_unavailable(key, chain, work::send(context, job)));
+                tasks.spawn(released_when_unavailable(
+                    key,
+                    chain,
+                    work::send(context, job),
+                ));
             }
             DueWork::Abandon {
                 notification,

@@ -165,7 +165,8 @@ impl DispatchState {
     pub(crate) fn sendable_at(&self, id: NotificationId, record: &NotificationRecord) -> Timestamp {
         // The attempt's time comes from the sequencer, whose clock can be ahead of this
         // dispatcher's, so an attempt that needs no wait is sendable at any time.
-        if self.foreign_attempt_grace.is_zero() || self.own_attempts.contains(&(id, record.attempt)) {
+        if self.foreign_attempt_grace.is_zero() || self.own_attempts.contains(&(id, record.attempt))
+        {
             return Timestamp::from_micros(i64::MIN);
         }
         let grace = i64::try_from(self.foreign_attempt_grace.as_micros()).unwrap_or(i64::MAX);

@@ -186,11 +186,14 @@ impl Model {
                 );
             }
             Event::NotificationFailed(failed) => {
-                self.set_status(failed.delivery, failed.recipient, failed.notification, || {
-                    NotificationStatus::Failed {
+                self.set_status(
+                    failed.delivery,
+                    failed.recipient,
+                    failed.notification,
+                    || NotificationStatus::Failed {
                         reason: failed.reason.clone(),
-                    }
-                });
+                    },
+                );
             }
             Event::DeliveryOpened(opened) => {
                 if let Some(recipient) = self.recipient_mut(opened.delivery, opened.recipient) {
@@ -207,7 +210,10 @@ impl Model {
                 if let Some(recipient) =
                     self.recipient_mut(downloaded.delivery, downloaded.recipient)
                 {
-                    recipient.downloads.entry(downloaded.document).or_insert(time);
+                    recipient
+                        .downloads
+                        .entry(downloaded.document)
+                        .or_insert(time);
                 }
             }
             Event::ReceiptSent(receipt) => {

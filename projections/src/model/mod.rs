@@ -16,7 +16,9 @@ mod types;
 use std::collections::{BTreeMap, HashMap};
 
 use consign_schemas::events::Mailbox;
-use consign_schemas::{AccountId, ChainId, DeliveryId, DocumentId, EventHash, Position, RecipientId, Timestamp};
+use consign_schemas::{
+    AccountId, ChainId, DeliveryId, DocumentId, EventHash, Position, RecipientId, Timestamp,
+};
 
 pub use types::{
     Account, Availability, Delivery, Document, EventRef, Notification, NotificationStatus,
@@ -182,7 +184,11 @@ impl Model {
                     .as_ref()
                     .filter(|_| delivery.released_at.is_none())
                     .map(|time| time.instant);
-                let expiry = delivery.options.expires_at.as_ref().map(|time| time.instant);
+                let expiry = delivery
+                    .options
+                    .expires_at
+                    .as_ref()
+                    .map(|time| time.instant);
                 release.into_iter().chain(expiry)
             })
             .filter(|instant| *instant > now)

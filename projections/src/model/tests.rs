@@ -53,7 +53,9 @@ fn generated_ledger_folds_consistently() {
     assert_eq!(submissions.len(), 300);
 
     for submitted in submissions {
-        let delivery = model.delivery(submitted.delivery).expect("delivery in model");
+        let delivery = model
+            .delivery(submitted.delivery)
+            .expect("delivery in model");
         assert_eq!(delivery.recipients.len(), submitted.recipients.len());
         for entry in &submitted.recipients {
             let (found, recipient) = model.by_token(&entry.access_token_hash).unwrap();

@@ -60,9 +60,16 @@ pub struct EventRef {
 pub enum NotificationStatus {
     /// An attempt is recorded and its outcome is not.
     Attempted,
-    Sent { at: Timestamp },
-    Deferred { reason: String, retry_at: Timestamp },
-    Failed { reason: String },
+    Sent {
+        at: Timestamp,
+    },
+    Deferred {
+        reason: String,
+        retry_at: Timestamp,
+    },
+    Failed {
+        reason: String,
+    },
 }
 
 /// One e-mail and its attempts.
@@ -163,6 +170,8 @@ impl Delivery {
     }
 
     pub(crate) fn recipient_mut(&mut self, id: RecipientId) -> Option<&mut Recipient> {
-        self.recipients.iter_mut().find(|recipient| recipient.id == id)
+        self.recipients
+            .iter_mut()
+            .find(|recipient| recipient.id == id)
     }
 }

@@ -38,7 +38,9 @@ pub async fn download(
     if let Some(response) = unavailable(&core, &resolved).await? {
         return Ok(response);
     }
-    if resolved.delivery.options.access_password_hash.is_some() && !has_grant(&core, &headers, &resolved) {
+    if resolved.delivery.options.access_password_hash.is_some()
+        && !has_grant(&core, &headers, &resolved)
+    {
         let mut response = StatusCode::SEE_OTHER.into_response();
         if let Ok(location) = HeaderValue::from_str(&format!("/d/{token}")) {
             response.headers_mut().insert(LOCATION, location);
@@ -77,16 +79,30 @@ pub async fn download(
             set_private_headers(response.headers_mut());
             return Ok(response);
         }
-        RangeDecision::Full => (StatusCode::OK, core.blobs.open_read(&blob, kek).await?, size, true),
+        RangeDecision::Full => (
+            StatusCode::OK,
+            core.blobs.open_read(&blob, kek).await?,
+            size,
+            true,
+        ),
         RangeDecision::Partial(range) => {
-            let stream = core.blobs.read_range(&blob, kek, range.start, range.len).await?;
+            let stream = core
+                .blobs
+                .read_range(&blob, kek, range.start, range.len)
+                .await?;
             let whole = range.start == 0 && range.len == size;
             (StatusCode::PARTIAL_CONTENT, stream, range.len, whole)
         }
     };
 
     let body = if whole {
-        Body::from_stream(record_when_complete(Arc::clone(&core), resolved, document, size, stream))
+        Body::from_stream(record_when_complete(
+            Arc::clone(&core),
+            resolved,
+            document,
+            size,
+            stream,
+        ))
     } else {
         Body::from_stream(stream)
     };
@@ -99,7 +115,10 @@ pub async fn download(
     );
     response_headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
     response_headers.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    response_headers.insert(CONTENT_DISPOSITION, content_disposition(&record_of.file_name));
+    response_headers.insert(
+        CONTENT_DISPOSITION,
+        content_disposition(&record_of.file_name),
+    );
     if let Ok(value) = HeaderValue::from_str(&etag) {
         response_headers.insert(ETAG, value);
     }
@@ -157,7 +176,12 @@ fn record_when_complete(
                     });
                     if let Err(error) = record(&state.core, &state.resolved, event).await {
                         tracing::error!(%error, delivery = %state.resolved.delivery.id, %document, "cannot record a completed download; aborting it");
-                        return Some((Err(crate::blobs::BlobError::Source { source: error.to_string().into() }), None));
+                        return Some((
+                            Err(crate::blobs::BlobError::Source {
+                                source: error.to_string().into(),
+                            }),
+                            None,
+                        ));
                     }
                     let last = state.held.take()?;
                     return Some((Ok(last), None));

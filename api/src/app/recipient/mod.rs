@@ -14,12 +14,12 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
+use axum::Form;
 use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
 use axum::http::header::{LOCATION, RETRY_AFTER, SET_COOKIE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Form;
 use consign_ledger::{AppendRequest, NewEvent};
 use consign_projections::model::{Availability, Delivery, Recipient};
 use consign_schemas::events::{AccessDenied, DeliveryOpened, DenialReason};
@@ -52,9 +52,15 @@ fn page_response(status: StatusCode, body: String) -> Response {
 /// Sets the headers shared by pages and downloads.
 pub(crate) fn set_private_headers(headers: &mut HeaderMap) {
     headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
-    headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    headers.insert("cache-control", HeaderValue::from_static("private, no-store"));
+    headers.insert(
+        "cache-control",
+        HeaderValue::from_static("private, no-store"),
+    );
 }
 
 /// The client's IP address, or 0.0.0.0 when the server runs without connection info.
@@ -98,7 +104,10 @@ pub(crate) async fn record(core: &Core, resolved: &Resolved, event: Event) -> Re
         delivery: resolved.delivery.id,
         recipient: resolved.recipient.id,
     };
-    let request = AppendRequest::new(core.chain_of(resolved.delivery.id), vec![NewEvent { actor, event }]);
+    let request = AppendRequest::new(
+        core.chain_of(resolved.delivery.id),
+        vec![NewEvent { actor, event }],
+    );
     core.append(request).await.map(|_| ())
 }
 
@@ -115,7 +124,10 @@ async fn deny(core: &Core, resolved: &Resolved, reason: DenialReason) -> Result<
 
 /// Returns the status page for a delivery that is not available, after recording the
 /// refusal, or `None` when it is available.
-pub(crate) async fn unavailable(core: &Core, resolved: &Resolved) -> Result<Option<Response>, ApiError> {
+pub(crate) async fn unavailable(
+    core: &Core,
+    resolved: &Resolved,
+) -> Result<Option<Response>, ApiError> {
     let delivery = &resolved.delivery;
     let (page, reason) = match delivery.availability(core.clock.now()) {
         Availability::Available => return Ok(None),
@@ -147,10 +159,16 @@ pub(crate) async fn unavailable(core: &Core, resolved: &Resolved) -> Result<Opti
             )
         }
         Availability::Withdrawn => (StatusPage::Withdrawn, DenialReason::Withdrawn),
-        Availability::Purged => (StatusPage::Expired { expired_at: None }, DenialReason::Purged),
+        Availability::Purged => (
+            StatusPage::Expired { expired_at: None },
+            DenialReason::Purged,
+        ),
     };
     deny(core, resolved, reason).await?;
-    Ok(Some(page_response(page.status_code(), html::status_page(&page))))
+    Ok(Some(page_response(
+        page.status_code(),
+        html::status_page(&page),
+    )))
 }
 
 fn unknown_link() -> Response {
@@ -164,8 +182,10 @@ pub(crate) fn to_jiff(time: Timestamp) -> jiff::Timestamp {
 
 /// Reads the grant cookie and checks it against the recipient.
 pub(crate) fn has_grant(core: &Core, headers: &HeaderMap, resolved: &Resolved) -> bool {
-    cookie_values(headers, grants::GRANT_COOKIE)
-        .any(|value| core.grants.allows(value, resolved.delivery.id, resolved.recipient.id))
+    cookie_values(headers, grants::GRANT_COOKIE).any(|value| {
+        core.grants
+            .allows(value, resolved.delivery.id, resolved.recipient.id)
+    })
 }
 
 /// `GET /d/{token}`: the delivery page, the password form, or a status page.
@@ -180,8 +200,13 @@ pub async fn page(
     if let Some(response) = unavailable(&core, &resolved).await? {
         return Ok(response);
     }
-    if resolved.delivery.options.access_password_hash.is_some() && !has_grant(&core, &headers, &resolved) {
-        return Ok(page_response(StatusCode::OK, html::password_page(&PasswordPage::default())));
+    if resolved.delivery.options.access_password_hash.is_some()
+        && !has_grant(&core, &headers, &resolved)
+    {
+        return Ok(page_response(
+            StatusCode::OK,
+            html::password_page(&PasswordPage::default()),
+        ));
     }
 
     let event = Event::DeliveryOpened(DeliveryOpened {
@@ -189,14 +214,18 @@ pub async fn page(
         recipient: resolved.recipient.id,
     });
     record(&core, &resolved, event).await?;
-    Ok(page_response(StatusCode::OK, delivery_page(&core, &resolved, &token)))
+    Ok(page_response(
+        StatusCode::OK,
+        delivery_page(&core, &resolved, &token),
+    ))
 }
 
 fn delivery_page(core: &Core, resolved: &Resolved, token: &str) -> String {
     let model = core.model();
-    let sender = model
-        .account(resolved.delivery.sender)
-        .map_or_else(|| "the sender".to_owned(), |account| account.display_name.clone());
+    let sender = model.account(resolved.delivery.sender).map_or_else(
+        || "the sender".to_owned(),
+        |account| account.display_name.clone(),
+    );
     let documents: Vec<_> = resolved
         .delivery
         .documents
@@ -227,7 +256,12 @@ fn delivery_page(core: &Core, resolved: &Resolved, token: &str) -> String {
         subject: &resolved.delivery.subject,
         message: &resolved.delivery.message,
         documents: &rows,
-        expires_at: resolved.delivery.options.expires_at.as_ref().map(|time| to_jiff(time.instant)),
+        expires_at: resolved
+            .delivery
+            .options
+            .expires_at
+            .as_ref()
+            .map(|time| to_jiff(time.instant)),
     })
 }
 
@@ -293,11 +327,16 @@ pub async fn password(
             error: Some("Wrong password. Ask the sender if you do not have it."),
             retry_after_seconds: None,
         };
-        return Ok(page_response(StatusCode::UNAUTHORIZED, html::password_page(&page)));
+        return Ok(page_response(
+            StatusCode::UNAUTHORIZED,
+            html::password_page(&page),
+        ));
     }
 
     core.throttle.record_success(key);
-    let grant = core.grants.issue(resolved.delivery.id, resolved.recipient.id);
+    let grant = core
+        .grants
+        .issue(resolved.delivery.id, resolved.recipient.id);
     let cookie = format!(
         "{}={grant}; Path=/d/{token}; HttpOnly; SameSite=Lax; Max-Age={}{}",
         grants::GRANT_COOKIE,
