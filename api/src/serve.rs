@@ -202,7 +202,7 @@ async fn open_ledger(
 }
 
 /// Parses a count that must be at least 1.
-fn positive<T: std::str::FromStr + PartialEq + From<u8>>(text: &str) -> Result<T, String>
+pub(crate) fn positive<T: std::str::FromStr + PartialEq + From<u8>>(text: &str) -> Result<T, String>
 where
     T::Err: std::fmt::Display,
 {

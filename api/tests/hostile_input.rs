@@ -371,7 +371,7 @@ async fn limits_rejected() {
         content: vec![0x5a; 2 * 1024 * 1024],
     };
     let response = submit(&server, &token, &[metadata(&valid_metadata()), oversized]).await;
-    assert_rejected(
+    let body = assert_rejected(
         &server,
         "2 MB document",
         response,
@@ -379,6 +379,8 @@ async fn limits_rejected() {
         &before,
     )
     .await;
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains(r#"document 1 ("large.bin")"#), "{message}");
 
     let three = [
         metadata(&valid_metadata()),
@@ -387,7 +389,7 @@ async fn limits_rejected() {
         document("three.pdf"),
     ];
     let response = submit(&server, &token, &three).await;
-    assert_rejected(
+    let body = assert_rejected(
         &server,
         "three documents",
         response,
@@ -395,6 +397,9 @@ async fn limits_rejected() {
         &before,
     )
     .await;
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains(r#"document 3 ("three.pdf")"#), "{message}");
+    assert!(message.contains("limit of 2 documents"), "{message}");
 
     let four = with(
         "recipients",
@@ -523,6 +528,46 @@ async fn addresses_rejected() {
         )
         .await;
     }
+    let objects = [
+        (
+            "foreign key",
+            json!({ "address": "bob@recipients.test", "display_name": "Bob" }),
+        ),
+        (
+            "misspelt key",
+            json!({ "address": "bob@recipients.test", "nmae": "Bob" }),
+        ),
+        ("no address", json!({ "name": "Bob" })),
+        ("number as address", json!({ "address": 7 })),
+        (
+            "number as name",
+            json!({ "address": "bob@recipients.test", "name": 7 }),
+        ),
+        ("array", json!(["bob@recipients.test"])),
+    ];
+    for (case, recipient) in objects {
+        let metadata_value = with("recipients", json!([recipient]));
+        let response = submit(
+            &server,
+            &token,
+            &[metadata(&metadata_value), document("a.pdf")],
+        )
+        .await;
+        let body = assert_rejected(
+            &server,
+            case,
+            response,
+            &field(422, "recipients[0]"),
+            &before,
+        )
+        .await;
+        let message = body["message"].as_str().unwrap();
+        assert!(
+            message.contains(r#"{"address": "name@example.org""#),
+            "{case}: {message}"
+        );
+    }
+
     let none = with("recipients", json!([]));
     let response = submit(&server, &token, &[metadata(&none), document("a.pdf")]).await;
     assert_rejected(
@@ -869,6 +914,62 @@ async fn message_cannot_add_headers() {
     // The text reached the body, where it is harmless.
     let text = parsed.body_text(0).unwrap();
     assert!(text.contains("Bcc: x@evil.test"), "{text}");
+
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_read_back_saves_unchanged() {
+    let work = tempfile::tempdir().unwrap();
+    let (server, token) = start(work.path(), &[]).await;
+    let put = |body: Value| {
+        server
+            .client
+            .put(server.url("/api/lists/team"))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+    };
+    let get_members = || async {
+        let lists: Value = server
+            .client
+            .get(server.url("/api/lists"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        lists["lists"][0]["members"].clone()
+    };
+
+    let before = snapshot(&server).await;
+    let foreign =
+        json!({ "members": [{ "address": "bee@recipients.test", "display_name": "Bee" }] });
+    let response = put(foreign).await.unwrap();
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("display_name"), "{text}");
+    assert_eq!(
+        snapshot(&server).await,
+        before,
+        "the refused list was written"
+    );
+
+    let members = json!([
+        { "address": "bee@recipients.test", "name": "Bee" },
+        { "address": "cy@recipients.test", "name": null },
+    ]);
+    let response = put(json!({ "members": members })).await.unwrap();
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    let read = get_members().await;
+    assert_eq!(read, members);
+
+    let response = put(json!({ "members": read })).await.unwrap();
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    assert_eq!(get_members().await, members);
 
     server.stop().await;
 }

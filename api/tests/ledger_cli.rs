@@ -491,6 +491,7 @@ fn verify_rejects_invalid_ranges() {
     let stderr = text(&no_events.stderr);
     assert_eq!(no_events.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("'0' for '--limit"), "{stderr}");
+    assert!(stderr.contains("must be at least 1"), "{stderr}");
     assert!(no_events.stdout.is_empty(), "{}", text(&no_events.stdout));
 
     let past = run(&["ledger", "verify", "--data-dir", data, "--from", "99999999"]);
@@ -519,6 +520,24 @@ fn verify_rejects_invalid_ranges() {
         "{}",
         text(&no_chains.stderr)
     );
+}
+
+#[test]
+fn non_utf8_data_dir_creates_nothing() {
+    use std::os::unix::ffi::OsStrExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join(std::ffi::OsStr::from_bytes(b"bad\xff"));
+    let output = consign()
+        .args(["ledger", "generate", "--deliveries", "1", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("'--data-dir'"), "{stderr}");
+    assert!(stderr.contains("not valid UTF-8"), "{stderr}");
+    assert!(!data.exists(), "the refused data directory was created");
 }
 
 #[test]

@@ -88,7 +88,7 @@ async fn mailing_list_created_edited_and_used() {
         .unwrap();
     assert_eq!(
         lists["lists"][0]["members"],
-        json!([{ "address": "dan@recipients.test", "display_name": null }])
+        json!([{ "address": "dan@recipients.test", "name": null }])
     );
 
     let compose = sender

@@ -191,6 +191,19 @@ async fn views_serve_senders_billing_and_auditors() {
         "{refused}"
     );
 
+    // A period that ends before it starts is refused, not answered with no rows.
+    let reversed = "/api/billing/usage?from=2026-12&to=2026-11";
+    let (status, refused) = get_json(&server, &bill, reversed).await;
+    assert_eq!(status, 422, "{refused}");
+    assert_eq!(refused["field"], "to", "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("to 2026-11 is before from 2026-12"),
+        "{refused}"
+    );
+
     // The plain list takes no filter. A filter given there is rejected with the route
     // that filters, instead of being ignored.
     let (status, refused) = get_json(&server, &ada, "/api/deliveries?status=bogus").await;

@@ -216,7 +216,14 @@ pub async fn get_lists(
     let model = core.model();
     let lists: Vec<_> = model
         .mailing_lists(caller.account.id)
-        .map(|(name, members)| json!({ "name": name, "members": members }))
+        .map(|(name, members)| {
+            // Members read back in the form PUT takes, so a list can be saved as read.
+            let members: Vec<_> = members
+                .iter()
+                .map(|member| json!({ "address": member.address, "name": member.display_name }))
+                .collect();
+            json!({ "name": name, "members": members })
+        })
         .collect();
     Ok(Json(json!({ "lists": lists })))
 }

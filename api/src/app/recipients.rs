@@ -12,15 +12,62 @@ use super::text::check_line;
 
 /// One recipient in a request: `"ada@example.org"` or
 /// `{"address": "ada@example.org", "name": "Ada Lovelace"}`.
+///
+/// An object with any other key is refused, so that a misspelt or foreign key such as
+/// `display_name` cannot drop the name without a word.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[serde(try_from = "serde_json::Value")]
 pub enum RecipientInput {
     Address(String),
     Named {
         address: String,
-        #[serde(default)]
         name: Option<String>,
     },
+}
+
+impl TryFrom<serde_json::Value> for RecipientInput {
+    type Error = String;
+
+    fn try_from(value: serde_json::Value) -> Result<Self, String> {
+        const ACCEPTED_FORMS: &str =
+            r#"give "name@example.org" or {"address": "name@example.org", "name": "Full Name"}"#;
+        let mut object = match value {
+            serde_json::Value::String(address) => return Ok(Self::Address(address)),
+            serde_json::Value::Object(object) => object,
+            other => return Err(format!("a recipient cannot be {other}; {ACCEPTED_FORMS}")),
+        };
+        if let Some(unknown) = object
+            .keys()
+            .find(|key| !matches!(key.as_str(), "address" | "name"))
+        {
+            return Err(format!(
+                "unknown key {unknown:?} in a recipient: the keys are \"address\" and \"name\"; {ACCEPTED_FORMS}"
+            ));
+        }
+        let address = match object.remove("address") {
+            Some(serde_json::Value::String(address)) => address,
+            Some(other) => {
+                return Err(format!(
+                    "a recipient's address cannot be {other}; {ACCEPTED_FORMS}"
+                ));
+            }
+            None => {
+                return Err(format!(
+                    "a recipient object has no \"address\"; {ACCEPTED_FORMS}"
+                ));
+            }
+        };
+        let name = match object.remove("name") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(name)) => Some(name),
+            Some(other) => {
+                return Err(format!(
+                    "a recipient's name cannot be {other}; {ACCEPTED_FORMS}"
+                ));
+            }
+        };
+        Ok(Self::Named { address, name })
+    }
 }
 
 /// Checks one recipient and returns its mailbox, with the address trimmed.

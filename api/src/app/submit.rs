@@ -33,7 +33,7 @@ use super::error::{ApiError, UNCONFIRMED};
 use super::names::{check_file_name, check_media_type};
 use super::passwords;
 use super::request::{Plan, plan};
-use crate::blobs::{BlobLimits, StoredBlob};
+use crate::blobs::{BlobError, BlobLimits, StoredBlob};
 
 /// Maximum size of the metadata part.
 const MAX_METADATA_BYTES: usize = 1024 * 1024;
@@ -230,7 +230,10 @@ pub(crate) async fn store_document(
             status: StatusCode::UNPROCESSABLE_ENTITY,
             limit: "max_documents",
             message: format!(
-                "more than {} documents; the limit is max_documents",
+                "document {} ({:?}) is one more than the limit of {} documents per delivery \
+                 (max_documents); send the others in another delivery",
+                index + 1,
+                field.file_name().unwrap_or(""),
                 core.limits.max_documents
             ),
         });
@@ -242,10 +245,21 @@ pub(crate) async fn store_document(
     )?;
 
     let kek = plan.encrypt.then_some(&core.kek);
-    let blob = core
-        .blobs
-        .put(with_idle_timeout(field), &limits, kek)
-        .await?;
+    let blob = match core.blobs.put(with_idle_timeout(field), &limits, kek).await {
+        Ok(blob) => blob,
+        Err(BlobError::TooLarge { limit, .. }) => {
+            return Err(ApiError::LimitExceeded {
+                status: StatusCode::PAYLOAD_TOO_LARGE,
+                limit: "max_document_bytes",
+                message: format!(
+                    "document {} ({file_name:?}) is larger than the limit of {limit} bytes \
+                     (max_document_bytes); nothing was stored",
+                    index + 1
+                ),
+            });
+        }
+        Err(other) => return Err(other.into()),
+    };
     tracing::debug!(blob.key = %blob.storage_key, size = blob.size, "document stored");
     uploads.push(Upload {
         id: DocumentId::random(),

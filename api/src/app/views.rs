@@ -285,6 +285,15 @@ pub async fn usage(
         to: month("to", &params.to)?,
         billing_code: params.billing_code.clone(),
     };
+    if query.to < query.from {
+        return Err(ApiError::invalid(
+            "to",
+            format!(
+                "to {} is before from {}; give a period whose last month is not before its first",
+                params.to, params.from
+            ),
+        ));
+    }
     let csv = match params.format.as_deref() {
         None | Some("json") => false,
         Some("csv") => true,

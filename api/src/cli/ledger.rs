@@ -101,7 +101,7 @@ pub struct DumpArgs {
     pub from: u64,
 
     /// Maximum number of events to print, at least 1 (default: all).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_parser = crate::serve::positive::<u64>)]
     pub limit: Option<u64>,
 }
 

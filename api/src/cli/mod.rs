@@ -93,7 +93,12 @@ pub enum AccountCommand {
 pub struct DataDirArgs {
     /// Data directory of the embedded store, or of this process's copy of the ledger
     /// with --kafka.
-    #[arg(long, env = "CONSIGN_DATA_DIR", default_value = "./consign-data")]
+    #[arg(
+        long,
+        env = "CONSIGN_DATA_DIR",
+        default_value = "./consign-data",
+        value_parser = Utf8Path
+    )]
     pub data_dir: PathBuf,
 
     /// Folder of the link, document and postmark keys, which must exist. Defaults to
@@ -112,6 +117,34 @@ pub struct DataDirArgs {
     /// Kafka topic of the events, with --kafka.
     #[arg(long, env = "CONSIGN_KAFKA_TOPIC", default_value = consign_ledger::kafka::EVENTS_TOPIC)]
     pub kafka_topic: String,
+}
+
+/// Parses a data directory, whose path must be UTF-8: the RocksDB binding turns paths into
+/// text, replacing bytes that are not UTF-8, so it would open another folder than the one
+/// consign creates. Refusing such a path here creates nothing.
+#[derive(Clone)]
+struct Utf8Path;
+
+impl clap::builder::TypedValueParser for Utf8Path {
+    type Value = PathBuf;
+
+    fn parse_ref(
+        &self,
+        command: &clap::Command,
+        argument: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<PathBuf, clap::Error> {
+        if let Some(text) = value.to_str() {
+            return Ok(PathBuf::from(text));
+        }
+        let option = argument.and_then(clap::Arg::get_long).unwrap_or("data-dir");
+        let message = format!(
+            "invalid value {:?} for '--{option}': the path is not valid UTF-8, which the ledger's \
+             store needs; choose a folder whose path is UTF-8\n",
+            value.to_string_lossy()
+        );
+        Err(clap::Error::raw(clap::error::ErrorKind::ValueValidation, message).with_cmd(command))
+    }
 }
 
 /// Checks a broker list: `HOST:PORT` items separated by commas.
