@@ -72,7 +72,12 @@ async fn views_serve_senders_billing_and_auditors() {
     assert_eq!(status, 200, "{list}");
     assert_eq!(list["deliveries"][0]["delivery"], delivery.as_str());
 
-    // A live stream receives the recipient's download.
+    // A live stream receives the recipient's download. It takes no query parameters,
+    // so one given is refused instead of being ignored.
+    let refused_path = format!("/api/tracking/deliveries/{delivery}/events?after=-1");
+    let (status, refused) = get_json(&server, &ada, &refused_path).await;
+    assert_eq!(status, 422, "{refused}");
+    assert_eq!(refused["field"], "query", "{refused}");
     let events_url = server.url(&format!("/api/tracking/deliveries/{delivery}/events"));
     let response = server
         .client

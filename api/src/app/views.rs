@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -228,8 +228,18 @@ pub async fn stream(
     State(core): State<Arc<Core>>,
     caller: Caller,
     Path(id): Path<String>,
+    RawQuery(query): RawQuery,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     caller.require(&[Role::Sender, Role::Admin, Role::Auditor])?;
+    if let Some(query) = query.filter(|query| !query.is_empty()) {
+        return Err(ApiError::invalid(
+            "query",
+            format!(
+                "the events stream takes no query parameters, but got {query:?}; it sends the \
+                 delivery's tracking record at once and again after each change"
+            ),
+        ));
+    }
     let first = visible_tracking(&core, &caller, &id)?;
     let delivery = first.summary.delivery;
     let chain = core.chain_of(delivery);
