@@ -73,9 +73,9 @@ async fn views_serve_senders_billing_and_auditors() {
     assert_eq!(list["deliveries"][0]["delivery"], delivery.as_str());
 
     // A live stream receives the recipient's download. It takes no query parameters,
-    // so one given is refused instead of being ignored.
-    let refused_path = format!("/api/tracking/deliveries/{delivery}/events?after=-1");
-    let (status, refused) = get_json(&server, &ada, &refused_path).await;
+    // so one given is rejected instead of being ignored.
+    let stream_with_query = format!("/api/tracking/deliveries/{delivery}/events?after=-1");
+    let (status, refused) = get_json(&server, &ada, &stream_with_query).await;
     assert_eq!(status, 422, "{refused}");
     assert_eq!(refused["field"], "query", "{refused}");
     let events_url = server.url(&format!("/api/tracking/deliveries/{delivery}/events"));
@@ -196,7 +196,7 @@ async fn views_serve_senders_billing_and_auditors() {
         "{refused}"
     );
 
-    // A period that ends before it starts is refused, not answered with no rows.
+    // A period that ends before it starts is rejected with 422 instead of an empty report.
     let reversed = "/api/billing/usage?from=2026-12&to=2026-11";
     let (status, refused) = get_json(&server, &bill, reversed).await;
     assert_eq!(status, 422, "{refused}");

@@ -13,8 +13,8 @@ use super::text::check_line;
 /// One recipient in a request: `"ada@example.org"` or
 /// `{"address": "ada@example.org", "name": "Ada Lovelace"}`.
 ///
-/// An object with any other key is refused, so that a misspelt or foreign key such as
-/// `display_name` cannot drop the name without a word.
+/// An object with any other key is rejected, so a misspelt or foreign key such as
+/// `display_name` cannot drop the name silently.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(try_from = "serde_json::Value")]
 pub enum RecipientInput {

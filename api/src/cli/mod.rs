@@ -121,7 +121,7 @@ pub struct DataDirArgs {
 
 /// Parses a data directory, whose path must be UTF-8: the RocksDB binding turns paths into
 /// text, replacing bytes that are not UTF-8, so it would open another folder than the one
-/// consign creates. Refusing such a path here creates nothing.
+/// consign creates. Rejecting such a path here creates nothing.
 #[derive(Clone)]
 struct Utf8Path;
 
