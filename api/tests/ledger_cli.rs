@@ -468,6 +468,37 @@ fn flipped_byte_in_write_ahead_log() {
 }
 
 #[test]
+fn torn_last_log_record_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    generate(dir.path(), 40);
+    let log = std::fs::read_dir(dir.path().join("ledger"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|extension| extension == "log"))
+        .max_by_key(|path| std::fs::metadata(path).unwrap().len())
+        .expect("a write-ahead log file");
+
+    // A process killed between two writes of one record leaves its tail cut off.
+    let length = std::fs::metadata(&log).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&log)
+        .unwrap()
+        .set_len(length - 3)
+        .unwrap();
+
+    let output = run(&[
+        "ledger",
+        "verify",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("corrupt"), "{stderr}");
+}
+
+#[test]
 fn verify_rejects_invalid_ranges() {
     let dir = tempfile::tempdir().unwrap();
     generate(dir.path(), 5);

@@ -220,14 +220,11 @@ fn open_database(dir: &Path, read_only: bool) -> Result<DB, LedgerError> {
     let mut options = Options::default();
     options.create_if_missing(!read_only);
     options.create_missing_column_families(!read_only);
-    // Recovery skips only a torn last record, which no acknowledged append can be.
-    // Damage anywhere else in the write-ahead log fails the open instead of silently
-    // dropping every later event, and a read-only open tolerates nothing.
-    options.set_wal_recovery_mode(if read_only {
-        DBRecoveryMode::AbsoluteConsistency
-    } else {
-        DBRecoveryMode::TolerateCorruptedTailRecords
-    });
+    // Recovery skips only a torn last record, which no acknowledged append can be: a
+    // process killed mid-write leaves one, and read-only commands must still open the
+    // ledger then. Damage anywhere else in the write-ahead log fails the open instead of
+    // silently dropping every later event.
+    options.set_wal_recovery_mode(DBRecoveryMode::TolerateCorruptedTailRecords);
     options.set_paranoid_checks(true);
     options.set_max_background_jobs(2);
     options.set_keep_log_file_num(4);
