@@ -632,6 +632,73 @@ fn invalid_account_creates_nothing() {
     }
 }
 
+/// A generated history is dated in simulated time: every expiry is recorded at or after
+/// the expiration date its submission carries, and the summary counts every event that
+/// verify finds, checkpoints included.
+#[test]
+fn generated_history_is_dated_in_simulated_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let generated = run(&[
+        "ledger",
+        "generate",
+        "--data-dir",
+        data,
+        "--deliveries",
+        "60",
+    ]);
+    let summary = text(&generated.stdout);
+    assert!(generated.status.success(), "{}", text(&generated.stderr));
+
+    let verify = run(&["ledger", "verify", "--data-dir", data]);
+    let verified = text(&verify.stdout);
+    let count = |text: &str, before: &str, after: &str| -> u64 {
+        let start = text.find(before).unwrap_or_else(|| panic!("{text}")) + before.len();
+        let rest = &text[start..];
+        rest[..rest.find(after).unwrap_or_else(|| panic!("{text}"))]
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(
+        count(&summary, ": ", " events ("),
+        count(&verified, "intact: ", " events verified"),
+        "{summary}{verified}"
+    );
+
+    let dump = run(&["ledger", "dump", "--data-dir", data]);
+    let events: Vec<serde_json::Value> = text(&dump.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let micros = |event: &serde_json::Value| -> i64 {
+        let time: jiff::Timestamp = event["time"].as_str().unwrap().parse().unwrap();
+        i64::try_from(time.as_microsecond()).unwrap()
+    };
+    assert_eq!(events[0]["time"], "2026-03-02T08:00:00.000000Z");
+    let mut expiry_dates = std::collections::HashMap::new();
+    let mut expiries = 0;
+    for event in &events {
+        let payload = &event["payload"];
+        match event["type"].as_str().unwrap() {
+            "DeliverySubmitted" => {
+                let date = payload["options"]["expires_at"]["instant"].as_i64();
+                expiry_dates.insert(payload["delivery"].clone(), date);
+            }
+            "DeliveryExpired" => {
+                let date = expiry_dates[&payload["delivery"]].expect("an expiration date");
+                assert!(micros(event) >= date, "expired before its date: {event}");
+                expiries += 1;
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        expiries > 0,
+        "no delivery expired in {} events",
+        events.len()
+    );
+}
+
 #[test]
 fn generate_refuses_a_non_empty_ledger() {
     let dir = tempfile::tempdir().unwrap();

@@ -129,6 +129,18 @@ impl ManualClock {
         self.state.advanced.notify_waiters();
     }
 
+    /// Moves the clock forward to `at` and wakes every sleeper. A clock that already
+    /// reads `at` or later stays where it is.
+    pub fn advance_to(&self, at: Timestamp) {
+        let previous = self
+            .state
+            .micros
+            .fetch_max(at.as_micros(), Ordering::SeqCst);
+        if previous < at.as_micros() {
+            self.state.advanced.notify_waiters();
+        }
+    }
+
     pub fn now(&self) -> Timestamp {
         Timestamp::from_micros(self.state.micros.load(Ordering::SeqCst))
     }
@@ -173,6 +185,16 @@ mod tests {
         let slept = sleeper.await.unwrap();
 
         assert!(slept < Duration::from_secs(5), "slept {slept:?}");
+    }
+
+    #[test]
+    fn advancing_to_an_earlier_time_keeps_the_reading() {
+        let manual = ManualClock::new(Timestamp::from_micros(10));
+
+        manual.advance_to(Timestamp::from_micros(25));
+        manual.advance_to(Timestamp::from_micros(20));
+
+        assert_eq!(manual.now(), Timestamp::from_micros(25));
     }
 
     #[test]

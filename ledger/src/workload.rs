@@ -6,11 +6,12 @@
 //! - [`Workload`] is pure: from a [`WorkloadConfig`] it yields [`AppendRequest`]s, one
 //!   per command (a submission, one e-mail attempt, one download...), in the order a
 //!   busy service would append them. The same configuration always yields the same
-//!   requests, command ids included.
+//!   requests, command ids included, each with its simulated time.
 //! - [`generate`] drives a `Workload` against any [`Appender`] with a bounded number
 //!   of requests in flight. It never puts two requests of the same [`Lane`] (one
 //!   delivery, one account) in flight together, so each delivery's events reach its
-//!   chain in causal order.
+//!   chain in causal order. [`AtSimulatedTime`] appends each request at its simulated
+//!   time.
 //!
 //! [`sized_event`] and [`SizedRequests`] make simple events of a chosen encoded size,
 //! for throughput measurements that need a fixed payload size instead of a realistic
@@ -37,7 +38,7 @@ mod causality;
 use consign_schemas::{ChainId, DeliveryId};
 
 pub use config::{ConfigError, WorkloadConfig};
-pub use driver::{Appender, GenerateError, Lane, WorkloadSummary, generate};
+pub use driver::{Appender, AtSimulatedTime, GenerateError, Lane, WorkloadSummary, generate};
 pub use generator::Workload;
 pub use sized::{SizedRequests, sized_event};
 

@@ -5,9 +5,9 @@ use std::io::{BufWriter, Write};
 use std::time::Instant;
 
 use anyhow::Context;
-use consign_ledger::workload::{self, WorkloadConfig};
+use consign_ledger::workload::{self, AtSimulatedTime, WorkloadConfig};
 use consign_ledger::{
-    BreakReason, ChainChecks, EmbeddedLedger, EmbeddedOptions, LedgerError, RawEvent,
+    BreakReason, ChainChecks, EmbeddedLedger, EmbeddedOptions, LedgerError, ManualClock, RawEvent,
 };
 use consign_schemas::{ChainId, Envelope, Position, Timestamp, hash_stored_event};
 use serde_json::json;
@@ -467,9 +467,18 @@ pub(super) fn generate(args: GenerateArgs) -> anyhow::Result<Outcome> {
         consign_ledger::postmark::PostmarkKeys::generate(&keys_dir)?;
     }
     let keys = consign_ledger::postmark::PostmarkKeys::load(&keys_dir)?;
+    let config = WorkloadConfig {
+        deliveries: args.deliveries,
+        seed: args.seed,
+        ..WorkloadConfig::default()
+    };
+    // The sequencer reads the simulated time, so that event times agree with the dates
+    // in the payloads, such as expiration dates.
+    let clock = ManualClock::new(config.start);
     let options = EmbeddedOptions {
         chains: args.chains,
         sync: !args.no_sync,
+        clock: clock.clock(),
         checkpoints: Some(consign_ledger::checkpoint::CheckpointPolicy {
             every_events: 1000,
             every: std::time::Duration::from_secs(1),
@@ -494,11 +503,10 @@ pub(super) fn generate(args: GenerateArgs) -> anyhow::Result<Outcome> {
     }
 
     let config = WorkloadConfig {
-        deliveries: args.deliveries,
-        seed: args.seed,
         chains: ledger.chain_count(),
-        ..WorkloadConfig::default()
+        ..config
     };
+    let start = config.start;
 
     let bar = progress::counter("events written");
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -507,26 +515,46 @@ pub(super) fn generate(args: GenerateArgs) -> anyhow::Result<Outcome> {
         .build()
         .context("cannot start the async runtime")?;
     let started = Instant::now();
-    let summary = runtime
-        .block_on(workload::generate(
-            &ledger,
-            config,
-            args.concurrency as usize,
-            |events| bar.set_position(events),
-        ))
+    let summary = runtime.block_on(async {
+        let appender = AtSimulatedTime {
+            ledger: &ledger,
+            clock: &clock,
+        };
+        let summary = workload::generate(&appender, config, args.concurrency as usize, |events| {
+            bar.set_position(events)
+        })
+        .await
         .context("workload generation stopped")?;
+        // A checkpoint that covers each whole chain now, rather than when the ledger
+        // closes, so that the count below includes it.
+        for chain in ledger.chains() {
+            ledger
+                .checkpoint(chain)
+                .await
+                .with_context(|| format!("cannot sign the last checkpoint of chain {chain}"))?;
+        }
+        anyhow::Ok(summary)
+    })?;
     bar.finish_and_clear();
 
     let seconds = started.elapsed().as_secs_f64();
+    // The ledger adds its checkpoints to what the workload's requests wrote.
+    let total: u64 = ledger
+        .chains()
+        .map(|chain| ledger.next_position(chain).map(|next| next.get()))
+        .sum::<Result<u64, _>>()?;
     println!(
-        "generated {} deliveries in {}: {} events in {} requests ({} replayed) in {seconds:.2} s \
-         ({:.0} events/s)",
+        "generated {} deliveries in {}: {total} events ({} from {} requests, {} replayed; {} \
+         checkpoints), dated {} to {}, in {seconds:.2} s ({:.0} events/s)",
         args.deliveries,
         ledger.dir().display(),
         summary.events,
         summary.requests,
         summary.replayed_requests,
-        summary.events as f64 / seconds.max(1e-9)
+        total.saturating_sub(summary.events),
+        format_time(start),
+        format_time(clock.now()),
+        total as f64 / seconds.max(1e-9)
     );
     Ok(Outcome::Success)
 }

@@ -553,7 +553,13 @@ impl Drop for EmbeddedLedger {
 impl crate::workload::Appender for EmbeddedLedger {
     type Error = LedgerError;
 
-    async fn append(&self, request: AppendRequest) -> Result<Appended, LedgerError> {
+    /// Appends at the sequencer's own time; see
+    /// [`AtSimulatedTime`](crate::workload::AtSimulatedTime) for simulated times.
+    async fn append(
+        &self,
+        request: AppendRequest,
+        _at: consign_schemas::Timestamp,
+    ) -> Result<Appended, LedgerError> {
         EmbeddedLedger::append(self, request).await
     }
 }

@@ -12,26 +12,54 @@ use std::future::Future;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 
-use consign_schemas::{AccountId, ChainId, CommandId, DeliveryId, Event};
+use consign_schemas::{AccountId, ChainId, CommandId, DeliveryId, Event, Timestamp};
 
 use super::config::{ConfigError, WorkloadConfig};
 use super::generator::Workload;
-use crate::{AppendRequest, Appended};
+use crate::{AppendRequest, Appended, EmbeddedLedger, LedgerError, ManualClock};
 
 /// Waiting requests allowed per unit of concurrency. When this many wait for busy
 /// lanes, the driver stops reading ahead until a lane becomes free.
 const WAITING_PER_SLOT: usize = 4;
+
+/// A request with its simulated time.
+type Scheduled = (Timestamp, AppendRequest);
 
 /// A ledger that the driver can append to.
 pub trait Appender {
     type Error: std::error::Error + Send + Sync + 'static;
 
     /// Appends the request's events atomically to its chain, as
-    /// `EmbeddedLedger::append` does.
+    /// `EmbeddedLedger::append` does. `at` is the simulated time at which the workload
+    /// makes the request, which [`AtSimulatedTime`] uses as the sequencer time.
     fn append(
         &self,
         request: AppendRequest,
+        at: Timestamp,
     ) -> impl Future<Output = Result<Appended, Self::Error>> + Send;
+}
+
+/// Appends to an embedded ledger whose sequencer reads `clock`, moving the clock
+/// forward to each request's simulated time first. The events' times then agree with
+/// the times in their payloads: an expiry is recorded at or after the expiration date
+/// it carries, and the history spreads over the simulated weeks instead of the minutes
+/// the run takes.
+///
+/// With several requests in flight, a request that waited for its lane is sequenced
+/// at the latest time reached so far, since the clock never goes back.
+#[derive(Debug)]
+pub struct AtSimulatedTime<'a> {
+    pub ledger: &'a EmbeddedLedger,
+    pub clock: &'a ManualClock,
+}
+
+impl Appender for AtSimulatedTime<'_> {
+    type Error = LedgerError;
+
+    async fn append(&self, request: AppendRequest, at: Timestamp) -> Result<Appended, LedgerError> {
+        self.clock.advance_to(at);
+        self.ledger.append(request).await
+    }
 }
 
 /// The unit of causal order: requests of one lane must be appended one after another.
@@ -136,19 +164,20 @@ pub async fn generate<A: Appender>(
 
     let mut in_flight = FuturesUnordered::new();
     let mut busy: HashSet<Lane> = HashSet::new();
-    // Each waiting request with whether it belongs to the account setup.
-    let mut waiting: HashMap<Lane, VecDeque<(AppendRequest, bool)>> = HashMap::new();
+    // Each waiting request and its simulated time, with whether it belongs to the
+    // account setup.
+    let mut waiting: HashMap<Lane, VecDeque<(Scheduled, bool)>> = HashMap::new();
     let mut waiting_count = 0;
     let mut setup_in_flight = 0;
     let mut summary = WorkloadSummary::default();
     let mut failure = None;
     let mut later_failures = 0u64;
 
-    let start = |request: AppendRequest, lane: Lane, is_setup: bool| {
+    let start = |(at, request): Scheduled, lane: Lane, is_setup: bool| {
         let chain = request.chain;
         let command = request.command;
         async move {
-            let result = ledger.append(request).await;
+            let result = ledger.append(request, at).await;
             (lane, is_setup, chain, command, result)
         }
     };
@@ -160,11 +189,11 @@ pub async fn generate<A: Appender>(
             if !is_setup && setup_in_flight > 0 {
                 break;
             }
-            let Some(request) = workload.next_request() else {
+            let Some(request) = workload.next_scheduled() else {
                 break;
             };
 
-            let lane = Lane::of(&request);
+            let lane = Lane::of(&request.1);
             if busy.insert(lane) {
                 setup_in_flight += usize::from(is_setup);
                 in_flight.push(start(request, lane, is_setup));
@@ -277,7 +306,11 @@ mod tests {
     impl Appender for MemoryLedger {
         type Error = InjectedFailure;
 
-        async fn append(&self, request: AppendRequest) -> Result<Appended, InjectedFailure> {
+        async fn append(
+            &self,
+            request: AppendRequest,
+            _at: Timestamp,
+        ) -> Result<Appended, InjectedFailure> {
             let lane = Lane::of(&request);
             let call = {
                 let mut state = self.state.lock().unwrap();

@@ -118,8 +118,14 @@ impl Workload {
     /// Returns the next request, or `None` once every delivery has been admitted and
     /// every plan has yielded its last step.
     pub fn next_request(&mut self) -> Option<AppendRequest> {
+        self.next_scheduled().map(|(_, request)| request)
+    }
+
+    /// Returns the next request with its simulated time, which never decreases from one
+    /// request to the next. The account setup is at the configured start.
+    pub fn next_scheduled(&mut self) -> Option<(Timestamp, AppendRequest)> {
         if let Some(request) = self.setup.pop_front() {
-            return Some(request);
+            return Some((self.now, request));
         }
 
         loop {
@@ -134,7 +140,7 @@ impl Workload {
             let Reverse((_, plan_id)) = self.due.pop()?;
             let step = self.take_step(plan_id);
             self.now = self.now.max(step.at);
-            return Some(step.request);
+            return Some((self.now, step.request));
         }
     }
 

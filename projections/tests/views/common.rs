@@ -35,7 +35,11 @@ struct SteppingAppender<'a> {
 impl Appender for SteppingAppender<'_> {
     type Error = LedgerError;
 
-    async fn append(&self, request: AppendRequest) -> Result<Appended, LedgerError> {
+    async fn append(
+        &self,
+        request: AppendRequest,
+        _at: Timestamp,
+    ) -> Result<Appended, LedgerError> {
         self.clock.advance(APPEND_STEP);
         self.ledger.append(request).await
     }

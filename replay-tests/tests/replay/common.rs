@@ -28,8 +28,6 @@ pub struct FixtureSpec {
     /// File stem of `NAME.ledger` and `NAME.expected.json`.
     pub name: &'static str,
     pub config: WorkloadConfig,
-    /// Sequencer time between two appends while generating.
-    pub append_step: Duration,
 }
 
 impl FixtureSpec {
@@ -56,8 +54,8 @@ pub fn fixtures_dir() -> PathBuf {
 /// Returns every checked-in fixture.
 ///
 /// Both use 24 billing codes instead of the default 12, and the ledger signs a
-/// checkpoint every 500 events. The submission gaps spread the submissions over the whole run, and the
-/// append steps spread the sequencer times over about three months, so that billing
+/// checkpoint every 500 events. The events are sequenced at their simulated times, and
+/// the submission gaps spread the submissions over about three months, so that billing
 /// has rows in several months.
 pub fn specs() -> [FixtureSpec; 2] {
     [
@@ -71,7 +69,6 @@ pub fn specs() -> [FixtureSpec; 2] {
                 mean_submission_gap: Duration::from_secs(12 * 3600),
                 ..WorkloadConfig::default()
             },
-            append_step: Duration::from_secs(40 * 60),
         },
         FixtureSpec {
             name: "multi",
@@ -83,7 +80,6 @@ pub fn specs() -> [FixtureSpec; 2] {
                 mean_submission_gap: Duration::from_secs(6 * 3600),
                 ..WorkloadConfig::default()
             },
-            append_step: Duration::from_secs(20 * 60),
         },
     ]
 }

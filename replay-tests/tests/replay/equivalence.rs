@@ -18,9 +18,6 @@ use consign_replay_tests::fixture;
 use serde_json::Value;
 
 use crate::common::{digests, replay};
-use crate::regenerate::SteppingAppender;
-
-const STEP: Duration = Duration::from_secs(60);
 
 fn config() -> WorkloadConfig {
     WorkloadConfig {
@@ -31,13 +28,9 @@ fn config() -> WorkloadConfig {
     }
 }
 
-/// Appends the workload one request at a time, moving `clock` before each.
+/// Appends the workload one request at a time, each at its simulated time.
 async fn run_workload(ledger: &EmbeddedLedger, clock: &ManualClock) {
-    let appender = SteppingAppender {
-        ledger,
-        clock,
-        step: STEP,
-    };
+    let appender = workload::AtSimulatedTime { ledger, clock };
     workload::generate(&appender, config(), 1, |_| {})
         .await
         .unwrap();

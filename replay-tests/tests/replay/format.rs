@@ -2,8 +2,6 @@
 //! events, a replay of the recording equals a catch-up from the ledger, and encoding a
 //! parsed file gives its bytes again.
 
-use std::time::Duration;
-
 use consign_ledger::EmbeddedLedger;
 use consign_ledger::workload::WorkloadConfig;
 use consign_projections::{ALL_VIEWS, catch_up};
@@ -24,7 +22,6 @@ fn small_ledger() -> (TempDir, EmbeddedLedger) {
             chains: 3,
             ..WorkloadConfig::default()
         },
-        append_step: Duration::from_secs(60),
     };
     let dir = tempfile::tempdir().unwrap();
     let ledger = generate(&spec, dir.path());

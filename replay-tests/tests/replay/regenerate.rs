@@ -15,10 +15,8 @@ use std::time::Duration;
 
 use consign_ledger::checkpoint::CheckpointPolicy;
 use consign_ledger::postmark::PostmarkKeys;
-use consign_ledger::workload::{self, Appender};
-use consign_ledger::{
-    AppendRequest, Appended, EmbeddedLedger, EmbeddedOptions, LedgerError, ManualClock,
-};
+use consign_ledger::workload::{self, AtSimulatedTime};
+use consign_ledger::{EmbeddedLedger, EmbeddedOptions, ManualClock};
 use consign_replay_tests::expected::choose_deliveries;
 use consign_replay_tests::fixture;
 use consign_schemas::EventKind;
@@ -26,29 +24,8 @@ use consign_schemas::EventKind;
 use crate::common::{FixtureSpec, MAX_FIXTURE_BYTES, UPDATE_VARIABLE, specs, update_requested};
 use crate::expected::write_expected;
 
-/// Moves the manual clock forward before every append, so that each request gets its
-/// own sequencer time and the times spread over months.
-///
-/// NOTE: the workload's simulated time is not visible outside the generator, so the
-/// sequencer times advance by a fixed step per request and do not match the times in
-/// the payloads, such as expiry dates and retry times.
-pub struct SteppingAppender<'a> {
-    pub ledger: &'a EmbeddedLedger,
-    pub clock: &'a ManualClock,
-    pub step: Duration,
-}
-
-impl Appender for SteppingAppender<'_> {
-    type Error = LedgerError;
-
-    async fn append(&self, request: AppendRequest) -> Result<Appended, LedgerError> {
-        self.clock.advance(self.step);
-        self.ledger.append(request).await
-    }
-}
-
-/// Appends the workload of `spec` to a new ledger in `dir`, one request at a time, so
-/// that the events are in the workload's order.
+/// Appends the workload of `spec` to a new ledger in `dir`, one request at a time and
+/// each at its simulated time, so that the events are in the workload's order.
 pub fn generate(spec: &FixtureSpec, dir: &Path) -> EmbeddedLedger {
     let clock = ManualClock::new(spec.config.start);
     let keys = tempfile::tempdir().unwrap();
@@ -65,10 +42,9 @@ pub fn generate(spec: &FixtureSpec, dir: &Path) -> EmbeddedLedger {
         ..EmbeddedOptions::default()
     };
     let ledger = EmbeddedLedger::open(dir, options).unwrap();
-    let appender = SteppingAppender {
+    let appender = AtSimulatedTime {
         ledger: &ledger,
         clock: &clock,
-        step: spec.append_step,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
