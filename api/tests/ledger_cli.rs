@@ -630,6 +630,41 @@ fn invalid_account_creates_nothing() {
             "{login} {email}: the data directory was created"
         );
     }
+
+    for name in ["", "   "] {
+        let output = consign()
+            .args(["account", "create", "--data-dir", data.to_str().unwrap()])
+            .args([
+                "--login",
+                "ada",
+                "--role",
+                "sender",
+                "--email",
+                "ada@example.org",
+            ])
+            .args(["--name", name])
+            .env("CONSIGN_ACCOUNT_PASSWORD", "sender-password-1")
+            .output()
+            .unwrap();
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{name:?}: {stderr}");
+        assert!(stderr.contains("--name is empty"), "{name:?}: {stderr}");
+        assert!(!data.exists(), "{name:?}: the data directory was created");
+    }
+}
+
+/// A mistyped --data-dir gets no key folder of its own.
+#[test]
+fn keys_generate_needs_an_existing_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("typo");
+
+    let output = run(&["keys", "generate", "--data-dir", missing.to_str().unwrap()]);
+
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("no data directory at"), "{stderr}");
+    assert!(!missing.exists(), "the data directory was created");
 }
 
 /// A generated history is dated in simulated time: every expiry is recorded at or after

@@ -69,6 +69,13 @@ pub struct CreateArgs {
 /// No password was given, an input is invalid, the login is taken, or the ledger
 /// cannot be opened or written.
 pub fn create(args: CreateArgs) -> anyhow::Result<Outcome> {
+    if args
+        .name
+        .as_deref()
+        .is_some_and(|name| name.trim().is_empty())
+    {
+        bail!("--name is empty; give the name recipients see, or leave it out to use the login");
+    }
     let password = read_password(args.password_stdin)?;
     let account = NewAccount {
         login: args.login.clone(),

@@ -16,8 +16,17 @@ pub struct GenerateArgs {
 ///
 /// # Errors
 ///
-/// The key folder cannot be written.
+/// The data directory does not exist, or the key folder cannot be written.
 pub fn generate(args: GenerateArgs) -> anyhow::Result<Outcome> {
+    // A mistyped --data-dir would otherwise get a key folder of its own, and the real
+    // server would never see the new key.
+    if args.data.keys_dir.is_none() && !args.data.data_dir.is_dir() {
+        anyhow::bail!(
+            "no data directory at {} (--data-dir); give the data directory of the server \
+             whose key to replace, or its key folder with --keys-dir",
+            args.data.data_dir.display()
+        );
+    }
     let dir = args.data.keys_dir()?.join("postmark");
     let id = PostmarkKeys::generate(&dir)?;
     println!(
