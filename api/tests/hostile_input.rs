@@ -31,6 +31,10 @@ enum Part {
         file_name: Option<String>,
         content: Vec<u8>,
     },
+    /// A document named `typed.pdf` whose part header states this media type.
+    Typed {
+        media_type: String,
+    },
 }
 
 fn metadata(value: &Value) -> Part {
@@ -69,6 +73,14 @@ fn multipart_body(parts: &[Part]) -> Vec<u8> {
                     .as_bytes(),
                 );
                 body.extend_from_slice(content);
+            }
+            Part::Typed { media_type } => {
+                body.extend_from_slice(
+                    b"Content-Disposition: form-data; name=\"document\"; filename=\"typed.pdf\"\r\n\
+                      Content-Type: ",
+                );
+                body.extend_from_slice(media_type.as_bytes());
+                body.extend_from_slice(b"\r\n\r\n%PDF-1.7 typed");
             }
         }
         body.extend_from_slice(b"\r\n");
@@ -348,6 +360,45 @@ async fn file_names_rejected() {
         &before,
     )
     .await;
+
+    server.stop().await;
+}
+
+/// A media type that does not parse is refused, not stored as
+/// `application/octet-stream`: the multipart parser drops such a header, which would
+/// otherwise look like none given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_types_rejected() {
+    let work = tempfile::tempdir().unwrap();
+    let (server, token) = start(work.path(), &[]).await;
+    let before = snapshot(&server).await;
+
+    for media_type in ["not/a type", "nonsense", "application/", "tëxt/plain"] {
+        let parts = [
+            metadata(&valid_metadata()),
+            Part::Typed {
+                media_type: media_type.to_owned(),
+            },
+        ];
+        let response = submit(&server, &token, &parts).await;
+        assert_rejected(
+            &server,
+            media_type,
+            response,
+            &field(422, "documents[0].content_type"),
+            &before,
+        )
+        .await;
+    }
+
+    let parts = [
+        metadata(&valid_metadata()),
+        Part::Typed {
+            media_type: "text/plain; charset=utf-8".to_owned(),
+        },
+    ];
+    let response = submit(&server, &token, &parts).await;
+    assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
 
     server.stop().await;
 }
@@ -950,8 +1001,9 @@ async fn list_read_back_saves_unchanged() {
     let response = put(foreign).await.unwrap();
     let status = response.status();
     let text = response.text().await.unwrap();
-    assert_eq!(status, 400, "{text}");
+    assert_eq!(status, 422, "{text}");
     assert!(text.contains("display_name"), "{text}");
+    assert!(text.contains(r#""field":"members[0]""#), "{text}");
     assert_eq!(
         snapshot(&server).await,
         before,

@@ -1,15 +1,21 @@
 //! Request body and query extractors whose failures are [`ApiError`]s, so that a
 //! malformed body or query string gets the same JSON error shape as every other failure.
 
-use axum::Json;
+use axum::body::Bytes;
 use axum::extract::multipart::MultipartRejection;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{FromRequest, Multipart, Query, Request};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
 
-/// A JSON body; a missing content type or invalid JSON becomes [`ApiError`].
+/// Largest JSON body a route takes, as axum's default body limit.
+const MAX_JSON_BODY_BYTES: usize = 2 * 1024 * 1024;
+
+/// A JSON body. A missing content type, a body over [`MAX_JSON_BODY_BYTES`] or JSON
+/// that does not fit the route becomes an [`ApiError`].
 #[derive(Debug)]
 pub struct ApiJson<T>(pub T);
 
@@ -17,27 +23,114 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        match Json::<T>::from_request(request, state).await {
-            Ok(Json(value)) => Ok(Self(value)),
-            Err(rejection) => Err(json_error(&rejection)),
+        if !is_json(request.headers()) {
+            return Err(ApiError::bad_request(
+                "the body must be JSON with Content-Type: application/json",
+            ));
         }
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| body_error(&rejection))?;
+        let value = parse_json(&bytes, |reason| {
+            ApiError::bad_request(format!(
+                "the body is not the JSON this route takes: {reason}; see /api/openapi.json"
+            ))
+        })?;
+        Ok(Self(value))
     }
 }
 
-fn json_error(rejection: &JsonRejection) -> ApiError {
-    let message = match rejection {
-        JsonRejection::MissingJsonContentType(_) => {
-            "the body must be JSON with Content-Type: application/json".to_owned()
-        }
-        other => format!(
-            "the body is not the JSON this route takes: {}",
-            other.body_text()
-        ),
+/// Returns whether the content type is `application/json` or `application/*+json`.
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+    else {
+        return false;
     };
-    ApiError::BadRequest {
-        field: None,
-        message,
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || essence
+            .strip_prefix("application/")
+            .is_some_and(|subtype| subtype.ends_with("+json"))
+}
+
+fn body_error(rejection: &BytesRejection) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::LimitExceeded {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            limit: "json_body_bytes",
+            message: format!(
+                "the body is larger than the {MAX_JSON_BODY_BYTES} bytes a JSON request may have"
+            ),
+        };
     }
+    ApiError::bad_request(format!(
+        "the body could not be read: {}",
+        rejection.body_text()
+    ))
+}
+
+/// Parses `json` into `T`. A wrong value in a known field is that field's error (422).
+/// Any other failure, such as JSON that does not parse, an unknown field or a body of
+/// another JSON type, goes to `whole` with its reason.
+///
+/// # Errors
+///
+/// [`ApiError::Invalid`] naming the field, or the error `whole` makes.
+pub fn parse_json<T: DeserializeOwned>(
+    json: &[u8],
+    whole: impl Fn(String) -> ApiError,
+) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(json);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        let reason = without_type_names(&inner.to_string());
+        // A path such as `[0]` or `.` comes from a body that is not an object at all, and
+        // an unknown field is not a field of the route.
+        let names_field = path.starts_with(|c: char| c.is_ascii_lowercase())
+            && !reason.starts_with("unknown field");
+        if inner.is_data() && names_field {
+            ApiError::invalid(path.clone(), format!("{path}: {reason}"))
+        } else {
+            whole(reason)
+        }
+    })?;
+    deserializer
+        .end()
+        .map_err(|error| whole(error.to_string()))?;
+    Ok(value)
+}
+
+/// Replaces the server's own type names in a serde reason, such as "expected struct
+/// LoginRequest", with the JSON type a client sends.
+fn without_type_names(reason: &str) -> String {
+    let mut plain = String::with_capacity(reason.len());
+    let mut rest = reason;
+    while let Some(at) = rest
+        .find("expected struct ")
+        .or_else(|| rest.find("expected enum "))
+    {
+        let (before, from) = rest.split_at(at);
+        plain.push_str(before);
+        let (kind, after) = match from.strip_prefix("expected struct ") {
+            Some(after) => ("expected a JSON object", after),
+            None => ("expected a string", &from["expected enum ".len()..]),
+        };
+        plain.push_str(kind);
+        let name_end = after
+            .find(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+            .unwrap_or(after.len());
+        rest = &after[name_end..];
+    }
+    plain.push_str(rest);
+    plain
 }
 
 /// Converts a multipart rejection into [`ApiError`].
@@ -101,7 +194,25 @@ fn query_field(reason: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use super::query_field;
+    use super::{query_field, without_type_names};
+
+    #[test]
+    fn type_names_become_json_types() {
+        let cases = [
+            (
+                "invalid type: sequence, expected struct LoginRequest at line 1 column 0",
+                "invalid type: sequence, expected a JSON object at line 1 column 0",
+            ),
+            (
+                "invalid type: integer `3`, expected enum Role",
+                "invalid type: integer `3`, expected a string",
+            ),
+            ("unknown variant `god`", "unknown variant `god`"),
+        ];
+        for (reason, plain) in cases {
+            assert_eq!(without_type_names(reason), plain, "{reason}");
+        }
+    }
 
     #[test]
     fn query_field_from_reason() {

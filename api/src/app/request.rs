@@ -162,27 +162,10 @@ fn check_tls_available(transport: &Transport) -> Result<(), ApiError> {
 /// (422). Any other failure, such as JSON that does not parse or an unknown field, is
 /// an error of the whole metadata part (400).
 fn parse_metadata(json: &[u8]) -> Result<SubmissionMetadata, ApiError> {
-    let whole_part = |error: &serde_json::Error| ApiError::BadRequest {
+    super::body::parse_json(json, |reason| ApiError::BadRequest {
         field: Some("metadata".to_owned()),
-        message: format!("the metadata part is not valid submission JSON: {error}"),
-    };
-
-    let mut deserializer = serde_json::Deserializer::from_slice(json);
-    let metadata = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
-        let path = error.path().to_string();
-        let inner = error.into_inner();
-        // A path such as `[0]` comes from metadata that is not an object at all, and an
-        // unknown field is not a field of the submission.
-        let names_field = path.starts_with(|c: char| c.is_ascii_lowercase())
-            && !inner.to_string().starts_with("unknown field");
-        if inner.is_data() && names_field {
-            ApiError::invalid(path.clone(), format!("{path}: {inner}"))
-        } else {
-            whole_part(&inner)
-        }
-    })?;
-    deserializer.end().map_err(|error| whole_part(&error))?;
-    Ok(metadata)
+        message: format!("the metadata part is not valid submission JSON: {reason}"),
+    })
 }
 
 fn check_access_password(password: &str) -> Result<(), ApiError> {

@@ -16,7 +16,7 @@ use axum::Json;
 use axum::extract::multipart::Field;
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::{Multipart, State};
-use axum::http::header::CONNECTION;
+use axum::http::header::{CONNECTION, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use consign_ledger::{AppendRequest, NewEvent};
@@ -239,9 +239,15 @@ pub(crate) async fn store_document(
         });
     }
     let file_name = check_file_name(&format!("documents[{index}].file_name"), field.file_name())?;
+    // The raw header: the multipart parser drops a content type it cannot parse, which
+    // would otherwise pass as none given.
+    let raw_media_type = field
+        .headers()
+        .get(CONTENT_TYPE)
+        .map(|value| String::from_utf8_lossy(value.as_bytes()));
     let media_type = check_media_type(
         &format!("documents[{index}].content_type"),
-        field.content_type(),
+        raw_media_type.as_deref(),
     )?;
 
     let kek = plan.encrypt.then_some(&core.kek);
