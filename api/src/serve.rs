@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use crate::app::{Core, CoreParts, Limits, MailTransport, Transport};
 use crate::blobs::BlobStore;
 use crate::cli::DataDirArgs;
-use crate::cli::backend::Role;
+use crate::cli::backend::{POSTMARK_KEYS, Role};
 use crate::listen::{ListenConfig, TlsFiles};
 use consign_projections::billing::RateTable;
 use consign_projections::{ALL_VIEWS, ViewStore, ViewStoreOptions};
@@ -293,7 +293,7 @@ pub async fn run(
         checkpoints: Some(CheckpointPolicy {
             every_events: args.checkpoint_every_events,
             every: Duration::from_millis(args.checkpoint_every_ms),
-            signer: Arc::new(PostmarkKeys::load(&keys.join("postmark"))?),
+            signer: Arc::new(PostmarkKeys::load(&keys.join(POSTMARK_KEYS))?),
         }),
         ..EmbeddedOptions::default()
     };

@@ -653,18 +653,44 @@ fn invalid_account_creates_nothing() {
     }
 }
 
-/// A mistyped --data-dir gets no key folder of its own.
+/// `keys generate` only rotates existing keys: a mistyped or unused --data-dir gets no
+/// key folder of its own.
 #[test]
-fn keys_generate_needs_an_existing_data_dir() {
+fn keys_generate_rotates_existing_keys_only() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("typo");
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
 
-    let output = run(&["keys", "generate", "--data-dir", missing.to_str().unwrap()]);
+    for data_dir in [&missing, &empty] {
+        let output = run(&["keys", "generate", "--data-dir", data_dir.to_str().unwrap()]);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("no postmark keys in"), "{stderr}");
+    }
+    assert!(!missing.exists(), "the missing data directory was created");
+    assert_eq!(
+        std::fs::read_dir(&empty).unwrap().count(),
+        0,
+        "files in the empty folder"
+    );
 
-    let stderr = text(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("no data directory at"), "{stderr}");
-    assert!(!missing.exists(), "the data directory was created");
+    let served = dir.path().join("served");
+    generate(&served, 2);
+    let output = run(&["keys", "generate", "--data-dir", served.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let signing_keys = std::fs::read_dir(served.join("keys").join("postmark"))
+        .unwrap()
+        .filter(|entry| {
+            entry
+                .as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".key")
+        })
+        .count();
+    assert_eq!(signing_keys, 2);
 }
 
 /// A generated history is dated in simulated time: every expiry is recorded at or after

@@ -15,6 +15,13 @@ use super::DataDirArgs;
 /// Maximum wait for the copy to catch up with the topic, or for a sequencer to start.
 const CATCH_UP: Duration = Duration::from_secs(300);
 
+/// Folder of the postmark and checkpoint signing keys in the key folder.
+pub(crate) const POSTMARK_KEYS: &str = "postmark";
+/// File of the key that wraps each sealed document's key, in the key folder.
+pub(crate) const DOCUMENTS_KEK: &str = "documents.kek";
+/// File of the key that derives the recipients' link tokens, in the key folder.
+pub(crate) const LINKS_KEY: &str = "links.key";
+
 /// The part a command plays on Kafka.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Role {
@@ -43,6 +50,15 @@ impl DataDirArgs {
             Some(dir) => Ok(dir.clone()),
             None => Ok(self.data_dir.join("keys")),
         }
+    }
+
+    /// Returns the folder of the signing keys in the key folder.
+    ///
+    /// # Errors
+    ///
+    /// As [`DataDirArgs::keys_dir`].
+    pub fn postmark_dir(&self) -> anyhow::Result<PathBuf> {
+        Ok(self.keys_dir()?.join(POSTMARK_KEYS))
     }
 
     /// Returns the Kafka options of these arguments, when `--kafka` was given.

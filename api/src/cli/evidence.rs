@@ -128,7 +128,7 @@ pub fn export(args: ExportArgs) -> anyhow::Result<Outcome> {
             args.data.data_dir.display()
         );
     }
-    let keys_dir = args.data.keys_dir()?.join("postmark");
+    let keys_dir = args.data.postmark_dir()?;
     let keys = PostmarkKeys::load(&keys_dir)
         .with_context(|| format!("cannot load the signing keys in {}", keys_dir.display()))?;
     let public_keys = keys.public_keys();

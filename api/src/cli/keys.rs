@@ -16,18 +16,18 @@ pub struct GenerateArgs {
 ///
 /// # Errors
 ///
-/// The data directory does not exist, or the key folder cannot be written.
+/// The key folder has no keys yet, or it cannot be written.
 pub fn generate(args: GenerateArgs) -> anyhow::Result<Outcome> {
     // A mistyped --data-dir would otherwise get a key folder of its own, and the real
-    // server would never see the new key.
-    if args.data.keys_dir.is_none() && !args.data.data_dir.is_dir() {
+    // server would never see the new key. A server creates the first key itself.
+    let dir = args.data.postmark_dir()?;
+    if !dir.join("current").is_file() {
         anyhow::bail!(
-            "no data directory at {} (--data-dir); give the data directory of the server \
-             whose key to replace, or its key folder with --keys-dir",
-            args.data.data_dir.display()
+            "no postmark keys in {}; give the data directory (--data-dir) of a server that \
+             has started at least once, or its key folder with --keys-dir",
+            dir.display()
         );
     }
-    let dir = args.data.keys_dir()?.join("postmark");
     let id = PostmarkKeys::generate(&dir)?;
     println!(
         "new postmark signing key {id} in {}; restart the server to sign with it",

@@ -9,6 +9,7 @@ use consign_notifier::LinkKey;
 
 use super::ServeArgs;
 use crate::blobs::KeyEncryptionKey;
+use crate::cli::backend::{DOCUMENTS_KEK, LINKS_KEY, POSTMARK_KEYS};
 
 /// Checks that `listen` names an address that can be bound now, before the data
 /// directory is touched. The socket is closed again: the server binds it once the
@@ -106,9 +107,9 @@ async fn load_or_create_keys_in(
             reject_new_keys_on_used_topic(&brokers, &topic, &keys)?;
         }
         let loaded = ServerKeys {
-            postmark: load_or_create_postmark_keys(&keys.join("postmark"))?,
-            kek: load_or_create_kek(&keys.join("documents.kek"))?,
-            links: LinkKey::load_or_create(&keys.join("links.key"))?,
+            postmark: load_or_create_postmark_keys(&keys.join(POSTMARK_KEYS))?,
+            kek: load_or_create_kek(&keys.join(DOCUMENTS_KEK))?,
+            links: LinkKey::load_or_create(&keys.join(LINKS_KEY))?,
         };
         drop(lock);
         Ok(loaded)
@@ -120,7 +121,8 @@ async fn load_or_create_keys_in(
 /// Stops a Kafka server that would create keys for a topic that other servers already
 /// write. Its links, sealed documents and signatures would not match theirs.
 fn reject_new_keys_on_used_topic(brokers: &str, topic: &str, keys: &Path) -> anyhow::Result<()> {
-    let missing: Vec<String> = ["postmark/current", "documents.kek", "links.key"]
+    let postmark_current = format!("{POSTMARK_KEYS}/current");
+    let missing: Vec<String> = [postmark_current.as_str(), DOCUMENTS_KEK, LINKS_KEY]
         .into_iter()
         .filter(|name| !keys.join(name).exists())
         .map(|name| keys.join(name).display().to_string())
@@ -195,7 +197,7 @@ mod tests {
                 first.links.token(delivery, recipient).as_str()
             );
         }
-        let signing_keys = std::fs::read_dir(keys.join("postmark"))
+        let signing_keys = std::fs::read_dir(keys.join(super::POSTMARK_KEYS))
             .unwrap()
             .filter(|entry| {
                 let name = entry.as_ref().unwrap().file_name();
