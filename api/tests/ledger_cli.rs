@@ -748,6 +748,12 @@ fn generated_history_is_dated_in_simulated_time() {
             "DeliveryExpired" => {
                 let date = expiry_dates[&payload["delivery"]].expect("an expiration date");
                 assert!(micros(event) >= date, "expired before its date: {event}");
+                // The driver starts no request more than a minute of simulated time
+                // after the earliest one not yet acknowledged.
+                assert!(
+                    micros(event) - date <= 60_000_000,
+                    "expired over a minute after its date: {event}"
+                );
                 expiries += 1;
             }
             _ => {}

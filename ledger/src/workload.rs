@@ -38,7 +38,10 @@ mod causality;
 use consign_schemas::{ChainId, DeliveryId};
 
 pub use config::{ConfigError, WorkloadConfig};
-pub use driver::{Appender, AtSimulatedTime, GenerateError, Lane, WorkloadSummary, generate};
+pub use driver::{
+    Appender, AtSimulatedTime, GenerateError, Lane, SIMULATED_TIME_WINDOW, WorkloadSummary,
+    generate,
+};
 pub use generator::Workload;
 pub use sized::{SizedRequests, sized_event};
 

@@ -60,7 +60,7 @@ fn read_saved_checkpoint(path: &std::path::Path) -> anyhow::Result<SavedCheckpoi
 pub(super) fn public_keys(
     keys_dir: &std::path::Path,
 ) -> Option<std::sync::Arc<consign_ledger::checkpoint::PublicKeys>> {
-    let dir = keys_dir.join("postmark");
+    let dir = keys_dir.join(super::backend::POSTMARK_KEYS);
     match consign_ledger::postmark::PostmarkKeys::load(&dir) {
         Ok(keys) => {
             println!(
@@ -114,7 +114,8 @@ pub struct GenerateArgs {
     #[arg(long)]
     pub deliveries: u64,
 
-    /// Seed of the random choices; the same seed gives the same events.
+    /// Seed of the random choices. The same seed gives the same requests; with
+    /// --concurrency above 1 their order and times vary within a minute of simulated time.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
 
@@ -462,7 +463,7 @@ fn hex_string(bytes: &[u8]) -> String {
 pub(super) fn generate(args: GenerateArgs) -> anyhow::Result<Outcome> {
     // The ledger signs real checkpoints with the data directory's keys, the ones a
     // server started on it later uses too.
-    let keys_dir = args.data.keys_dir()?.join("postmark");
+    let keys_dir = args.data.postmark_dir()?;
     if !keys_dir.join("current").exists() {
         consign_ledger::postmark::PostmarkKeys::generate(&keys_dir)?;
     }

@@ -6,8 +6,9 @@
 //! flight together, so each lane's requests reach the ledger in the order the
 //! workload yielded them.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::future::Future;
+use std::time::Duration;
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
@@ -37,6 +38,13 @@ pub trait Appender {
         request: AppendRequest,
         at: Timestamp,
     ) -> impl Future<Output = Result<Appended, Self::Error>> + Send;
+
+    /// Returns the most simulated time by which a request may come after the earliest
+    /// request not yet acknowledged, for an appender that sequences at simulated times.
+    /// The default, `None`, sets no bound.
+    fn time_window(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// Appends to an embedded ledger whose sequencer reads `clock`, moving the clock
@@ -45,8 +53,10 @@ pub trait Appender {
 /// it carries, and the history spreads over the simulated weeks instead of the minutes
 /// the run takes.
 ///
-/// With several requests in flight, a request that waited for its lane is sequenced
-/// at the latest time reached so far, since the clock never goes back.
+/// Requests in flight together share one clock, which never goes back, so an event may
+/// be sequenced later than its simulated time. The driver bounds that by starting no
+/// request more than [`SIMULATED_TIME_WINDOW`] after the earliest one not yet
+/// acknowledged.
 #[derive(Debug)]
 pub struct AtSimulatedTime<'a> {
     pub ledger: &'a EmbeddedLedger,
@@ -60,7 +70,15 @@ impl Appender for AtSimulatedTime<'_> {
         self.clock.advance_to(at);
         self.ledger.append(request).await
     }
+
+    fn time_window(&self) -> Option<Duration> {
+        Some(SIMULATED_TIME_WINDOW)
+    }
 }
+
+/// Most simulated time by which [`AtSimulatedTime`] sequences an event after its own
+/// time.
+pub const SIMULATED_TIME_WINDOW: Duration = Duration::from_secs(60);
 
 /// The unit of causal order: requests of one lane must be appended one after another.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -135,8 +153,10 @@ pub enum GenerateError<E: std::error::Error + 'static> {
 ///
 /// The account setup is appended first, and completely, before any delivery request.
 /// After that, requests of different lanes interleave, while the requests of one lane
-/// are appended strictly one after another in workload order. `progress` is called
-/// after each acknowledged request with the number of events written so far.
+/// are appended strictly one after another in workload order. An appender with a
+/// [`Appender::time_window`] gets no request that much later than the earliest one not
+/// yet acknowledged. `progress` is called after each acknowledged request with the
+/// number of events written so far.
 ///
 /// Submissions carry idempotency keys, so rerunning the same configuration against
 /// the same ledger writes no submission twice. Their later events have no key and are
@@ -172,26 +192,46 @@ pub async fn generate<A: Appender>(
     let mut summary = WorkloadSummary::default();
     let mut failure = None;
     let mut later_failures = 0u64;
+    // The simulated times of the requests read and not yet acknowledged, with their
+    // counts, and a request held back because it is too far past the earliest of them.
+    let window = ledger.time_window().map(|window| {
+        i64::try_from(window.as_micros()).expect("a time window fits in i64 microseconds")
+    });
+    let mut outstanding: BTreeMap<Timestamp, usize> = BTreeMap::new();
+    let mut held_back: Option<(Scheduled, bool)> = None;
 
     let start = |(at, request): Scheduled, lane: Lane, is_setup: bool| {
         let chain = request.chain;
         let command = request.command;
         async move {
             let result = ledger.append(request, at).await;
-            (lane, is_setup, chain, command, result)
+            (lane, is_setup, at, chain, command, result)
         }
     };
 
     loop {
         // Read ahead while there is room. A request whose lane is busy waits for it.
         while failure.is_none() && in_flight.len() < concurrency && waiting_count < max_waiting {
-            let is_setup = workload.in_setup_phase();
-            if !is_setup && setup_in_flight > 0 {
+            let (request, is_setup) = match held_back.take() {
+                Some(request) => request,
+                None => {
+                    let is_setup = workload.in_setup_phase();
+                    if !is_setup && setup_in_flight > 0 {
+                        break;
+                    }
+                    let Some(request) = workload.next_scheduled() else {
+                        break;
+                    };
+                    (request, is_setup)
+                }
+            };
+            if let (Some(window), Some((earliest, _))) = (window, outstanding.first_key_value())
+                && request.0.as_micros() > earliest.as_micros().saturating_add(window)
+            {
+                held_back = Some((request, is_setup));
                 break;
             }
-            let Some(request) = workload.next_scheduled() else {
-                break;
-            };
+            *outstanding.entry(request.0).or_default() += 1;
 
             let lane = Lane::of(&request.1);
             if busy.insert(lane) {
@@ -206,11 +246,17 @@ pub async fn generate<A: Appender>(
             }
         }
 
-        let Some((lane, was_setup, chain, command, result)) = in_flight.next().await else {
+        let Some((lane, was_setup, at, chain, command, result)) = in_flight.next().await else {
             break;
         };
         busy.remove(&lane);
         setup_in_flight -= usize::from(was_setup);
+        if let Some(count) = outstanding.get_mut(&at) {
+            *count -= 1;
+            if *count == 0 {
+                outstanding.remove(&at);
+            }
+        }
 
         match result {
             Ok(appended) => {
