@@ -87,11 +87,29 @@ pub fn parse_json<T: DeserializeOwned>(
     json: &[u8],
     whole: impl Fn(String) -> ApiError,
 ) -> Result<T, ApiError> {
+    // serde reads an array as a struct's fields in order, which would give an array
+    // body errors about the wrong fields.
+    match json.iter().find(|byte| !byte.is_ascii_whitespace()) {
+        Some(b'{') => {}
+        Some(_) => return Err(whole("expected a JSON object in braces".to_owned())),
+        None => return Err(whole("the JSON is empty, expected an object".to_owned())),
+    }
+
     let mut deserializer = serde_json::Deserializer::from_slice(json);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
         let inner = error.into_inner();
         let reason = without_type_names(&inner.to_string());
+        if inner.is_data()
+            && let Some(name) = missing_field(&reason)
+        {
+            let field = if path == "." {
+                name.to_owned()
+            } else {
+                format!("{path}.{name}")
+            };
+            return ApiError::invalid(field.clone(), format!("{field} is missing"));
+        }
         // A path such as `[0]` or `.` comes from a body that is not an object at all, and
         // an unknown field is not a field of the route.
         let names_field = path.starts_with(|c: char| c.is_ascii_lowercase())
@@ -106,6 +124,13 @@ pub fn parse_json<T: DeserializeOwned>(
         .end()
         .map_err(|error| whole(error.to_string()))?;
     Ok(value)
+}
+
+/// Returns the field that a serde reason such as "missing field `role` at line 1
+/// column 9" names.
+fn missing_field(reason: &str) -> Option<&str> {
+    let rest = reason.strip_prefix("missing field `")?;
+    rest.split_once('`').map(|(name, _)| name)
 }
 
 /// Replaces the server's own type names in a serde reason, such as "expected struct
@@ -194,7 +219,16 @@ fn query_field(reason: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use super::{query_field, without_type_names};
+    use super::{missing_field, query_field, without_type_names};
+
+    #[test]
+    fn missing_field_from_reason() {
+        assert_eq!(
+            missing_field("missing field `role` at line 1 column 9"),
+            Some("role")
+        );
+        assert_eq!(missing_field("unknown field `x`"), None);
+    }
 
     #[test]
     fn type_names_become_json_types() {
