@@ -579,6 +579,7 @@ fn unparsable_numbers_get_a_tip() {
 
     for (option, value, tip) in [
         ("--deliveries", "abc", "give a whole number in digits 0-9"),
+        ("--deliveries", "0", "0 is not in 1.."),
         ("--seed", "-1", "give a whole number in digits 0-9"),
         (
             "--seed",
@@ -827,6 +828,9 @@ fn flipped_byte_in_any_table_file() {
         .unwrap();
     let created = create.wait_with_output().unwrap();
     assert!(created.status.success(), "{}", text(&created.stderr));
+    // The role is shown as it is typed on the command line.
+    let stdout = text(&created.stdout);
+    assert!(stdout.contains("with role sender at position"), "{stdout}");
 
     let mut tables: Vec<_> = std::fs::read_dir(original.path().join("ledger"))
         .unwrap()

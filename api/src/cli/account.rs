@@ -6,6 +6,7 @@
 use std::io::BufRead;
 
 use anyhow::{Context, bail};
+use clap::ValueEnum;
 use consign_ledger::{EmbeddedLedger, EmbeddedOptions};
 use consign_projections::model::Model;
 use consign_schemas::Position;
@@ -102,9 +103,12 @@ pub fn create(args: CreateArgs) -> anyhow::Result<Outcome> {
         open_account(&args.data.data_dir, &account)?
     };
     println!(
-        "opened account {} ({id}) with role {:?} at position {}",
+        "opened account {} ({id}) with role {} at position {}",
         account.login.trim(),
-        args.role,
+        args.role
+            .to_possible_value()
+            .expect("every role has a name on the command line")
+            .get_name(),
         position
     );
     Ok(Outcome::Success)

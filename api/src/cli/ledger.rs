@@ -110,8 +110,8 @@ pub struct GenerateArgs {
     #[command(flatten)]
     pub data: DataDirArgs,
 
-    /// Number of deliveries to generate.
-    #[arg(long)]
+    /// Number of deliveries to generate, at least 1.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub deliveries: u64,
 
     /// Seed of the random choices. The same seed gives the same requests; with
@@ -545,17 +545,30 @@ pub(super) fn generate(args: GenerateArgs) -> anyhow::Result<Outcome> {
         .map(|chain| ledger.next_position(chain).map(|next| next.get()))
         .sum::<Result<u64, _>>()?;
     println!(
-        "generated {} deliveries in {}: {total} events ({} from {} requests, {} replayed; {} \
-         checkpoints), dated {} to {}, in {seconds:.2} s ({:.0} events/s)",
-        args.deliveries,
+        "generated {} in {}: {total} events ({} from {} requests, {} replayed; {}), dated {} \
+         to {}, in {seconds:.2} s ({:.0} events/s)",
+        counted(args.deliveries, "delivery", "deliveries"),
         ledger.dir().display(),
         summary.events,
         summary.requests,
         summary.replayed_requests,
-        total.saturating_sub(summary.events),
+        counted(
+            total.saturating_sub(summary.events),
+            "checkpoint",
+            "checkpoints"
+        ),
         format_time(start),
         format_time(clock.now()),
         total as f64 / seconds.max(1e-9)
     );
     Ok(Outcome::Success)
+}
+
+/// Writes `count` with the noun in the singular or the plural.
+fn counted(count: u64, singular: &str, plural: &str) -> String {
+    if count == 1 {
+        format!("1 {singular}")
+    } else {
+        format!("{count} {plural}")
+    }
 }
