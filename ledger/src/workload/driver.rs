@@ -331,6 +331,8 @@ mod tests {
         state: Mutex<MemoryState>,
         /// Fails the append with this 0-based index.
         fail_at: Option<u64>,
+        /// Returned by [`Appender::time_window`].
+        window: Option<Duration>,
     }
 
     #[derive(Default)]
@@ -343,6 +345,11 @@ mod tests {
         in_flight: usize,
         max_in_flight: usize,
         calls: u64,
+        /// Simulated times of the appends in flight, with their counts.
+        times_in_flight: BTreeMap<Timestamp, usize>,
+        /// Largest lead, in microseconds, of a starting append's time over the earliest
+        /// time in flight.
+        max_lead: i64,
     }
 
     #[derive(Debug, thiserror::Error)]
@@ -355,7 +362,7 @@ mod tests {
         async fn append(
             &self,
             request: AppendRequest,
-            _at: Timestamp,
+            at: Timestamp,
         ) -> Result<Appended, InjectedFailure> {
             let lane = Lane::of(&request);
             let call = {
@@ -363,6 +370,9 @@ mod tests {
                 if !state.lanes_in_flight.insert(lane) {
                     state.lane_overlaps += 1;
                 }
+                *state.times_in_flight.entry(at).or_default() += 1;
+                let earliest = *state.times_in_flight.keys().next().expect("just added");
+                state.max_lead = state.max_lead.max(at.as_micros() - earliest.as_micros());
                 state.in_flight += 1;
                 state.max_in_flight = state.max_in_flight.max(state.in_flight);
                 state.calls += 1;
@@ -377,6 +387,14 @@ mod tests {
             let mut state = self.state.lock().unwrap();
             state.lanes_in_flight.remove(&lane);
             state.in_flight -= 1;
+            let count = state
+                .times_in_flight
+                .get_mut(&at)
+                .expect("added at the start");
+            *count -= 1;
+            if *count == 0 {
+                state.times_in_flight.remove(&at);
+            }
             if self.fail_at == Some(call) {
                 return Err(InjectedFailure);
             }
@@ -408,6 +426,10 @@ mod tests {
             }
             state.appended.push(request);
             Ok(appended)
+        }
+
+        fn time_window(&self) -> Option<Duration> {
+            self.window
         }
     }
 
@@ -450,6 +472,34 @@ mod tests {
             state.max_in_flight
         );
         assert_eq!(check_causal_order(&state.appended), Ok(()));
+    }
+
+    /// With a time window, no append starts more than the window after the earliest
+    /// append in flight. Without one, the same run spreads further, so the bound is the
+    /// window's doing.
+    #[tokio::test]
+    async fn time_window_bounds_the_spread_in_flight() {
+        let window = Duration::from_secs(60);
+        let window_micros = i64::try_from(window.as_micros()).unwrap();
+
+        let bounded = MemoryLedger {
+            window: Some(window),
+            ..MemoryLedger::default()
+        };
+        generate(&bounded, config(300), 64, |_| {}).await.unwrap();
+        let bounded_lead = bounded.state.lock().unwrap().max_lead;
+        assert!(
+            bounded_lead <= window_micros,
+            "an append started {bounded_lead} µs after the earliest in flight"
+        );
+
+        let unbounded = MemoryLedger::default();
+        generate(&unbounded, config(300), 64, |_| {}).await.unwrap();
+        let unbounded_lead = unbounded.state.lock().unwrap().max_lead;
+        assert!(
+            unbounded_lead > window_micros,
+            "without a window the lead was only {unbounded_lead} µs"
+        );
     }
 
     #[tokio::test]
