@@ -141,6 +141,27 @@ async fn bad_json_bodies_rejected() {
         "{error}"
     );
 
+    // Two Content-Type headers are ambiguous even when one of them is JSON.
+    let response = server
+        .client
+        .post(server.url("/api/accounts"))
+        .bearer_auth(&root)
+        .header("content-type", "application/json")
+        .header("content-type", "text/plain")
+        .body(account("sender").to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let error: Value = response.json().await.unwrap();
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("2 Content-Type headers"),
+        "{error}"
+    );
+
     assert_eq!(heads(&server).await, before, "a refused body was recorded");
     let (status, _) = post(
         &server,

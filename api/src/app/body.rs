@@ -14,8 +14,8 @@ use super::error::ApiError;
 /// Largest JSON body a route takes, as axum's default body limit.
 const MAX_JSON_BODY_BYTES: usize = 2 * 1024 * 1024;
 
-/// A JSON body. A missing content type, a body over [`MAX_JSON_BODY_BYTES`] or JSON
-/// that does not fit the route becomes an [`ApiError`].
+/// A JSON body. A missing or repeated content type, a body over
+/// [`MAX_JSON_BODY_BYTES`] or JSON that does not fit the route becomes an [`ApiError`].
 #[derive(Debug)]
 pub struct ApiJson<T>(pub T);
 
@@ -23,6 +23,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let content_types = request.headers().get_all(CONTENT_TYPE).iter().count();
+        if content_types > 1 {
+            return Err(ApiError::bad_request(format!(
+                "the request has {content_types} Content-Type headers; send one: \
+                 Content-Type: application/json"
+            )));
+        }
         if !is_json(request.headers()) {
             return Err(ApiError::bad_request(
                 "the body must be JSON with Content-Type: application/json",
