@@ -418,6 +418,39 @@ fn verify_and_dump_write_nothing() {
     assert_eq!(file_digests(dir.path()), before);
 }
 
+/// `generate` refuses a corrupt ledger and one with events before it adds signing keys
+/// or anything else to the data directory.
+#[test]
+fn refused_generate_changes_nothing() {
+    let corrupt = tempfile::tempdir().unwrap();
+    std::fs::create_dir(corrupt.path().join("ledger")).unwrap();
+    std::fs::write(corrupt.path().join("ledger/CURRENT"), b"junk\n").unwrap();
+    let written = tempfile::tempdir().unwrap();
+    generate(written.path(), 5);
+    std::fs::remove_dir_all(written.path().join("keys")).unwrap();
+
+    for (dir, reason) in [(corrupt.path(), "corrupt"), (written.path(), "already has")] {
+        let before = file_digests(dir);
+        let data_dir = dir.to_str().unwrap();
+        let output = run(&[
+            "ledger",
+            "generate",
+            "--data-dir",
+            data_dir,
+            "--deliveries",
+            "1",
+        ]);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{reason}: {stderr}");
+        assert!(stderr.contains(reason), "{reason}: {stderr}");
+        assert_eq!(
+            file_digests(dir),
+            before,
+            "{reason}: the data directory changed"
+        );
+    }
+}
+
 #[test]
 fn missing_ledger_is_not_created() {
     let dir = tempfile::tempdir().unwrap();

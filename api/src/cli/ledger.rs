@@ -461,11 +461,27 @@ fn hex_string(bytes: &[u8]) -> String {
 }
 
 pub(super) fn generate(args: GenerateArgs) -> anyhow::Result<Outcome> {
+    // A ledger already in the data directory must open and be empty before any key is
+    // added beside it.
+    if args.data.kafka.is_none() && args.data.data_dir.join("ledger").exists() {
+        let existing =
+            EmbeddedLedger::open(&args.data.data_dir, read_only()).with_context(|| {
+                format!("cannot open the ledger in {}", args.data.data_dir.display())
+            })?;
+        refuse_history(&existing)?;
+    }
+
     // The ledger signs real checkpoints with the data directory's keys, the ones a
     // server started on it later uses too.
     let keys_dir = args.data.postmark_dir()?;
     if !keys_dir.join("current").exists() {
-        consign_ledger::postmark::PostmarkKeys::generate(&keys_dir)?;
+        consign_ledger::postmark::PostmarkKeys::generate(&keys_dir).with_context(|| {
+            format!(
+                "cannot create the signing keys of {}; give a --data-dir that this user can \
+                 create and write in",
+                args.data.data_dir.display()
+            )
+        })?;
     }
     let keys = consign_ledger::postmark::PostmarkKeys::load(&keys_dir)?;
     let config = WorkloadConfig {
@@ -488,20 +504,7 @@ pub(super) fn generate(args: GenerateArgs) -> anyhow::Result<Outcome> {
         ..EmbeddedOptions::default()
     };
     let ledger = open(&args.data, options, Role::Sequence(None))?;
-
-    // A workload is a history from the start: appended to an existing ledger, its
-    // accounts would open twice and its deliveries expire twice.
-    let existing: u64 = ledger
-        .chains()
-        .map(|chain| ledger.next_position(chain).map(|next| next.get()))
-        .sum::<Result<u64, _>>()?;
-    if existing > 0 {
-        anyhow::bail!(
-            "ledger in {} already has {existing} events; generate writes a whole history and \
-             needs an empty ledger, so choose a new --data-dir",
-            ledger.dir().display()
-        );
-    }
+    refuse_history(&ledger)?;
 
     let config = WorkloadConfig {
         chains: ledger.chain_count(),
@@ -562,6 +565,23 @@ pub(super) fn generate(args: GenerateArgs) -> anyhow::Result<Outcome> {
         total as f64 / seconds.max(1e-9)
     );
     Ok(Outcome::Success)
+}
+
+/// Refuses a ledger that has events. A workload is a history from the start: appended to
+/// an existing ledger, its accounts would open twice and its deliveries expire twice.
+fn refuse_history(ledger: &EmbeddedLedger) -> anyhow::Result<()> {
+    let existing: u64 = ledger
+        .chains()
+        .map(|chain| ledger.next_position(chain).map(|next| next.get()))
+        .sum::<Result<u64, _>>()?;
+    if existing > 0 {
+        anyhow::bail!(
+            "ledger in {} already has {existing} events; generate writes a whole history and \
+             needs an empty ledger, so choose a new --data-dir",
+            ledger.dir().display()
+        );
+    }
+    Ok(())
 }
 
 /// Writes `count` with the noun in the singular or the plural.
