@@ -468,7 +468,7 @@ pub(super) fn generate(args: GenerateArgs) -> anyhow::Result<Outcome> {
             EmbeddedLedger::open(&args.data.data_dir, read_only()).with_context(|| {
                 format!("cannot open the ledger in {}", args.data.data_dir.display())
             })?;
-        refuse_history(&existing)?;
+        require_empty(&existing)?;
     }
 
     // The ledger signs real checkpoints with the data directory's keys, the ones a
@@ -504,7 +504,7 @@ pub(super) fn generate(args: GenerateArgs) -> anyhow::Result<Outcome> {
         ..EmbeddedOptions::default()
     };
     let ledger = open(&args.data, options, Role::Sequence(None))?;
-    refuse_history(&ledger)?;
+    require_empty(&ledger)?;
 
     let config = WorkloadConfig {
         chains: ledger.chain_count(),
@@ -569,7 +569,7 @@ pub(super) fn generate(args: GenerateArgs) -> anyhow::Result<Outcome> {
 
 /// Refuses a ledger that has events. A workload is a history from the start: appended to
 /// an existing ledger, its accounts would open twice and its deliveries expire twice.
-fn refuse_history(ledger: &EmbeddedLedger) -> anyhow::Result<()> {
+fn require_empty(ledger: &EmbeddedLedger) -> anyhow::Result<()> {
     let existing: u64 = ledger
         .chains()
         .map(|chain| ledger.next_position(chain).map(|next| next.get()))
