@@ -86,6 +86,19 @@ impl ApiError {
         Self::NotFound { what: what.into() }
     }
 
+    /// Returns the 413 for a document larger than `max_document_bytes`. `document` names
+    /// it, such as `document 2 ("scan.pdf")`.
+    pub(crate) fn document_too_large(document: &str, limit: u64) -> Self {
+        Self::LimitExceeded {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            limit: "max_document_bytes",
+            message: format!(
+                "{document} is larger than the limit of {limit} bytes (max_document_bytes); \
+                 nothing was stored"
+            ),
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
@@ -183,14 +196,7 @@ impl From<LedgerError> for ApiError {
 impl From<BlobError> for ApiError {
     fn from(error: BlobError) -> Self {
         match error {
-            BlobError::TooLarge { limit, .. } => ApiError::LimitExceeded {
-                status: StatusCode::PAYLOAD_TOO_LARGE,
-                limit: "max_document_bytes",
-                message: format!(
-                    "a document is larger than the limit of {limit} bytes (max_document_bytes); \
-                     nothing was stored"
-                ),
-            },
+            BlobError::TooLarge { limit, .. } => ApiError::document_too_large("a document", limit),
             BlobError::Source { source } => ApiError::BadRequest {
                 field: Some("document".to_owned()),
                 message: format!(

@@ -16,7 +16,7 @@ use axum::Json;
 use axum::extract::multipart::Field;
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::{Multipart, State};
-use axum::http::header::{CONNECTION, CONTENT_TYPE};
+use axum::http::header::{CONNECTION, CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use consign_ledger::{AppendRequest, NewEvent};
@@ -30,7 +30,7 @@ use serde_json::json;
 use super::auth::Caller;
 use super::core::Core;
 use super::error::{ApiError, UNCONFIRMED};
-use super::names::{check_file_name, check_media_type};
+use super::names::{check_media_type, check_part_file_name, check_unique_file_name, quoted};
 use super::passwords;
 use super::request::{Plan, plan};
 use crate::blobs::{BlobError, BlobLimits, StoredBlob};
@@ -86,8 +86,8 @@ async fn submit_checked(
         return Err(ApiError::BadRequest {
             field: Some("metadata".to_owned()),
             message: format!(
-                "the first part is {:?}; the metadata part must come before the documents",
-                metadata.name().unwrap_or("")
+                "the first part is {}; the metadata part must come before the documents",
+                quoted(metadata.name().unwrap_or(""))
             ),
         });
     }
@@ -204,8 +204,8 @@ async fn store_documents(
 /// # Errors
 ///
 /// [`ApiError::BadRequest`] for a part of another name, [`ApiError::LimitExceeded`]
-/// past `max_documents` or `max_document_bytes`, [`ApiError::Invalid`] for a bad file
-/// name or media type, and the blob store's errors.
+/// past `max_documents` or `max_document_bytes`, [`ApiError::Invalid`] for a bad or
+/// repeated file name or a bad media type, and the blob store's errors.
 pub(crate) async fn store_document(
     core: &Core,
     plan: &Plan,
@@ -220,8 +220,8 @@ pub(crate) async fn store_document(
         return Err(ApiError::BadRequest {
             field: Some(format!("documents[{index}]")),
             message: format!(
-                "unexpected part {:?} after metadata; every later part must be named document",
-                field.name().unwrap_or("")
+                "unexpected part {} after metadata; every later part must be named document",
+                quoted(field.name().unwrap_or(""))
             ),
         });
     }
@@ -230,39 +230,22 @@ pub(crate) async fn store_document(
             status: StatusCode::UNPROCESSABLE_ENTITY,
             limit: "max_documents",
             message: format!(
-                "document {} ({:?}) is one more than the limit of {} documents per delivery \
+                "document {} ({}) is one more than the limit of {} documents per delivery \
                  (max_documents); send the others in another delivery",
                 index + 1,
-                field.file_name().unwrap_or(""),
+                quoted(field.file_name().unwrap_or("")),
                 core.limits.max_documents
             ),
         });
     }
-    let file_name = check_file_name(&format!("documents[{index}].file_name"), field.file_name())?;
-    // The raw header: the multipart parser drops a content type it cannot parse, which
-    // would otherwise pass as none given.
-    let raw_media_type = field
-        .headers()
-        .get(CONTENT_TYPE)
-        .map(|value| String::from_utf8_lossy(value.as_bytes()));
-    let media_type = check_media_type(
-        &format!("documents[{index}].content_type"),
-        raw_media_type.as_deref(),
-    )?;
+    let (file_name, media_type) = check_part_headers(&field, index, uploads)?;
 
     let kek = plan.encrypt.then_some(&core.kek);
     let blob = match core.blobs.put(with_idle_timeout(field), &limits, kek).await {
         Ok(blob) => blob,
         Err(BlobError::TooLarge { limit, .. }) => {
-            return Err(ApiError::LimitExceeded {
-                status: StatusCode::PAYLOAD_TOO_LARGE,
-                limit: "max_document_bytes",
-                message: format!(
-                    "document {} ({file_name:?}) is larger than the limit of {limit} bytes \
-                     (max_document_bytes); nothing was stored",
-                    index + 1
-                ),
-            });
+            let document = format!("document {} ({})", index + 1, quoted(&file_name));
+            return Err(ApiError::document_too_large(&document, limit));
         }
         Err(other) => return Err(other.into()),
     };
@@ -274,6 +257,39 @@ pub(crate) async fn store_document(
         blob,
     });
     Ok(())
+}
+
+/// Checks the file name and media type of document `index` and returns them.
+fn check_part_headers(
+    field: &Field<'_>,
+    index: usize,
+    uploads: &[Upload],
+) -> Result<(String, String), ApiError> {
+    // The checks read the raw headers, because the multipart parser drops a content type
+    // it cannot parse, which would then pass as none given, and reads no file name from
+    // `filename*`.
+    let raw_header = |name| {
+        field
+            .headers()
+            .get(name)
+            .map(|value: &HeaderValue| String::from_utf8_lossy(value.as_bytes()))
+    };
+    let file_name_field = format!("documents[{index}].file_name");
+    let file_name = check_part_file_name(
+        &file_name_field,
+        field.file_name(),
+        raw_header(CONTENT_DISPOSITION).as_deref(),
+    )?;
+    check_unique_file_name(
+        &file_name_field,
+        &file_name,
+        uploads.iter().map(|upload| upload.file_name.as_str()),
+    )?;
+    let media_type = check_media_type(
+        &format!("documents[{index}].content_type"),
+        raw_header(CONTENT_TYPE).as_deref(),
+    )?;
+    Ok((file_name, media_type))
 }
 
 /// Maximum time between two pieces of a document before the upload counts as stalled.
