@@ -17,7 +17,7 @@ use consign_schemas::DeliveryId;
 use consign_schemas::events::Role;
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
-use support::{Server, links_in, open_account, password_of, wait_for_messages};
+use support::{Server, chain_heads, links_in, open_account, password_of, wait_for_messages};
 
 const ACCESS_PASSWORD: &str = "correct horse 42";
 
@@ -344,15 +344,7 @@ async fn admin_opens_account() {
     let session: Value = login.json().await.unwrap();
     assert_eq!(session["role"], "sender");
 
-    let heads: Value = server
-        .client
-        .get(server.url("/healthz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let heads = chain_heads(&server).await;
     for duplicate in ["carol", "CAROL", " Carol "] {
         let response = open_account_via_api(&server, &root, duplicate).await;
         let status = response.status();
@@ -365,19 +357,8 @@ async fn admin_opens_account() {
             assert_eq!(status, 422, "{duplicate:?}");
         }
     }
-    let after: Value = server
-        .client
-        .get(server.url("/healthz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(
-        after["chains"], heads["chains"],
-        "a refused account was recorded"
-    );
+    let after = chain_heads(&server).await;
+    assert_eq!(after, heads, "a refused account was recorded");
 
     server.stop().await;
 }

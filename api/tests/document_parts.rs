@@ -11,7 +11,7 @@ use std::path::Path;
 use consign_ledger::Clock;
 use consign_schemas::events::Role;
 use serde_json::{Value, json};
-use support::{Server, count_files, open_account};
+use support::{Server, Snapshot, open_account, snapshot};
 
 /// Boundary of every hand-built multipart body.
 const BOUNDARY: &str = "consign-document-parts-4b7f2e";
@@ -94,38 +94,6 @@ async fn submit(server: &Server, token: &str, documents: &[DocumentPart]) -> (u1
         .unwrap();
     let status = response.status().as_u16();
     (status, response.text().await.unwrap())
-}
-
-/// What the server has written: every chain's next position and the number of files
-/// under `blobs/objects` and `blobs/tmp`.
-#[derive(Debug, PartialEq, Eq)]
-struct Snapshot {
-    heads: Vec<Value>,
-    objects: usize,
-    tmp: usize,
-}
-
-async fn snapshot(server: &Server) -> Snapshot {
-    let health: Value = server
-        .client
-        .get(server.url("/healthz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let heads = health["chains"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|chain| chain["next_position"].clone())
-        .collect();
-    Snapshot {
-        heads,
-        objects: count_files(&server.data_dir.join("blobs/objects")),
-        tmp: count_files(&server.data_dir.join("blobs/tmp")),
-    }
 }
 
 /// Submits `documents`, checks for a 422 on `field` that wrote nothing since

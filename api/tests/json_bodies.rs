@@ -8,27 +8,13 @@ mod support;
 use consign_ledger::Clock;
 use consign_schemas::events::Role;
 use serde_json::{Value, json};
-use support::{Server, open_account, password_of};
+use support::{Server, chain_heads, open_account, password_of};
 
 /// Starts a server with an admin account, `root`.
 async fn start(work: &std::path::Path) -> Server {
     let data_dir = work.join("data");
     open_account(&data_dir, "root", Role::Admin).await;
     Server::start(&data_dir, Clock::system(), &[]).await
-}
-
-/// Returns each chain's head from `/healthz`.
-async fn heads(server: &Server) -> Value {
-    let health: Value = server
-        .client
-        .get(server.url("/healthz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    health["chains"].clone()
 }
 
 /// Posts `body` as JSON to `path`, with `token` when given, and returns the status and
@@ -62,7 +48,7 @@ async fn bad_json_bodies_rejected() {
     let work = tempfile::tempdir().unwrap();
     let server = start(work.path()).await;
     let root = server.login("root").await;
-    let before = heads(&server).await;
+    let before = chain_heads(&server).await;
 
     let (status, error) = post(
         &server,
@@ -162,7 +148,11 @@ async fn bad_json_bodies_rejected() {
         "{error}"
     );
 
-    assert_eq!(heads(&server).await, before, "a refused body was recorded");
+    assert_eq!(
+        chain_heads(&server).await,
+        before,
+        "a refused body was recorded"
+    );
     let (status, _) = post(
         &server,
         "/api/accounts",

@@ -20,6 +20,7 @@ use consign_api::app::NewAccount;
 use consign_api::cli::{Cli, Command as CliCommand};
 use consign_ledger::Clock;
 use consign_schemas::events::Role;
+use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -159,6 +160,44 @@ pub fn count_files(dir: &Path) -> usize {
             if path.is_dir() { count_files(&path) } else { 1 }
         })
         .sum()
+}
+
+/// Returns the `chains` array of `GET /healthz`: each chain's next position and head.
+pub async fn chain_heads(server: &Server) -> Value {
+    let health: Value = server
+        .client
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    health["chains"].clone()
+}
+
+/// What the server has written: every chain's next position and the number of files
+/// under `blobs/objects` and `blobs/tmp`. A refused request leaves it unchanged.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    pub heads: Vec<Value>,
+    pub objects: usize,
+    pub tmp: usize,
+}
+
+pub async fn snapshot(server: &Server) -> Snapshot {
+    let heads = chain_heads(server)
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|chain| chain["next_position"].clone())
+        .collect();
+    Snapshot {
+        heads,
+        objects: count_files(&server.data_dir.join("blobs/objects")),
+        tmp: count_files(&server.data_dir.join("blobs/tmp")),
+    }
 }
 
 /// Reads every `.eml` file of a folder, sorted by name.
