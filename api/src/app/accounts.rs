@@ -20,6 +20,7 @@ use super::auth::{Caller, role_name};
 use super::body::ApiJson;
 use super::core::Core;
 use super::error::ApiError;
+use super::names::quoted;
 use super::passwords;
 use super::recipients::{RecipientInput, parse_mailbox};
 use super::text::check_line;
@@ -86,7 +87,7 @@ pub fn account_request(
 
 pub fn login_taken(login: &str) -> ApiError {
     ApiError::Conflict {
-        message: format!("the login {login:?} is taken; choose another"),
+        message: format!("the login {} is taken; choose another", quoted(login)),
     }
 }
 
@@ -102,7 +103,10 @@ fn check_login(login: &str) -> Result<(), ApiError> {
     }
     Err(ApiError::invalid(
         "login",
-        format!("invalid login {login:?}: use 1 to 64 letters, digits, '.', '_', '-' or '@'"),
+        format!(
+            "invalid login {}: use 1 to 64 letters, digits, '.', '_', '-' or '@'",
+            quoted(login)
+        ),
     ))
 }
 

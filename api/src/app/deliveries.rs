@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use super::auth::Caller;
 use super::core::Core;
 use super::error::ApiError;
+use super::names::quoted;
 use super::text::check_line;
 use crate::zoned::format_for_sender;
 
@@ -34,9 +35,10 @@ pub async fn list(
         return Err(ApiError::invalid(
             "query",
             format!(
-                "GET /api/deliveries takes no query parameters, but got {query:?}; filter and \
+                "GET /api/deliveries takes no query parameters, but got {}; filter and \
                  page with GET /api/tracking/deliveries (status, from, before, billing_code, \
-                 recipient, limit, cursor)"
+                 recipient, limit, cursor)",
+                quoted(&query)
             ),
         ));
     }
@@ -163,7 +165,7 @@ fn withdraw_reason(headers: &axum::http::HeaderMap, body: &[u8]) -> Result<Strin
 
 pub(crate) fn parse_id(text: &str) -> Result<DeliveryId, ApiError> {
     text.parse()
-        .map_err(|_| ApiError::not_found(format!("delivery {text:?}")))
+        .map_err(|_| ApiError::not_found(format!("delivery {}", quoted(text))))
 }
 
 /// Returns the delivery if the caller may see it, and 404 otherwise.

@@ -8,6 +8,7 @@ use consign_schemas::events::Mailbox;
 use serde::Deserialize;
 
 use super::error::ApiError;
+use super::names::quoted;
 use super::text::check_line;
 
 /// One recipient in a request: `"ada@example.org"` or
@@ -41,7 +42,8 @@ impl TryFrom<serde_json::Value> for RecipientInput {
             .find(|key| !matches!(key.as_str(), "address" | "name"))
         {
             return Err(format!(
-                "unknown key {unknown:?} in a recipient: the keys are \"address\" and \"name\"; {ACCEPTED_FORMS}"
+                "unknown key {} in a recipient: the keys are \"address\" and \"name\"; {ACCEPTED_FORMS}",
+                quoted(unknown)
             ));
         }
         let address = match object.remove("address") {
@@ -109,7 +111,8 @@ fn check_address_form(field: &str, address: &str) -> Result<(), ApiError> {
         ApiError::invalid(
             field,
             format!(
-                "{field}: invalid address {address:?}: {reason}; give an address such as name@example.org"
+                "{field}: invalid address {}: {reason}; give an address such as name@example.org",
+                quoted(address)
             ),
         )
     };
@@ -188,7 +191,10 @@ pub fn resolve(
         let members = model.mailing_list(sender, name).ok_or_else(|| {
             ApiError::invalid(
                 format!("lists[{index}]"),
-                format!("no mailing list named {name:?}; create it with PUT /api/lists/NAME"),
+                format!(
+                    "no mailing list named {}; create it with PUT /api/lists/NAME",
+                    quoted(name)
+                ),
             )
         })?;
         resolved.extend(members.iter().map(|mailbox| ResolvedRecipient {

@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use super::error::ApiError;
 use super::limits::{Limits, MailTransport, Transport};
+use super::names::quoted;
 use super::recipients::{RecipientInput, ResolvedRecipient, resolve};
 use super::text::{check_line, check_text};
 use crate::zoned::{TimeInputError, parse_sender_time};
@@ -231,7 +232,10 @@ fn parse_future(
     if time.instant <= now {
         return Err(ApiError::invalid(
             field,
-            format!("{field} {text:?} is in the past; give a later date and time"),
+            format!(
+                "{field} {} is in the past; give a later date and time",
+                quoted(text)
+            ),
         ));
     }
     Ok(Some(time))

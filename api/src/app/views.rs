@@ -35,6 +35,7 @@ use super::auth::Caller;
 use super::body::query_params;
 use super::core::Core;
 use super::error::ApiError;
+use super::names::quoted;
 
 /// Maximum wait for `after`.
 const AFTER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -58,7 +59,10 @@ fn parse_point(field: &str, text: &str) -> Result<(ChainId, Position), ApiError>
     parsed.ok_or_else(|| {
         ApiError::invalid(
             field,
-            format!("{field} {text:?} is not CHAIN:POSITION, such as 0:42"),
+            format!(
+                "{field} {} is not CHAIN:POSITION, such as 0:42",
+                quoted(text)
+            ),
         )
     })
 }
@@ -72,7 +76,7 @@ async fn wait_after(core: &Core, view: &str, after: Option<&str>) -> Result<(), 
     if chain.get() >= core.ledger.chain_count() || position >= core.ledger.next_position(chain)? {
         return Err(ApiError::invalid(
             "after",
-            format!("after {after:?} is not an event of this ledger"),
+            format!("after {} is not an event of this ledger", quoted(after)),
         ));
     }
     tokio::time::timeout(AFTER_TIMEOUT, core.views.wait_for(view, chain, position))
@@ -110,7 +114,8 @@ pub(crate) fn parse_time(field: &str, text: &str) -> Result<Timestamp, ApiError>
         ApiError::invalid(
             field,
             format!(
-                "{field} {text:?} is not an RFC 3339 time such as 2026-12-01T00:00:00Z: {error}"
+                "{field} {} is not an RFC 3339 time such as 2026-12-01T00:00:00Z: {error}",
+                quoted(text)
             ),
         )
     })?;
@@ -190,7 +195,7 @@ pub(crate) fn visible_tracking(
     caller: &Caller,
     id: &str,
 ) -> Result<DeliveryTracking, ApiError> {
-    let not_found = || ApiError::not_found(format!("delivery {id:?}"));
+    let not_found = || ApiError::not_found(format!("delivery {}", quoted(id)));
     let id: DeliveryId = id.parse().map_err(|_| not_found())?;
     let record = tracking::delivery(&core.views, id)?.ok_or_else(not_found)?;
     let allowed = match caller.account.role {
@@ -235,8 +240,9 @@ pub async fn stream(
         return Err(ApiError::invalid(
             "query",
             format!(
-                "the events stream takes no query parameters, but got {query:?}; it sends the \
-                 delivery's tracking record at once and again after each change"
+                "the events stream takes no query parameters, but got {}; it sends the \
+                 delivery's tracking record at once and again after each change",
+                quoted(&query)
             ),
         ));
     }
@@ -310,7 +316,7 @@ pub async fn usage(
         Some(other) => {
             return Err(ApiError::invalid(
                 "format",
-                format!("format {other:?} is not json or csv"),
+                format!("format {} is not json or csv", quoted(other)),
             ));
         }
     };
@@ -396,7 +402,7 @@ pub async fn history(
     caller.require(&[Role::Auditor, Role::Admin])?;
     let params = query_params(params)?;
     wait_after(&core, "audit", params.after.as_deref()).await?;
-    let not_found = || ApiError::not_found(format!("delivery {id:?}"));
+    let not_found = || ApiError::not_found(format!("delivery {}", quoted(&id)));
     let delivery: DeliveryId = id.parse().map_err(|_| not_found())?;
     let history = checked_history(&core, delivery)?;
     if history.is_empty() {
@@ -432,7 +438,7 @@ pub async fn history(
         }
         Some(other) => Err(ApiError::invalid(
             "format",
-            format!("format {other:?} is not json or jsonl"),
+            format!("format {} is not json or jsonl", quoted(other)),
         )),
     }
 }
@@ -582,7 +588,10 @@ pub async fn search(
     let mut criteria = Vec::new();
     if let Some(sender) = &params.sender {
         let account = sender.parse().map_err(|_| {
-            ApiError::invalid("sender", format!("sender {sender:?} is not an account id"))
+            ApiError::invalid(
+                "sender",
+                format!("sender {} is not an account id", quoted(sender)),
+            )
         })?;
         criteria.push(AuditSearch::Sender(account));
     }
@@ -594,7 +603,10 @@ pub async fn search(
         hex::decode_to_slice(document, &mut bytes).map_err(|_| {
             ApiError::invalid(
                 "document",
-                format!("document {document:?} is not a BLAKE3 hash of 64 hex digits"),
+                format!(
+                    "document {} is not a BLAKE3 hash of 64 hex digits",
+                    quoted(document)
+                ),
             )
         })?;
         criteria.push(AuditSearch::DocumentHash(ContentHash::from_bytes(bytes)));
