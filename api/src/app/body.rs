@@ -1,18 +1,22 @@
 //! Request body and query extractors whose failures are [`ApiError`]s, so that a
 //! malformed body or query string gets the same JSON error shape as every other failure.
 
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::multipart::MultipartRejection;
-use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRequest, Multipart, Query, Request};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
+use futures::StreamExt;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
 
 /// Largest JSON body a route takes, as axum's default body limit.
 const MAX_JSON_BODY_BYTES: usize = 2 * 1024 * 1024;
+
+/// Most bytes of an oversized JSON body read before the 413 is sent.
+const DRAINED_BODY_BYTES: usize = 16 * 1024 * 1024;
 
 /// A JSON body. A missing or repeated content type, a body over
 /// [`MAX_JSON_BODY_BYTES`] or JSON that does not fit the route becomes an [`ApiError`].
@@ -22,7 +26,7 @@ pub struct ApiJson<T>(pub T);
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+    async fn from_request(request: Request, _state: &S) -> Result<Self, ApiError> {
         let content_types = request.headers().get_all(CONTENT_TYPE).iter().count();
         if content_types > 1 {
             return Err(ApiError::bad_request(format!(
@@ -35,9 +39,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                 "the body must be JSON with Content-Type: application/json",
             ));
         }
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(|rejection| body_error(&rejection))?;
+        let bytes = read_json_body(request.into_body()).await?;
         let value = parse_json(&bytes, |reason| {
             ApiError::bad_request(format!(
                 "the body is not the JSON this route takes: {reason}; see /api/openapi.json"
@@ -67,20 +69,37 @@ fn is_json(headers: &HeaderMap) -> bool {
             .is_some_and(|subtype| subtype.ends_with("+json"))
 }
 
-fn body_error(rejection: &BytesRejection) -> ApiError {
-    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        return ApiError::LimitExceeded {
+/// Reads a JSON body of at most [`MAX_JSON_BODY_BYTES`].
+///
+/// The rest of a larger body is read and dropped, up to [`DRAINED_BODY_BYTES`] in all,
+/// before the 413 is sent. A server that answers while the client is still sending
+/// closes a connection with unread data, and the client's next write then fails with a
+/// reset before it can read the answer. A body larger still is not read to its end.
+async fn read_json_body(body: Body) -> Result<Vec<u8>, ApiError> {
+    let mut stream = body.into_data_stream();
+    let mut json = Vec::new();
+    let mut received: usize = 0;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|error| {
+            ApiError::bad_request(format!("the body could not be read: {error}"))
+        })?;
+        received = received.saturating_add(chunk.len());
+        if received <= MAX_JSON_BODY_BYTES {
+            json.extend_from_slice(&chunk);
+        } else if received > DRAINED_BODY_BYTES {
+            break;
+        }
+    }
+    if received > MAX_JSON_BODY_BYTES {
+        return Err(ApiError::LimitExceeded {
             status: StatusCode::PAYLOAD_TOO_LARGE,
             limit: "json_body_bytes",
             message: format!(
                 "the body is larger than the {MAX_JSON_BODY_BYTES} bytes a JSON request may have"
             ),
-        };
+        });
     }
-    ApiError::bad_request(format!(
-        "the body could not be read: {}",
-        rejection.body_text()
-    ))
+    Ok(json)
 }
 
 /// Parses `json` into `T`. A wrong value in a known field is that field's error (422).
