@@ -380,7 +380,42 @@ async fn withdrawal_closes_link() {
         200
     );
 
-    let first = withdraw(&server, &ada, &delivery).await;
+    // A body that is not a withdrawal withdraws nothing.
+    for (body, content_type, status) in [
+        ("[]", "application/json", 400),
+        ("[\"by mistake\"]", "application/json", 400),
+        ("null", "application/json", 400),
+        ("{\"reason\": 5}", "application/json", 422),
+        ("by mistake", "text/plain", 400),
+    ] {
+        let response = server
+            .client
+            .post(server.url(&format!("/api/deliveries/{delivery}/withdraw")))
+            .bearer_auth(&ada)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status, "{body}");
+        let error: Value = response.json().await.unwrap();
+        let message = error["message"].as_str().unwrap();
+        assert!(!message.contains("WithdrawBody"), "{body}: {message}");
+        assert_eq!(
+            server.client.get(&link).send().await.unwrap().status(),
+            200,
+            "{body} withdrew the delivery"
+        );
+    }
+
+    // The body is optional.
+    let first = server
+        .client
+        .post(server.url(&format!("/api/deliveries/{delivery}/withdraw")))
+        .bearer_auth(&ada)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(first.status(), 200);
     assert_eq!(server.client.get(&link).send().await.unwrap().status(), 410);
     assert_eq!(

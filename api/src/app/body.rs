@@ -27,26 +27,55 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, _state: &S) -> Result<Self, ApiError> {
-        let content_types = request.headers().get_all(CONTENT_TYPE).iter().count();
-        if content_types > 1 {
-            return Err(ApiError::bad_request(format!(
-                "the request has {content_types} Content-Type headers; send one: \
-                 Content-Type: application/json"
-            )));
-        }
-        if !is_json(request.headers()) {
-            return Err(ApiError::bad_request(
-                "the body must be JSON with Content-Type: application/json",
-            ));
-        }
+        check_json_content_type(request.headers(), "")?;
         let bytes = read_json_body(request.into_body()).await?;
-        let value = parse_json(&bytes, |reason| {
-            ApiError::bad_request(format!(
-                "the body is not the JSON this route takes: {reason}; see /api/openapi.json"
-            ))
-        })?;
-        Ok(Self(value))
+        Ok(Self(parse_body(&bytes)?))
     }
+}
+
+/// A JSON body that may be left out: an empty body, or one of white space only, gives
+/// `T::default()`. Anything else is read as [`ApiJson`] reads it.
+#[derive(Debug)]
+pub struct OptionalApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, _state: &S) -> Result<Self, ApiError> {
+        let (parts, body) = request.into_parts();
+        let bytes = read_json_body(body).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self(T::default()));
+        }
+        check_json_content_type(&parts.headers, ", or no body")?;
+        Ok(Self(parse_body(&bytes)?))
+    }
+}
+
+/// Requires one Content-Type header naming JSON. `alternative` ends the message, for a
+/// route that also takes something else.
+fn check_json_content_type(headers: &HeaderMap, alternative: &str) -> Result<(), ApiError> {
+    let content_types = headers.get_all(CONTENT_TYPE).iter().count();
+    if content_types > 1 {
+        return Err(ApiError::bad_request(format!(
+            "the request has {content_types} Content-Type headers; send one: \
+             Content-Type: application/json"
+        )));
+    }
+    if !is_json(headers) {
+        return Err(ApiError::bad_request(format!(
+            "the body must be JSON with Content-Type: application/json{alternative}"
+        )));
+    }
+    Ok(())
+}
+
+fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    parse_json(bytes, |reason| {
+        ApiError::bad_request(format!(
+            "the body is not the JSON this route takes: {reason}; see /api/openapi.json"
+        ))
+    })
 }
 
 /// Returns whether the content type is `application/json` or `application/*+json`.

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::Caller;
+use super::body::OptionalApiJson;
 use super::core::Core;
 use super::error::ApiError;
 use super::names::quoted;
@@ -78,13 +79,11 @@ pub async fn withdraw(
     State(core): State<Arc<Core>>,
     caller: Caller,
     Path(id): Path<String>,
-    headers: axum::http::HeaderMap,
-    body: axum::body::Bytes,
+    OptionalApiJson(body): OptionalApiJson<WithdrawBody>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(&[Role::Sender])?;
     let id = parse_id(&id)?;
-    let reason = withdraw_reason(&headers, &body)?;
-    let position = withdraw_delivery(&core, &caller, id, reason).await?;
+    let position = withdraw_delivery(&core, &caller, id, body.reason).await?;
     Ok(Json(json!({
         "delivery": id,
         "status": "withdrawn",
@@ -142,25 +141,6 @@ pub(crate) async fn withdraw_delivery(
     let appended = core.append(request).await?;
     tracing::info!(delivery = %id, by = %caller.account.id, "delivery withdrawn");
     Ok(appended.events[0].position)
-}
-
-/// Reads the optional JSON body of a withdrawal: none, or `{"reason": "..."}`.
-fn withdraw_reason(headers: &axum::http::HeaderMap, body: &[u8]) -> Result<String, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(String::new());
-    }
-    let is_json = headers
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.starts_with("application/json"));
-    if !is_json {
-        return Err(ApiError::bad_request(
-            "the body must be JSON with Content-Type: application/json, or empty",
-        ));
-    }
-    let parsed: WithdrawBody = serde_json::from_slice(body)
-        .map_err(|error| ApiError::bad_request(format!("the body is not a withdrawal: {error}")))?;
-    Ok(parsed.reason)
 }
 
 pub(crate) fn parse_id(text: &str) -> Result<DeliveryId, ApiError> {
