@@ -271,6 +271,18 @@ pub async fn run(
         Some(path) => Some(load_rates(path)?),
         None => None,
     };
+    // A ledger already in the data directory must open before the document store and
+    // the keys are added beside it, so that a damaged one is left as it was.
+    if args.data.kafka.is_none() && data_dir.join("ledger/CURRENT").exists() {
+        let read_only = EmbeddedOptions {
+            read_only: true,
+            ..EmbeddedOptions::default()
+        };
+        drop(
+            EmbeddedLedger::open(data_dir, read_only)
+                .with_context(|| format!("cannot open the ledger in {}", data_dir.display()))?,
+        );
+    }
     let blobs = match &args.blob_dir {
         Some(dir) => BlobStore::open_shared(dir)?,
         None => BlobStore::open(data_dir.join("blobs")).with_context(|| {

@@ -1,7 +1,7 @@
 //! `consign serve` checks its settings before it creates anything. A bad listen
 //! address, a port in use, a bad public URL, sender name, SMTP URL or TLS file, an
 //! unusable outbox, or a missing shared folder is rejected with a message naming the
-//! value, and the data directory is left uncreated.
+//! value, and the data directory is left uncreated. A corrupt ledger is left as it was.
 
 use consign_ledger::Clock;
 
@@ -262,5 +262,38 @@ async fn bad_tls_file_creates_nothing() {
     assert!(
         !work.path().join("data").exists(),
         "the data directory was created"
+    );
+}
+
+/// The names of every file and folder below `dir`, sorted.
+fn tree(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut paths = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            paths.extend(tree(&path));
+        }
+        paths.push(path);
+    }
+    paths.sort();
+    paths
+}
+
+#[tokio::test]
+async fn corrupt_ledger_is_left_as_it_was() {
+    let work = tempfile::tempdir().unwrap();
+    let data_dir = work.path().join("data");
+    std::fs::create_dir_all(data_dir.join("ledger")).unwrap();
+    std::fs::write(data_dir.join("ledger/CURRENT"), b"junk\n").unwrap();
+    let before = tree(&data_dir);
+
+    let message = serve_error_in(&data_dir, &["--listen", "127.0.0.1:0"]).await;
+
+    assert!(message.contains("corrupt"), "{message}");
+    assert!(message.contains("restore the directory"), "{message}");
+    assert_eq!(tree(&data_dir), before, "the refused start added files");
+    assert_eq!(
+        std::fs::read(data_dir.join("ledger/CURRENT")).unwrap(),
+        b"junk\n"
     );
 }

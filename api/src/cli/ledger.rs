@@ -463,7 +463,7 @@ fn hex_string(bytes: &[u8]) -> String {
 pub(super) fn generate(args: GenerateArgs) -> anyhow::Result<Outcome> {
     // A ledger already in the data directory must open and be empty before any key is
     // added beside it.
-    if args.data.kafka.is_none() && args.data.data_dir.join("ledger").exists() {
+    if args.data.kafka.is_none() && args.data.data_dir.join("ledger/CURRENT").exists() {
         let existing =
             EmbeddedLedger::open(&args.data.data_dir, read_only()).with_context(|| {
                 format!("cannot open the ledger in {}", args.data.data_dir.display())
