@@ -646,9 +646,9 @@ fn invalid_account_creates_nothing() {
     let long_login = "a".repeat(70);
 
     for (login, email, field) in [
-        ("a b", "ada@example.org", "login"),
-        (long_login.as_str(), "ada@example.org", "login"),
-        ("ada", "not-an-address", "email"),
+        ("a b", "ada@example.org", "--login"),
+        (long_login.as_str(), "ada@example.org", "--login"),
+        ("ada", "not-an-address", "--email"),
     ] {
         let output = consign()
             .args(["account", "create", "--data-dir", data.to_str().unwrap()])
@@ -665,7 +665,11 @@ fn invalid_account_creates_nothing() {
         );
     }
 
-    for name in ["", "   "] {
+    for (name, expected) in [
+        ("", "--name is empty"),
+        ("   ", "--name is empty"),
+        ("Bob\nEvil", "--name contains the control character U+000A"),
+    ] {
         let output = consign()
             .args(["account", "create", "--data-dir", data.to_str().unwrap()])
             .args([
@@ -682,7 +686,7 @@ fn invalid_account_creates_nothing() {
             .unwrap();
         let stderr = text(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{name:?}: {stderr}");
-        assert!(stderr.contains("--name is empty"), "{name:?}: {stderr}");
+        assert!(stderr.contains(expected), "{name:?}: {stderr}");
         assert!(!data.exists(), "{name:?}: the data directory was created");
     }
 }

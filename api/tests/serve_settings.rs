@@ -265,7 +265,7 @@ async fn bad_tls_file_creates_nothing() {
     );
 }
 
-/// The names of every file and folder below `dir`, sorted.
+/// Returns the paths of every file and folder below `dir`, sorted.
 fn tree(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut paths = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {

@@ -118,8 +118,8 @@ fn check_address_form(field: &str, address: &str) -> Result<(), ApiError> {
     };
     if address.contains(['<', '>']) {
         return Err(invalid(
-            "angle brackets are not part of an address; give the address alone, and a \
-             display name in the recipient's name field",
+            "angle brackets are not part of an address; give the address alone, and the \
+             display name in its own field",
         ));
     }
     if address.contains([',', ';']) {

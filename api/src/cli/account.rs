@@ -14,7 +14,7 @@ use consign_schemas::events::Role;
 
 use super::{DataDirArgs, Outcome};
 use crate::app::{
-    ACCOUNT_CHAIN, CLI_ACTOR, NewAccount, account_request, hash_password, login_taken,
+    ACCOUNT_CHAIN, ApiError, CLI_ACTOR, NewAccount, account_request, hash_password, login_taken,
 };
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -136,7 +136,26 @@ pub fn open_account(
 fn check_inputs(account: &NewAccount) -> anyhow::Result<()> {
     account_request(&Model::new(), account, String::new(), CLI_ACTOR)
         .map(|_| ())
-        .map_err(anyhow::Error::msg)
+        .map_err(|error| anyhow::Error::msg(with_option_names(error)))
+}
+
+/// Returns the message of an account check with the API's field names replaced by the
+/// options that set them on the command line.
+fn with_option_names(error: ApiError) -> String {
+    let ApiError::Invalid { field, message } = error else {
+        return error.to_string();
+    };
+    let option = match field.as_str() {
+        "display_name" => "--name",
+        "login" => "--login",
+        "email" => "--email",
+        "role" => "--role",
+        _ => return message,
+    };
+    match message.strip_prefix(field.as_str()) {
+        Some(rest) => format!("{option}{rest}"),
+        None => format!("{option}: {message}"),
+    }
 }
 
 /// Appends the opening of `account` after checking its login against the account
