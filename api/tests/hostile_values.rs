@@ -387,6 +387,20 @@ async fn list_read_back_saves_unchanged() {
         "the refused list was written"
     );
 
+    // Addresses that differ only in letter case are one recipient of a delivery.
+    let twice = json!({ "members": ["bee@recipients.test", "Bee@Recipients.test"] });
+    let response = put(twice).await.unwrap();
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    assert_eq!(status, 422, "{text}");
+    assert!(text.contains(r#""field":"members[1]""#), "{text}");
+    assert!(text.contains("members[0]"), "{text}");
+    assert_eq!(
+        snapshot(&server).await,
+        before,
+        "the list with a repeat was written"
+    );
+
     let members = json!([
         { "address": "bee@recipients.test", "name": "Bee" },
         { "address": "cy@recipients.test", "name": null },

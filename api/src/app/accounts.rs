@@ -195,6 +195,24 @@ pub(crate) async fn define_list(
         .enumerate()
         .map(|(index, member)| parse_mailbox(&format!("members[{index}]"), member))
         .collect::<Result<Vec<Mailbox>, _>>()?;
+    // A delivery merges recipients whose addresses differ only in letter case, so a list
+    // cannot hold both.
+    for (index, member) in members.iter().enumerate() {
+        let address = member.address.to_lowercase();
+        if let Some(earlier) = members[..index]
+            .iter()
+            .position(|other| other.address.to_lowercase() == address)
+        {
+            return Err(ApiError::invalid(
+                format!("members[{index}]"),
+                format!(
+                    "members[{index}] {} is the address of members[{earlier}], letter case \
+                     aside; give each member once",
+                    quoted(&member.address)
+                ),
+            ));
+        }
+    }
 
     let event = Event::MailingListDefined(MailingListDefined {
         account: caller.account.id,
