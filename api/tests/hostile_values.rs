@@ -1,7 +1,8 @@
 //! Hostile values in submissions against a running server: invalid addresses and
 //! dates are rejected with a 4xx naming the field and leave nothing behind. File names
 //! in several scripts survive to the download's `Content-Disposition`, a message with
-//! line breaks cannot add e-mail headers, and list names read back unchanged.
+//! line breaks cannot add e-mail headers, and lists read back unchanged and can be
+//! removed.
 
 mod hostile_support;
 mod support;
@@ -413,6 +414,28 @@ async fn list_read_back_saves_unchanged() {
     let response = put(json!({ "members": read })).await.unwrap();
     assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
     assert_eq!(get_members().await, members);
+
+    // A removed list is gone; removing it again, or a list never made, is a 404.
+    let remove = |name: &str| {
+        server
+            .client
+            .delete(server.url(&format!("/api/lists/{name}")))
+            .bearer_auth(&token)
+            .send()
+    };
+    let response = remove("team").await.unwrap();
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    assert_eq!(get_members().await, Value::Null, "the list is still listed");
+    let before = snapshot(&server).await;
+    for name in ["team", "never-made"] {
+        let response = remove(name).await.unwrap();
+        assert_eq!(response.status(), 404, "{name}");
+    }
+    assert_eq!(
+        snapshot(&server).await,
+        before,
+        "a refused removal was written"
+    );
 
     server.stop().await;
 }

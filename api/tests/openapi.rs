@@ -15,13 +15,14 @@ use support::{Server, open_account};
 
 /// The routes under /api that `consign_api::app::router` serves, as in
 /// `api/src/app/mod.rs`, with lower-case methods as OpenAPI writes them.
-const ROUTES: [(&str, &str); 23] = [
+const ROUTES: [(&str, &str); 24] = [
     ("post", "/api/login"),
     ("post", "/api/logout"),
     ("get", "/api/me"),
     ("post", "/api/accounts"),
     ("get", "/api/lists"),
     ("put", "/api/lists/{name}"),
+    ("delete", "/api/lists/{name}"),
     ("post", "/api/deliveries"),
     ("get", "/api/deliveries"),
     ("get", "/api/deliveries/{id}"),

@@ -103,6 +103,37 @@ async fn mailing_list_created_edited_and_used() {
     );
     let missing = sender.get(&server, "/lists/edit?name=Nope").await;
     assert_eq!(missing.status(), 404);
+
+    let index = sender.get(&server, "/lists").await.text().await.unwrap();
+    assert!(
+        index.contains("action=\"/lists/remove\""),
+        "each list has a remove button"
+    );
+    let removed = sender
+        .post(
+            &server,
+            "/lists/remove",
+            &[("csrf", &sender.csrf), ("name", "Board")],
+        )
+        .await;
+    assert_eq!(removed.status(), 303);
+    assert_eq!(removed.headers()["location"], "/lists?removed=Board");
+    let index = sender
+        .get(&server, "/lists?removed=Board")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(index.contains("The list Board was removed."), "{index}");
+    assert!(index.contains("You have no mailing lists yet."), "{index}");
+    let again = sender
+        .post(
+            &server,
+            "/lists/remove",
+            &[("csrf", &sender.csrf), ("name", "Board")],
+        )
+        .await;
+    assert_eq!(again.status(), 404);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -99,6 +99,8 @@ pub struct CredentialChanged {
     pub password_hash: String,
 }
 
+/// A sender's mailing list, replacing any earlier list of the same name. A definition
+/// without members removes the list.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct MailingListDefined {
     pub account: AccountId,

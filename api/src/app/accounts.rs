@@ -229,6 +229,55 @@ pub(crate) async fn define_list(
     Ok((members, appended.events[0].position))
 }
 
+/// `DELETE /api/lists/{name}`: removes a mailing list of the caller.
+pub async fn delete_list(
+    State(core): State<Arc<Core>>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let position = remove_list(&core, &caller, &name).await?;
+    Ok(Json(json!({
+        "name": name,
+        "removed": true,
+        "position": position,
+    })))
+}
+
+/// Removes the caller's mailing list `name` by recording it without members, and
+/// returns the position of that `MailingListDefined` event. Deliveries already sent to
+/// the list keep their recipients.
+///
+/// # Errors
+///
+/// [`ApiError::NotFound`] when the caller has no list of that name, and the ledger's
+/// errors.
+pub(crate) async fn remove_list(
+    core: &Core,
+    caller: &Caller,
+    name: &str,
+) -> Result<consign_schemas::Position, ApiError> {
+    caller.require(&[Role::Sender])?;
+    if core.model().mailing_list(caller.account.id, name).is_none() {
+        return Err(ApiError::not_found(format!(
+            "mailing list {}",
+            quoted(name)
+        )));
+    }
+    let event = Event::MailingListDefined(MailingListDefined {
+        account: caller.account.id,
+        name: name.to_owned(),
+        members: Vec::new(),
+    });
+    let actor = Actor::Account(caller.account.id);
+    let appended = core
+        .append(AppendRequest::new(
+            ACCOUNT_CHAIN,
+            vec![NewEvent { actor, event }],
+        ))
+        .await?;
+    Ok(appended.events[0].position)
+}
+
 /// `GET /api/lists`: the caller's mailing lists.
 pub async fn get_lists(
     State(core): State<Arc<Core>>,

@@ -5,7 +5,7 @@
 //! | --- | --- | --- |
 //! | `POST /api/login`, `POST /api/logout`, `GET /api/me` | anyone, then the caller | sessions |
 //! | `POST /api/accounts` | admin | open an account |
-//! | `GET /api/lists`, `PUT /api/lists/{name}` | sender | mailing lists |
+//! | `GET /api/lists`, `PUT, DELETE /api/lists/{name}` | sender | mailing lists |
 //! | `POST /api/deliveries` | sender | submit (multipart) |
 //! | `GET /api/deliveries`, `GET /api/deliveries/{id}` | sender (own), admin, auditor | status |
 //! | `POST /api/deliveries/{id}/withdraw` | sender (own) | withdraw |
@@ -65,7 +65,10 @@ pub fn router(core: Arc<Core>) -> Router {
         .route("/me", get(auth::me))
         .route("/accounts", post(accounts::create))
         .route("/lists", get(accounts::get_lists))
-        .route("/lists/{name}", put(accounts::put_list))
+        .route(
+            "/lists/{name}",
+            put(accounts::put_list).delete(accounts::delete_list),
+        )
         .route(
             "/deliveries",
             post(submit::submit)

@@ -1,8 +1,9 @@
 //! The sender's mailing lists: the overview, the form that creates or replaces a list,
-//! and a link that starts a delivery to a list.
+//! a link that starts a delivery to a list, and a button that removes one.
 //!
 //! Saving records `MailingListDefined` through the same function as
-//! `PUT /api/lists/{name}`, which replaces any list of that name.
+//! `PUT /api/lists/{name}`, which replaces any list of that name; removing goes through
+//! the function of `DELETE /api/lists/{name}`.
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -21,7 +22,7 @@ use super::form::{
 use super::layout::{Section, html_response, page};
 use super::session::{PageCaller, PageError, see_other, urlencode};
 use crate::app::Core;
-use crate::app::accounts::define_list;
+use crate::app::accounts::{define_list, remove_list};
 use crate::web::html::escape;
 
 /// JSON field names of a list and the inputs that show their errors.
@@ -40,6 +41,13 @@ pub(crate) async fn index(
             body,
             "<p class=\"notice\" role=\"status\">The list {} was saved.</p>",
             escape(saved)
+        );
+    }
+    if let Some(removed) = &query.removed {
+        let _ = writeln!(
+            body,
+            "<p class=\"notice\" role=\"status\">The list {} was removed.</p>",
+            escape(removed)
         );
     }
     body.push_str("<p><a class=\"button\" href=\"/lists/new\">New mailing list</a></p>\n");
@@ -80,10 +88,17 @@ pub(crate) async fn index(
                 "<tr><td data-label=\"List\">{}</td><td data-label=\"Members\">{} \
                  <br><small>{}{more}</small></td><td data-label=\"Actions\">\
                  <a href=\"/lists/edit?name={encoded}\">Edit<span class=\"visually-hidden\"> {}</span></a> \
-                 &middot; <a href=\"/compose?list={encoded}\">Send to this list</a></td></tr>",
+                 &middot; <a href=\"/compose?list={encoded}\">Send to this list</a>\
+                 <form method=\"post\" action=\"/lists/remove\" class=\"inline\">{}\
+                 <input type=\"hidden\" name=\"name\" value=\"{}\">\
+                 <button type=\"submit\" class=\"danger\">Remove<span class=\"visually-hidden\"> {}</span></button>\
+                 </form></td></tr>",
                 escape(name),
                 members.len(),
                 shown.join(", "),
+                escape(name),
+                csrf_input(&caller.csrf).trim_end(),
+                escape(name),
                 escape(name),
             );
         }
@@ -104,6 +119,30 @@ pub(crate) async fn index(
 #[derive(Debug, Deserialize, Default)]
 pub(crate) struct SavedQuery {
     saved: Option<String>,
+    removed: Option<String>,
+}
+
+/// Fields of the remove button of a list.
+#[derive(Debug, Deserialize)]
+pub(crate) struct RemoveForm {
+    csrf: Option<String>,
+    #[serde(default)]
+    name: String,
+}
+
+/// `POST /lists/remove`: removes a list and returns to the overview.
+pub(crate) async fn remove(
+    State(core): State<Arc<Core>>,
+    caller: PageCaller,
+    Form(form): Form<RemoveForm>,
+) -> Result<Response, PageError> {
+    caller.check_csrf(form.csrf.as_deref())?;
+    caller.require(&[Role::Sender])?;
+    remove_list(&core, &caller.caller, &form.name).await?;
+    Ok(see_other(&format!(
+        "/lists?removed={}",
+        urlencode(&form.name)
+    )))
 }
 
 /// `GET /lists/new`: an empty list form.

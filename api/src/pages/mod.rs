@@ -11,7 +11,7 @@
 //! | `GET /`, `GET, POST /login`, `POST /logout` | anyone, then the caller | sessions |
 //! | `GET, POST /compose` | sender | a new delivery, with upload progress |
 //! | `GET /sent`, `GET /sent/live`, `GET /sent/{id}`, `POST /sent/{id}/withdraw` | sender | sent deliveries |
-//! | `GET, POST /lists`, `GET /lists/new`, `GET /lists/edit` | sender | mailing lists |
+//! | `GET, POST /lists`, `GET /lists/new`, `GET /lists/edit`, `POST /lists/remove` | sender | mailing lists |
 //! | `GET /billing`, `GET /billing/usage.csv` | billing, admin | usage and amounts |
 //! | `GET /audit`, `GET /audit/deliveries/{id}` | auditor, admin | search and timelines |
 //! | `GET /assets/consign.css`, `GET /assets/consign.js` | anyone | style and script |
@@ -59,6 +59,7 @@ pub(crate) fn router() -> Router<Arc<Core>> {
         .route("/sent/{id}/withdraw", post(sent::withdraw))
         .route("/lists", get(lists::index).post(lists::save))
         .route("/lists/new", get(lists::new_list))
+        .route("/lists/remove", post(lists::remove))
         .route("/lists/edit", get(lists::edit))
         .route("/billing", get(billing::show))
         .route("/billing/usage.csv", get(billing::csv))

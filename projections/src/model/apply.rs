@@ -71,6 +71,9 @@ impl Model {
                     account.password_hash.clone_from(&changed.password_hash);
                 }
             }
+            Event::MailingListDefined(list) if list.members.is_empty() => {
+                self.lists.remove(&(list.account, list.name.clone()));
+            }
             Event::MailingListDefined(list) => {
                 self.lists
                     .insert((list.account, list.name.clone()), list.members.clone());
