@@ -1,8 +1,8 @@
 //! The document parts of `POST /api/deliveries` against a running server: Content-Type
-//! parameters, a file name given in `filename*`, two documents with one file name, and
-//! how a rejected file name appears in the error message. Each rejection is a 422 whose
-//! JSON names the field, and leaves every chain head, `blobs/objects` and `blobs/tmp`
-//! as they were.
+//! parameters, a file name given in `filename*`, two documents with one file name,
+//! invisible characters in a file name, and how a rejected file name appears in the
+//! error message. Each rejection is a 422 whose JSON names the field, and leaves every
+//! chain head, `blobs/objects` and `blobs/tmp` as they were.
 
 mod support;
 
@@ -287,14 +287,22 @@ async fn extended_file_name_rejected() {
             "filename* and an empty filename",
             "form-data; name=\"document\"; filename=\"\"; filename*=UTF-8''Vertrag.pdf",
         ),
+        (
+            "filename before filename*",
+            "form-data; name=\"document\"; filename=\"Vertrag.pdf\"; filename*=UTF-8''M%C3%A4rz.pdf",
+        ),
+        (
+            "filename before filename* in mixed case",
+            "form-data; name=\"document\"; filename=\"Vertrag.pdf\"; FileName*=UTF-8''M%C3%A4rz.pdf",
+        ),
     ];
     for (case, disposition) in dispositions {
         let message = assert_rejected(
             &server,
             &token,
             case,
-            &[disposed(disposition)],
-            "documents[0].file_name",
+            &[named("first.pdf"), disposed(disposition)],
+            "documents[1].file_name",
             &before,
         )
         .await;
@@ -310,11 +318,16 @@ async fn extended_file_name_rejected() {
         assert!(!message.contains("is missing"), "{case}: {message}");
     }
 
-    // The parser reads a plain filename that comes first and ignores the rest.
-    let both =
-        disposed("form-data; name=\"document\"; filename=\"plain.pdf\"; filename*=UTF-8''star.pdf");
-    let submitted = assert_accepted(&server, &token, "filename before filename*", &[both]).await;
-    assert_eq!(submitted["documents"][0]["file_name"], "plain.pdf");
+    // The same parts with the name in filename= alone are stored.
+    let plain = disposed("form-data; name=\"document\"; filename=\"März.pdf\"");
+    let submitted = assert_accepted(
+        &server,
+        &token,
+        "filename alone",
+        &[named("first.pdf"), plain],
+    )
+    .await;
+    assert_eq!(submitted["documents"][1]["file_name"], "März.pdf");
 
     server.stop().await;
 }
@@ -327,6 +340,24 @@ async fn duplicate_file_names_rejected() {
 
     let cases = [
         ("same name", ["a.pdf", "b.pdf", "a.pdf"], 2, 0),
+        (
+            "names differing in case",
+            ["Same.txt", "b.pdf", "same.txt"],
+            2,
+            0,
+        ),
+        (
+            "composed and decomposed name",
+            ["b.pdf", "M\u{E4}rz.txt", "Ma\u{308}rz.txt"],
+            2,
+            1,
+        ),
+        (
+            "decomposed name in capitals",
+            ["Ma\u{308}rz.txt", "MA\u{308}RZ.TXT", "b.pdf"],
+            1,
+            0,
+        ),
         (
             "same name after trimming",
             ["a.pdf", " a.pdf ", "b.pdf"],
@@ -361,11 +392,11 @@ async fn duplicate_file_names_rejected() {
         );
     }
 
-    // The comparison is exact: names that differ in case are two names.
-    let documents = [named("Report.pdf"), named("report.pdf")];
-    let submitted = assert_accepted(&server, &token, "names differing in case", &documents).await;
-    assert_eq!(submitted["documents"][0]["file_name"], "Report.pdf");
-    assert_eq!(submitted["documents"][1]["file_name"], "report.pdf");
+    // Names that differ in a letter are two names, and each is stored as sent.
+    let documents = [named("Ma\u{308}rz.txt"), named("Marz.txt")];
+    let submitted = assert_accepted(&server, &token, "different names", &documents).await;
+    assert_eq!(submitted["documents"][0]["file_name"], "Ma\u{308}rz.txt");
+    assert_eq!(submitted["documents"][1]["file_name"], "Marz.txt");
 
     server.stop().await;
 }
@@ -413,6 +444,51 @@ async fn rejected_name_escaped_once() {
         .await;
         assert!(message.contains(shown), "{case}: {message}");
     }
+
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invisible_characters_rejected() {
+    let work = tempfile::tempdir().unwrap();
+    let (server, token) = start(work.path()).await;
+    let before = snapshot(&server).await;
+
+    let cases = [
+        ("left-to-right mark", '\u{200E}', "bidirectional control"),
+        ("right-to-left mark", '\u{200F}', "bidirectional control"),
+        ("Arabic letter mark", '\u{061C}', "bidirectional control"),
+        ("zero-width space", '\u{200B}', "invisible character"),
+        ("byte order mark", '\u{FEFF}', "invisible character"),
+        ("line separator", '\u{2028}', "invisible character"),
+        ("paragraph separator", '\u{2029}', "invisible character"),
+    ];
+    for (case, c, kind) in cases {
+        let code_point = format!("<U+{:04X}>", u32::from(c));
+        let message = assert_rejected(
+            &server,
+            &token,
+            case,
+            &[named("first.pdf"), named(&format!("report{c}.pdf"))],
+            "documents[1].file_name",
+            &before,
+        )
+        .await;
+        assert!(
+            message.contains(&format!("{kind} {code_point}")),
+            "{case}: {message}"
+        );
+        assert!(
+            message.contains(&format!("\"report{code_point}.pdf\"")),
+            "{case}: {message}"
+        );
+        assert!(message.contains("remove it"), "{case}: {message}");
+    }
+
+    // A name in a right-to-left script needs none of these characters.
+    let documents = [named("first.pdf"), named("عقد.pdf")];
+    let submitted = assert_accepted(&server, &token, "Arabic name", &documents).await;
+    assert_eq!(submitted["documents"][1]["file_name"], "عقد.pdf");
 
     server.stop().await;
 }

@@ -28,6 +28,7 @@ pub(crate) mod deliveries;
 mod error;
 mod evidence;
 mod limits;
+mod media_type;
 mod names;
 mod openapi;
 mod passwords;

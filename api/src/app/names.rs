@@ -1,32 +1,31 @@
-//! Checks on the file name and media type a client sends with a document. The name is
-//! metadata only and never part of a path, but names that look like paths or carry
-//! control characters are rejected so that no reader of the ledger is misled by them.
-//! The media type is stored as sent and returned as the download's Content-Type.
+//! Checks on the file name a client sends with a document. The name is metadata only
+//! and never part of a path, but names that look like paths or carry characters a reader
+//! cannot see are rejected so that no reader of the ledger is misled by them.
 
 use std::fmt::Write as _;
 
-use consign_notifier::is_bidi_control;
+use unicode_normalization::UnicodeNormalization;
 
 use super::error::ApiError;
+use super::media_type::{
+    describe_repetition, parameter_name, repeated_parameter, split_parameters,
+};
 
 /// Maximum length of a file name in bytes, as on common filesystems.
 pub const MAX_FILE_NAME_BYTES: usize = 255;
-
-/// Valid media type with a parameter, shown in error messages.
-const MEDIA_TYPE_EXAMPLE: &str = "text/plain; charset=utf-8";
 
 /// Quotes a value that a client sent, for an error message.
 ///
 /// The value appears as sent between double quotes, because the JSON body of the
 /// error escapes `"` and `\` once itself, and Rust's `{:?}` would escape them a second
-/// time. Control characters and bidirectional controls, which a reader cannot see, are
-/// written as `<U+XXXX>`.
+/// time. Characters that a reader cannot see (see [`is_invisible`]) are written as
+/// `<U+XXXX>`.
 pub fn quoted(value: &str) -> String {
     let mut quoted = String::with_capacity(value.len() + 2);
     quoted.push('"');
     for c in value.chars() {
-        if c.is_control() || is_bidi_control(c) {
-            let _ = write!(quoted, "<U+{:04X}>", u32::from(c));
+        if is_invisible(c) {
+            let _ = write!(quoted, "{}", code_point(c));
         } else {
             quoted.push(c);
         }
@@ -35,13 +34,49 @@ pub fn quoted(value: &str) -> String {
     quoted
 }
 
+/// Returns a character's code point as `<U+XXXX>`, the form [`quoted`] shows it in.
+fn code_point(c: char) -> String {
+    format!("<U+{:04X}>", u32::from(c))
+}
+
+/// Returns true for a character that a reader cannot see: a control character, a
+/// bidirectional control, or one of [`is_zero_width_or_separator`].
+fn is_invisible(c: char) -> bool {
+    c.is_control() || is_bidi_control(c) || is_zero_width_or_separator(c)
+}
+
+/// Returns true for the characters of the Unicode property Bidi_Control: the Arabic
+/// letter mark (U+061C), the left-to-right and right-to-left marks (U+200E, U+200F),
+/// the embeddings and overrides (U+202A to U+202E) and the isolates (U+2066 to U+2069).
+///
+/// This is the notifier's `is_bidi_control` plus the three marks. The notifier keeps
+/// the marks in e-mail text, where they order right-to-left words correctly.
+fn is_bidi_control(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+    )
+}
+
+/// Returns true for the zero-width space (U+200B), the zero-width no-break space or
+/// byte order mark (U+FEFF), and the line and paragraph separators (U+2028, U+2029).
+fn is_zero_width_or_separator(c: char) -> bool {
+    matches!(c, '\u{200B}' | '\u{FEFF}' | '\u{2028}' | '\u{2029}')
+}
+
 /// Checks a document's file name.
+///
+/// Every character that the download's Content-Disposition would replace with `_` is
+/// rejected here (see `content_disposition` in `crate::web::disposition`), and so is a
+/// name that the download would save as `document`. The name a recipient saves is
+/// therefore the name recorded, apart from the surrounding whitespace that both trim.
 ///
 /// # Errors
 ///
 /// [`ApiError::Invalid`] on `field` for a missing or empty name, a name with a control
-/// character, a bidirectional control, `/` or `\`, the names `.` and `..`, or more than
-/// 255 bytes.
+/// character, a bidirectional control, a zero-width space, a byte order mark, a line or
+/// paragraph separator, `/` or `\`, a name of only dots and spaces, or more than 255
+/// bytes.
 pub fn check_file_name(field: &str, name: Option<&str>) -> Result<String, ApiError> {
     let name = name.map(str::trim).unwrap_or("");
     let problem = if name.is_empty() {
@@ -53,14 +88,27 @@ pub fn check_file_name(field: &str, name: Option<&str>) -> Result<String, ApiErr
         ))
     } else if let Some(c) = name.chars().find(|c| is_bidi_control(*c)) {
         Some(format!(
-            "contains the bidirectional control U+{:04X}, which makes a name display in another \
-             order than it is read, such as with a false extension; remove it",
-            u32::from(c)
+            "contains the bidirectional control {}, which is invisible and can make a name \
+             display in another order than it is read, such as with a false extension; \
+             remove it",
+            code_point(c)
+        ))
+    } else if let Some(c) = name.chars().find(|c| is_zero_width_or_separator(*c)) {
+        Some(format!(
+            "contains the invisible character {}, which a recipient cannot see in the name; \
+             remove it",
+            code_point(c)
         ))
     } else if name.contains('/') || name.contains('\\') {
         Some("contains a path separator; send the file name alone, without folders".to_owned())
     } else if name == "." || name == ".." {
         Some("is a directory name".to_owned())
+    } else if name.chars().all(|c| c == '.' || c.is_whitespace()) {
+        Some(
+            "is only dots and spaces, which a download would save as \"document\"; send the \
+             document's own name"
+                .to_owned(),
+        )
     } else if name.len() > MAX_FILE_NAME_BYTES {
         Some(format!(
             "is {} bytes long; the maximum is {MAX_FILE_NAME_BYTES}",
@@ -86,23 +134,39 @@ pub fn check_file_name(field: &str, name: Option<&str>) -> Result<String, ApiErr
 ///
 /// RFC 7578 section 4.2 forbids the `filename*` parameter of RFC 5987 in
 /// multipart/form-data, and this server reads `filename` with UTF-8 as is, as browsers
-/// send it. A part with `filename*` whose `filename` is missing or blank gets an error
-/// saying so, rather than one about a missing name. The raw header is needed because
-/// multer 3.1 reads nothing from a `filename*` that comes before `filename`. A part
-/// with `filename` before `filename*` passes with the `filename` value, which the
-/// parser reads first.
+/// send it. A part with `filename*` is rejected wherever the parameter is and in any
+/// letter case, because multer 3.1 reads `filename` and ignores `filename*`: a client
+/// that put the real name in `filename*` would lose it. The raw header is needed
+/// because the parser reports nothing about `filename*`. A parameter sent twice, such
+/// as `filename="a"; filename="b"`, is rejected too, because the parser would take the
+/// first one without saying so.
 ///
 /// # Errors
 ///
-/// [`ApiError::Invalid`] on `field` for `filename*` as above, and those of
-/// [`check_file_name`].
+/// [`ApiError::Invalid`] on `field` for `filename*` or a repeated parameter as above,
+/// and those of [`check_file_name`].
 pub fn check_part_file_name(
     field: &str,
     parsed: Option<&str>,
     content_disposition: Option<&str>,
 ) -> Result<String, ApiError> {
-    let parsed_blank = parsed.is_none_or(|name| name.trim().is_empty());
-    if parsed_blank && content_disposition.is_some_and(has_extended_file_name) {
+    let parameters: Vec<&str> = content_disposition
+        .map(|value| split_parameters(value).into_iter().skip(1).collect())
+        .unwrap_or_default();
+    if let Some((first, second)) = repeated_parameter(&parameters) {
+        return Err(ApiError::invalid(
+            field,
+            format!(
+                "{field}: the part's Content-Disposition has {}; send each parameter once, \
+                 such as form-data; name=\"document\"; filename=\"Vertrag März.pdf\"",
+                describe_repetition(first, second)
+            ),
+        ));
+    }
+    let extended = parameters
+        .iter()
+        .any(|parameter| parameter_name(parameter).eq_ignore_ascii_case("filename*"));
+    if extended {
         return Err(ApiError::invalid(
             field,
             format!(
@@ -116,25 +180,13 @@ pub fn check_part_file_name(
     check_file_name(field, parsed)
 }
 
-/// Returns true when a Content-Disposition value has a `filename*` parameter. Parameter
-/// names are case-insensitive.
-fn has_extended_file_name(content_disposition: &str) -> bool {
-    split_parameters(content_disposition)
-        .into_iter()
-        .skip(1)
-        .any(|parameter| {
-            let name = parameter.split('=').next().unwrap_or("");
-            name.trim().eq_ignore_ascii_case("filename*")
-        })
-}
-
 /// Rejects a file name that an earlier document of the same delivery has, because a
 /// recipient could not tell the two documents apart.
 ///
-/// Names are compared byte for byte after [`check_file_name`] trimmed them, so
-/// `Report.pdf` and `report.pdf` are two names.
-/// NOTE: the NFC and NFD forms of one name look the same to a recipient but count as
-/// two names, because no dependency of this crate normalizes Unicode.
+/// Names are compared after [`check_file_name`] trimmed them, in Unicode NFC and in
+/// lowercase (see [`comparison_key`]). `Report.pdf` and `report.pdf` are therefore one
+/// name, which Windows and macOS would also save to one file, and so are `März.pdf`
+/// with a precomposed `ä` and with `a` followed by U+0308. Each name is stored as sent.
 ///
 /// # Errors
 ///
@@ -144,171 +196,40 @@ pub fn check_unique_file_name<'a>(
     name: &str,
     earlier: impl IntoIterator<Item = &'a str>,
 ) -> Result<(), ApiError> {
-    let Some(index) = earlier.into_iter().position(|other| other == name) else {
+    let key = comparison_key(name);
+    let Some((index, other)) = earlier
+        .into_iter()
+        .enumerate()
+        .find(|(_, other)| comparison_key(other) == key)
+    else {
         return Ok(());
+    };
+    let sameness = if other == name {
+        "is also the file name of".to_owned()
+    } else {
+        format!(
+            "differs only in letter case or Unicode normalization from {}, the file name of",
+            quoted(other)
+        )
     };
     Err(ApiError::invalid(
         field,
         format!(
-            "{field} {} is also the file name of documents[{index}]; a recipient could not \
-             tell the two apart, so give each document of a delivery its own name",
+            "{field} {} {sameness} documents[{index}]; a recipient could not tell the two \
+             apart, so give each document of a delivery its own name",
             quoted(name)
         ),
     ))
 }
 
-/// Checks a document's media type, defaulting to `application/octet-stream`.
-///
-/// # Errors
-///
-/// [`ApiError::Invalid`] on `field` unless it has the form `type/subtype` in visible
-/// ASCII without spaces, followed by `name=value` parameters as RFC 2045 section 5.1
-/// defines them.
-pub fn check_media_type(field: &str, media_type: Option<&str>) -> Result<String, ApiError> {
-    let Some(media_type) = media_type else {
-        return Ok("application/octet-stream".to_owned());
-    };
-    let essence = media_type.split(';').next().unwrap_or("").trim();
-    let valid = media_type.len() <= 200
-        && media_type.bytes().all(|byte| (0x20..0x7f).contains(&byte))
-        && essence.split_once('/').is_some_and(|(kind, subtype)| {
-            let token = |part: &str| {
-                !part.is_empty()
-                    && part
-                        .bytes()
-                        .all(|byte| byte.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&byte))
-            };
-            token(kind) && token(subtype)
-        });
-    if !valid {
-        return Err(ApiError::invalid(
-            field,
-            format!(
-                "{field} {} is not a media type such as application/pdf",
-                quoted(media_type)
-            ),
-        ));
-    }
-    let problem = split_parameters(media_type)
-        .into_iter()
-        .skip(1)
-        .find_map(parameter_problem);
-    match problem {
-        Some(problem) => Err(ApiError::invalid(
-            field,
-            format!("{field} {} {problem}", quoted(media_type)),
-        )),
-        None => Ok(media_type.to_owned()),
-    }
-}
-
-/// Splits a header value at each `;` outside a quoted string. The first piece is the
-/// value before any parameter, and each later piece is one parameter as sent.
-fn split_parameters(value: &str) -> Vec<&str> {
-    let mut pieces = Vec::new();
-    let mut start = 0;
-    let mut in_quotes = false;
-    let mut escaped = false;
-    for (index, byte) in value.bytes().enumerate() {
-        if escaped {
-            escaped = false;
-            continue;
-        }
-        match byte {
-            b'\\' if in_quotes => escaped = true,
-            b'"' => in_quotes = !in_quotes,
-            b';' if !in_quotes => {
-                pieces.push(&value[start..index]);
-                start = index + 1;
-            }
-            _ => {}
-        }
-    }
-    pieces.push(&value[start..]);
-    pieces
-}
-
-/// Describes what is wrong with one media type parameter, or returns `None` for
-/// `name=value` with a token as the name and a token or a quoted string as the value.
-///
-/// This is the grammar of RFC 2045 section 5.1, which governs the Content-Type of a
-/// MIME part, with spaces allowed around each `;`. RFC 9110 section 5.6.6
-/// tolerates an empty parameter (`text/plain;`) in HTTP fields, but RFC 2045 does not,
-/// so it is rejected.
-fn parameter_problem(parameter: &str) -> Option<String> {
-    let parameter = parameter.trim_matches(' ');
-    if parameter.is_empty() {
-        return Some(format!(
-            "has an empty parameter after a semicolon; remove that semicolon, or write each \
-             parameter as name=value, such as {MEDIA_TYPE_EXAMPLE}"
-        ));
-    }
-    let (name, value) = parameter.split_once('=').unwrap_or((parameter, ""));
-    if name.is_empty() {
-        return Some(format!(
-            "has a parameter without a name ({}); write each parameter as name=value, such \
-             as {MEDIA_TYPE_EXAMPLE}",
-            quoted(parameter)
-        ));
-    }
-    if !is_token(name) {
-        return Some(format!(
-            "has an invalid parameter name {}; a name has no spaces, quotes, backslashes or \
-             any of ()<>@,;:/[]?=, and name=value has no space around the =, such as \
-             {MEDIA_TYPE_EXAMPLE}",
-            quoted(name)
-        ));
-    }
-    if value.is_empty() {
-        return Some(format!(
-            "has the parameter {} without a value; write each parameter as name=value, such \
-             as {MEDIA_TYPE_EXAMPLE}",
-            quoted(name)
-        ));
-    }
-    if !is_token(value) && !is_quoted_string(value) {
-        return Some(format!(
-            "has an invalid value for the parameter {}; put a value with spaces, quotes, \
-             backslashes or any of ()<>@,;:/[]?= in double quotes, with a backslash before \
-             each quote or backslash inside, such as text/plain; name=\"my file.txt\"",
-            quoted(name)
-        ));
-    }
-    None
-}
-
-/// Returns true for an RFC 2045 token: visible ASCII except the tspecials
-/// `()<>@,;:\"/[]?=`.
-fn is_token(text: &str) -> bool {
-    !text.is_empty()
-        && text
-            .bytes()
-            .all(|byte| byte.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?=".contains(&byte))
-}
-
-/// Returns true for a complete quoted string: text between double quotes in which each
-/// `"` and `\` is preceded by a backslash.
-fn is_quoted_string(text: &str) -> bool {
-    let Some(inner) = text
-        .strip_prefix('"')
-        .and_then(|rest| rest.strip_suffix('"'))
-    else {
-        return false;
-    };
-    // In a quoted pair, the backslash escapes the next character, whatever it is.
-    let mut escaped = false;
-    for byte in inner.bytes() {
-        if escaped {
-            escaped = false;
-            continue;
-        }
-        match byte {
-            b'\\' => escaped = true,
-            b'"' => return false,
-            _ => {}
-        }
-    }
-    !escaped
+/// Returns the form in which two file names are compared: NFC, then lowercase, then NFC
+/// again, because Unicode does not guarantee that lowercasing keeps a string in NFC.
+fn comparison_key(name: &str) -> String {
+    name.nfc()
+        .collect::<String>()
+        .to_lowercase()
+        .nfc()
+        .collect()
 }
 
 #[cfg(test)]
@@ -357,81 +278,43 @@ mod tests {
     }
 
     #[test]
-    fn media_types_are_checked() {
-        assert_eq!(
-            check_media_type("t", None).unwrap(),
-            "application/octet-stream"
-        );
-        assert!(check_media_type("t", Some("application/pdf")).is_ok());
-        assert!(check_media_type("t", Some("text/plain; charset=utf-8")).is_ok());
-        assert!(check_media_type("t", Some("text/plain\r\nX: y")).is_err());
-        assert!(check_media_type("t", Some("nonsense")).is_err());
-    }
-
-    #[test]
     fn quoted_shows_backslash_once() {
         assert_eq!(quoted(r#"a\b"c"#), r#""a\b"c""#);
         assert_eq!(
             quoted("x\ty\u{85}\u{202E}"),
             r#""x<U+0009>y<U+0085><U+202E>""#
         );
+        assert_eq!(
+            quoted("\u{200E}\u{61C}\u{200B}\u{FEFF}\u{2028}"),
+            r#""<U+200E><U+061C><U+200B><U+FEFF><U+2028>""#
+        );
     }
 
     #[test]
-    fn media_type_parameters_checked() {
-        let valid = [
-            "text/plain;charset=utf-8",
-            "text/plain; charset=\"utf-8\"",
-            "text/plain; charset=utf-8 ; format=flowed",
-            r#"text/plain; name="a;b \"c\" \\ d""#,
-            "text/plain; name=\"\"",
-        ];
-        for media_type in valid {
-            assert_eq!(check_media_type("t", Some(media_type)).unwrap(), media_type);
-        }
-        let invalid = [
-            ("text/plain;", "empty parameter"),
-            ("text/plain; ;charset=utf-8", "empty parameter"),
+    fn extended_file_name_rejected_in_any_order() {
+        let dispositions = [
             (
-                "text/plain; charset",
-                r#"parameter "charset" without a value"#,
+                "alone",
+                None,
+                "form-data; name=\"document\"; filename*=UTF-8''a.pdf",
             ),
             (
-                "text/plain; charset=",
-                r#"parameter "charset" without a value"#,
+                "after filename",
+                Some("a.pdf"),
+                "form-data; name=\"document\"; filename=\"a.pdf\"; filename*=UTF-8''b.pdf",
             ),
-            ("text/plain; =utf-8", r#"without a name ("=utf-8")"#),
-            ("text/plain; a(b)=c", r#"invalid parameter name "a(b)""#),
-            ("text/plain; charset=\"utf-8", "invalid value"),
-            ("text/plain; charset=\"utf-8\\\"", "invalid value"),
-            ("text/plain; charset=\"a\"b\"", "invalid value"),
-            ("text/plain; name=a b", "invalid value"),
+            (
+                "in capitals",
+                Some("a.pdf"),
+                "form-data; name=\"document\"; filename=\"a.pdf\"; FileName*=UTF-8''b.pdf",
+            ),
         ];
-        for (media_type, problem) in invalid {
-            let error = check_media_type("t", Some(media_type))
+        for (case, parsed, disposition) in dispositions {
+            let error = check_part_file_name("f", parsed, Some(disposition))
                 .unwrap_err()
                 .to_string();
-            assert!(error.contains(problem), "{media_type}: {error}");
-            assert!(
-                error.contains(MEDIA_TYPE_EXAMPLE) || error.contains("name=\"my file.txt\""),
-                "{media_type}: no example in {error}"
-            );
+            assert!(error.contains("RFC 7578 section 4.2"), "{case}: {error}");
         }
-    }
-
-    #[test]
-    fn extended_file_name_rejected_with_reason() {
-        let star = "form-data; name=\"document\"; filename*=UTF-8''a.pdf";
-        let error = check_part_file_name("f", None, Some(star))
-            .unwrap_err()
-            .to_string();
-        assert!(error.contains("RFC 7578 section 4.2"), "{error}");
-
-        let both = "form-data; name=\"document\"; filename=\"a.pdf\"; filename*=UTF-8''b.pdf";
-        assert_eq!(
-            check_part_file_name("f", Some("a.pdf"), Some(both)).unwrap(),
-            "a.pdf"
-        );
 
         // Inside a quoted value, `filename*` is no parameter.
         let quoted_value = "form-data; name=\"x; filename*=y\"";
@@ -442,12 +325,117 @@ mod tests {
     }
 
     #[test]
+    fn repeated_disposition_parameters_rejected() {
+        let cases = [
+            (
+                "form-data; name=\"document\"; filename=\"a.pdf\"; filename=\"b.pdf\"",
+                r#"the parameter "filename" twice;"#,
+            ),
+            (
+                "form-data; name=\"document\"; filename=\"a.pdf\"; FILENAME=\"b.pdf\"",
+                r#"the parameter "filename" twice (as "filename" and "FILENAME")"#,
+            ),
+            (
+                "form-data; name=\"document\"; name=\"metadata\"; filename=\"a.pdf\"",
+                r#"the parameter "name" twice;"#,
+            ),
+        ];
+        for (disposition, problem) in cases {
+            let error = check_part_file_name("f", Some("a.pdf"), Some(disposition))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(problem), "{disposition}: {error}");
+            assert!(error.contains("send each parameter once"), "{error}");
+        }
+        let single = "form-data; name=\"document\"; filename=\"a.pdf\"";
+        assert_eq!(
+            check_part_file_name("f", Some("a.pdf"), Some(single)).unwrap(),
+            "a.pdf"
+        );
+    }
+
+    #[test]
     fn repeated_file_name_names_earlier_index() {
         let earlier = ["a.pdf", "b.pdf"];
-        assert!(check_unique_file_name("f", "A.pdf", earlier).is_ok());
+        assert!(check_unique_file_name("f", "c.pdf", earlier).is_ok());
         let error = check_unique_file_name("documents[2].file_name", "b.pdf", earlier)
             .unwrap_err()
             .to_string();
         assert!(error.contains("documents[1]"), "{error}");
+        assert!(error.contains("is also the file name of"), "{error}");
+    }
+
+    #[test]
+    fn file_names_compared_in_nfc_and_lowercase() {
+        let pairs = [
+            ("Same.txt", "same.txt"),
+            ("M\u{E4}rz.txt", "Ma\u{308}rz.txt"),
+            ("MA\u{308}RZ.TXT", "m\u{E4}rz.txt"),
+            ("\u{212B}ngstr\u{F6}m.pdf", "\u{C5}ngstr\u{F6}m.pdf"),
+        ];
+        for (first, second) in pairs {
+            let error = check_unique_file_name("documents[1].file_name", second, [first])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.contains("documents[0]"),
+                "{first:?} {second:?}: {error}"
+            );
+            assert!(
+                error.contains("differs only in letter case or Unicode normalization"),
+                "{first:?} {second:?}: {error}"
+            );
+        }
+        assert!(check_unique_file_name("f", "Marz.txt", ["M\u{E4}rz.txt"]).is_ok());
+    }
+
+    #[test]
+    fn invisible_characters_rejected_by_code_point() {
+        let cases = [
+            ("a\u{200E}b.txt", "bidirectional control <U+200E>"),
+            ("a\u{200F}b.txt", "bidirectional control <U+200F>"),
+            ("a\u{61C}b.txt", "bidirectional control <U+061C>"),
+            ("a\u{200B}b.txt", "invisible character <U+200B>"),
+            ("a\u{FEFF}b.txt", "invisible character <U+FEFF>"),
+            ("a\u{2028}b.txt", "invisible character <U+2028>"),
+            ("a\u{2029}b.txt", "invisible character <U+2029>"),
+        ];
+        for (name, problem) in cases {
+            let error = check_file_name("f", Some(name)).unwrap_err().to_string();
+            assert!(error.contains(problem), "{name:?}: {error}");
+            let shown = format!("\"a{}b.txt\"", &problem[problem.len() - 8..]);
+            assert!(error.contains(&shown), "{name:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn dot_only_names_rejected() {
+        for name in ["...", ". .", ". . ."] {
+            let error = check_file_name("f", Some(name)).unwrap_err().to_string();
+            assert!(error.contains("only dots and spaces"), "{name:?}: {error}");
+        }
+        assert!(check_file_name("f", Some(".profile")).is_ok());
+    }
+
+    /// Every name that passes the check downloads under the same name, because the
+    /// check rejects each character that the download's Content-Disposition replaces.
+    #[test]
+    fn accepted_names_download_unchanged() {
+        for code in 0..=u32::from(char::MAX) {
+            let Some(c) = char::from_u32(code) else {
+                continue;
+            };
+            let name = format!("a{c}b.txt");
+            let Ok(checked) = check_file_name("f", Some(&name)) else {
+                continue;
+            };
+            let header = crate::web::disposition::content_disposition(&checked);
+            let header = header.to_str().unwrap();
+            let encoded = header.split("filename*=UTF-8''").nth(1).unwrap();
+            let downloaded = percent_encoding::percent_decode_str(encoded)
+                .decode_utf8()
+                .unwrap();
+            assert_eq!(downloaded, checked, "U+{code:04X}");
+        }
     }
 }

@@ -30,7 +30,8 @@ use serde_json::json;
 use super::auth::Caller;
 use super::core::Core;
 use super::error::{ApiError, UNCONFIRMED};
-use super::names::{check_media_type, check_part_file_name, check_unique_file_name, quoted};
+use super::media_type::check_media_type;
+use super::names::{check_part_file_name, check_unique_file_name, quoted};
 use super::passwords;
 use super::request::{Plan, plan};
 use crate::blobs::{BlobError, BlobLimits, StoredBlob};
@@ -75,6 +76,7 @@ async fn submit_checked(
     body: Result<Multipart, MultipartRejection>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     caller.require(&[Role::Sender])?;
+    check_one_content_type(&headers)?;
     let mut multipart = super::body::multipart(body)?;
     let idempotency = idempotency_key(&headers, &caller)?;
     let key_sent = idempotency.is_some();
@@ -126,11 +128,42 @@ async fn submit_checked(
     Ok((StatusCode::CREATED, Json(body)))
 }
 
+/// Rejects a request with more than one Content-Type header, of which the multipart
+/// parser would read the first without saying so.
+///
+/// # Errors
+///
+/// [`ApiError::BadRequest`] on `Content-Type`.
+fn check_one_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let content_types = headers.get_all(CONTENT_TYPE).iter().count();
+    if content_types > 1 {
+        return Err(ApiError::BadRequest {
+            field: Some("Content-Type".to_owned()),
+            message: format!(
+                "the request has {content_types} Content-Type headers, and the server would \
+                 read only one of them; send the header once: Content-Type: \
+                 multipart/form-data; boundary=..."
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Reads the optional `Idempotency-Key` header into a ledger key scoped to the caller.
 fn idempotency_key(
     headers: &HeaderMap,
     caller: &Caller,
 ) -> Result<Option<IdempotencyKey>, ApiError> {
+    let keys = headers.get_all("idempotency-key").iter().count();
+    if keys > 1 {
+        return Err(ApiError::invalid(
+            "Idempotency-Key",
+            format!(
+                "the request has {keys} Idempotency-Key headers, and the server would use only \
+                 one of them; send the header once"
+            ),
+        ));
+    }
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
     };
