@@ -1,0 +1,187 @@
+//! Idempotent retries of a submission: the `Idempotency-Key` header, the check that a
+//! retry repeats the submission its key first recorded, and the answer that describes
+//! that submission again.
+
+use axum::http::HeaderMap;
+use consign_schemas::events::DocumentUploaded;
+use consign_schemas::{Event, IdempotencyKey};
+use serde_json::json;
+
+use super::super::auth::Caller;
+use super::super::core::Core;
+use super::super::error::ApiError;
+
+/// Reads the optional `Idempotency-Key` header into a ledger key scoped to the caller.
+pub(super) fn idempotency_key(
+    headers: &HeaderMap,
+    caller: &Caller,
+) -> Result<Option<IdempotencyKey>, ApiError> {
+    let keys = headers.get_all("idempotency-key").iter().count();
+    if keys > 1 {
+        return Err(ApiError::invalid(
+            "Idempotency-Key",
+            format!(
+                "the request has {keys} Idempotency-Key headers, and the server would use only \
+                 one of them; send the header once"
+            ),
+        ));
+    }
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let text = value
+        .to_str()
+        .ok()
+        .filter(|text| !text.is_empty() && text.len() <= 100)
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "Idempotency-Key",
+                "Idempotency-Key must be 1 to 100 visible ASCII characters",
+            )
+        })?;
+    IdempotencyKey::new(format!("submit/{}/{text}", caller.account.id))
+        .map(Some)
+        .map_err(|error| ApiError::invalid("Idempotency-Key", error.to_string()))
+}
+
+/// What a retried submission must repeat for its idempotency key to replay the first:
+/// the subject, the recipients' addresses and the documents' contents.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Fingerprint {
+    subject: String,
+    addresses: Vec<String>,
+    documents: Vec<consign_schemas::ContentHash>,
+}
+
+impl Fingerprint {
+    /// Takes the fingerprint of a `DeliverySubmitted` event and its documents' hashes.
+    pub(super) fn new(
+        submitted: &Event,
+        documents: impl Iterator<Item = consign_schemas::ContentHash>,
+    ) -> Self {
+        let (subject, mut addresses) = match submitted {
+            Event::DeliverySubmitted(submitted) => (
+                submitted.subject.clone(),
+                submitted
+                    .recipients
+                    .iter()
+                    .map(|entry| entry.mailbox.address.to_lowercase())
+                    .collect::<Vec<_>>(),
+            ),
+            _ => (String::new(), Vec::new()),
+        };
+        addresses.sort();
+        Self {
+            subject,
+            addresses,
+            documents: documents.collect(),
+        }
+    }
+}
+
+/// Describes the earlier submission that an idempotency key replayed, after checking
+/// that the retry repeats it.
+pub(super) fn replayed_body(
+    core: &Core,
+    appended: &consign_ledger::Appended,
+    retry: &Fingerprint,
+) -> Result<serde_json::Value, ApiError> {
+    let chain = appended.chain;
+    let first = appended.events[0].position;
+    let originals = core.ledger.read(chain, first, appended.events.len())?;
+    let documents: Vec<&DocumentUploaded> = originals
+        .iter()
+        .filter_map(|stored| match &stored.envelope.event {
+            Event::DocumentUploaded(uploaded) => Some(uploaded),
+            _ => None,
+        })
+        .collect();
+    let Some(submitted) = originals
+        .iter()
+        .find(|stored| matches!(stored.envelope.event, Event::DeliverySubmitted(_)))
+    else {
+        return Err(ApiError::Conflict {
+            message:
+                "the Idempotency-Key was used for a request that is not a submission; use a new key"
+                    .to_owned(),
+        });
+    };
+    let original = Fingerprint::new(
+        &submitted.envelope.event,
+        documents.iter().map(|document| document.content_hash),
+    );
+    if &original != retry {
+        return Err(ApiError::Conflict {
+            message: "the Idempotency-Key was used for a different submission (subject, \
+                      recipients or documents differ); use a new key for a new submission"
+                .to_owned(),
+        });
+    }
+    let Event::DeliverySubmitted(event) = &submitted.envelope.event else {
+        unreachable!("found as a DeliverySubmitted event above");
+    };
+    let released = originals
+        .iter()
+        .any(|stored| matches!(stored.envelope.event, Event::DeliveryReleased(_)));
+    Ok(json!({
+        "delivery": event.delivery,
+        "chain": chain,
+        "position": submitted.position(),
+        "hash": submitted.hash,
+        "status": if released { "released" } else { "scheduled" },
+        "replayed": true,
+        "documents": documents.iter().map(|document| json!({
+            "document": document.document,
+            "file_name": document.file_name,
+            "media_type": document.media_type,
+            "size": document.size,
+            "blake3": document.content_hash,
+        })).collect::<Vec<_>>(),
+        "recipients": event.recipients.iter().map(|entry| json!({
+            "recipient": entry.recipient,
+            "address": entry.mailbox.address,
+        })).collect::<Vec<_>>(),
+    }))
+}
+
+/// Rewrites the advice of an unconfirmed submission for a client that sent no
+/// `Idempotency-Key`: it has no key to retry with.
+pub(super) fn advice_without_key(message: &str) -> String {
+    let advice = "list your deliveries (GET /api/deliveries) before you submit it again, and \
+                  send an Idempotency-Key header so that a retry cannot record it twice";
+    match message.find("retry with the same idempotency key") {
+        Some(start) => format!("{}{advice}", &message[..start]),
+        None => format!("{message}; it may still be recorded, so {advice}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::advice_without_key;
+
+    #[test]
+    fn advice_without_key_replaces_retry() {
+        let message = "the ledger cannot confirm this now: chain 1 cannot take appends in this \
+                       process now: Kafka did not confirm the events (timed out); they may or \
+                       may not be recorded, so retry with the same idempotency key; retry shortly";
+
+        let advice = advice_without_key(message);
+
+        assert!(
+            advice.starts_with("the ledger cannot confirm this now: chain 1"),
+            "{advice}"
+        );
+        assert!(!advice.contains("same idempotency key"), "{advice}");
+        assert!(advice.contains("GET /api/deliveries"), "{advice}");
+        assert!(advice.contains("Idempotency-Key header"), "{advice}");
+    }
+
+    #[test]
+    fn advice_without_key_extends_other_reasons() {
+        let advice =
+            advice_without_key("the ledger cannot confirm this now: the sequencer is starting");
+
+        assert!(advice.starts_with("the ledger cannot confirm this now: the sequencer is starting; it may still be recorded"), "{advice}");
+        assert!(advice.contains("GET /api/deliveries"), "{advice}");
+    }
+}
