@@ -52,8 +52,8 @@ pub(crate) struct Upload {
 
 /// Handles a submission; see the module documentation.
 ///
-/// A rejected submission gets `Connection: close`: the rest of its body is
-/// never read, so the connection cannot carry another request.
+/// A rejected submission gets `Connection: close`: the rest of its body is read for
+/// at most [`DRAIN_TIME`], so the connection cannot carry another request.
 pub async fn submit(
     State(core): State<Arc<Core>>,
     caller: Caller,
@@ -81,10 +81,36 @@ async fn submit_checked(
     caller.require(&[Role::Sender])?;
     check_one_content_type(&headers)?;
     let mut multipart = super::body::multipart(body)?;
-    let idempotency = idempotency_key(&headers, &caller)?;
+    let outcome = submit_parts(core, caller, &headers, &mut multipart).await;
+    if outcome.is_err() {
+        // Errors are answered without the rest of the body; a client still sending a
+        // moderate one then gets the answer rather than a reset.
+        let _ = tokio::time::timeout(DRAIN_TIME, drain(&mut multipart)).await;
+    }
+    outcome
+}
+
+/// Most time spent reading the rest of a rejected submission's body.
+const DRAIN_TIME: Duration = Duration::from_secs(1);
+
+/// Reads and drops what is left of a multipart body.
+async fn drain(multipart: &mut Multipart) {
+    while let Ok(Some(mut field)) = multipart.next_field().await {
+        while let Ok(Some(_)) = field.chunk().await {}
+    }
+}
+
+/// Reads the metadata and the documents of a submission and records it.
+async fn submit_parts(
+    core: Arc<Core>,
+    caller: Caller,
+    headers: &HeaderMap,
+    multipart: &mut Multipart,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let idempotency = idempotency_key(headers, &caller)?;
     let key_sent = idempotency.is_some();
 
-    let metadata = next_field(&mut multipart).await?.ok_or_else(|| {
+    let metadata = next_field(multipart).await?.ok_or_else(|| {
         ApiError::bad_request("the request has no parts; send a metadata part, then documents")
     })?;
     if metadata.name() != Some("metadata") {
@@ -110,7 +136,7 @@ async fn submit_checked(
     };
 
     let mut uploads = Vec::new();
-    let stored = store_documents(&core, &plan, &mut multipart, &mut uploads).await;
+    let stored = store_documents(&core, &plan, multipart, &mut uploads).await;
     let outcome = match stored {
         Ok(()) => record(&core, &caller, plan, &uploads, idempotency).await,
         Err(error) => Err(error),
