@@ -23,6 +23,17 @@ export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 cargo build --workspace --all-targets --locked
 
+# Each change leaves the earlier test executables, about 600 MB each, in the build
+# directory. Only the newest of each name is kept, so that a build directory kept
+# across runs does not fill the disk; cargo rebuilds any that it still needs.
+find "$CARGO_TARGET_DIR/debug/deps" -maxdepth 1 -type f -perm -u+x ! -name '*.*' \
+    -printf '%T@ %f\n' |
+  sort -rn |
+  awk '{ name = $2; sub(/-[0-9a-f]+$/, "", name); if (seen[name]++) print $2 }' |
+  while read -r stale; do
+    rm -f "$CARGO_TARGET_DIR/debug/deps/$stale" "$CARGO_TARGET_DIR/debug/deps/$stale.d"
+  done
+
 # A one-node Apache Kafka broker on a loopback port for the Kafka tests, stopped on
 # exit whatever happens. Its jars come from Maven Central and are cached.
 kafka_dir=$(mktemp -d)
