@@ -83,8 +83,8 @@ async fn submit_checked(
     let mut multipart = super::body::multipart(body)?;
     let outcome = submit_parts(core, caller, &headers, &mut multipart).await;
     if outcome.is_err() {
-        // Errors are answered without the rest of the body; a client still sending a
-        // moderate one then gets the answer rather than a reset.
+        // The rest of the body is read before the error is sent, so that a client still
+        // sending a body of moderate size gets the error rather than a reset.
         let _ = tokio::time::timeout(DRAIN_TIME, drain(&mut multipart)).await;
     }
     outcome
