@@ -110,8 +110,9 @@ pub struct GenerateArgs {
     #[command(flatten)]
     pub data: DataDirArgs,
 
-    /// Number of deliveries to generate, at least 1.
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Number of deliveries to generate. With 0, only the accounts, their credentials
+    /// and mailing lists are written.
+    #[arg(long)]
     pub deliveries: u64,
 
     /// Seed of the random choices. The same seed gives the same requests; with
