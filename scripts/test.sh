@@ -25,7 +25,7 @@ cargo build --workspace --all-targets --locked
 
 # Each change leaves the earlier test executables, about 600 MB each, in the build
 # directory. Only the newest of each name is kept, so that a build directory kept
-# across runs does not fill the disk; cargo rebuilds any that it still needs.
+# across runs does not fill the disk. Cargo rebuilds any that it still needs.
 find "$CARGO_TARGET_DIR/debug/deps" -maxdepth 1 -type f -perm -u+x ! -name '*.*' \
     -printf '%T@ %f\n' |
   sort -rn |

@@ -94,7 +94,7 @@ async fn bad_json_bodies_rejected() {
         "{error}"
     );
 
-    // The server reads the rest of a body of a few MiB before it answers, so the client
+    // The server reads the rest of a body of a few MiB before it responds, so the client
     // is not cut off while it is still sending, and the connection can be used again.
     let huge = json!({ "login": "root", "password": "x".repeat(5 << 20) }).to_string();
     let response = server

@@ -101,9 +101,9 @@ fn is_json(headers: &HeaderMap) -> bool {
 /// Reads a JSON body of at most [`MAX_JSON_BODY_BYTES`].
 ///
 /// The rest of a larger body is read and dropped, up to [`DRAINED_BODY_BYTES`] in all,
-/// before the 413 is sent. A server that answers while the client is still sending
-/// closes a connection with unread data, and the client's next write then fails with a
-/// reset before it can read the answer. A body larger still is not read to its end.
+/// before the 413 is sent. A server that responds while the client is still sending
+/// closes a connection with unread data, so the client's next write fails with a reset
+/// before it can read the response. A body larger still is not read to its end.
 async fn read_json_body(body: Body) -> Result<Vec<u8>, ApiError> {
     let mut stream = body.into_data_stream();
     let mut json = Vec::new();

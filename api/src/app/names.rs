@@ -403,8 +403,8 @@ mod tests {
         for (name, problem) in cases {
             let error = check_file_name("f", Some(name)).unwrap_err().to_string();
             assert!(error.contains(problem), "{name:?}: {error}");
-            let shown = format!("\"a{}b.txt\"", &problem[problem.len() - 8..]);
-            assert!(error.contains(&shown), "{name:?}: {error}");
+            let quoted_name = format!("\"a{}b.txt\"", &problem[problem.len() - 8..]);
+            assert!(error.contains(&quoted_name), "{name:?}: {error}");
         }
     }
 

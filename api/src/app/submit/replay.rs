@@ -1,6 +1,6 @@
 //! Idempotent retries of a submission: the `Idempotency-Key` header, the check that a
-//! retry repeats the submission its key first recorded, and the answer that describes
-//! that submission again.
+//! retry repeats the submission its key first recorded, and the response body that
+//! describes that submission again.
 
 use axum::http::HeaderMap;
 use consign_schemas::events::DocumentUploaded;
@@ -44,8 +44,8 @@ pub(super) fn idempotency_key(
         .map_err(|error| ApiError::invalid("Idempotency-Key", error.to_string()))
 }
 
-/// What a retried submission must repeat for its idempotency key to replay the first:
-/// the subject, the recipients' addresses and the documents' contents.
+/// The parts of a submission that a retry must repeat for its idempotency key to replay
+/// the first: the subject, the recipients' addresses and the documents' contents.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct Fingerprint {
     subject: String,
