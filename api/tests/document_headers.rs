@@ -2,7 +2,8 @@
 //! a part's parameter sent twice, and two Content-Type or Idempotency-Key headers on the
 //! request. Each would leave a choice of value that the client cannot see, so each is
 //! rejected naming the field, and leaves every chain head, `blobs/objects` and
-//! `blobs/tmp` as they were. The same request with each sent once is stored.
+//! `blobs/tmp` as they were. The same request with each sent once is stored. The file
+//! name is read from `filename` in any letter case, and one that is not UTF-8 is refused.
 
 mod support;
 
@@ -223,6 +224,49 @@ async fn repeated_request_headers_rejected() {
     )
     .await;
     assert_stored("each header once", response, 1);
+
+    server.stop().await;
+}
+
+/// The `filename` parameter is read in any letter case and outside other parameters'
+/// quoted values, and a name that is not UTF-8 is refused rather than taken as missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_name_read_as_written() {
+    let work = tempfile::tempdir().unwrap();
+    let (server, token) = start(work.path()).await;
+
+    let before = snapshot(&server).await;
+    let marker = b"LATIN-1-A-UMLAUT";
+    let mut latin1 = body_with(&metadata_headers(), &[document("MLATIN-1-A-UMLAUTrz.pdf")]);
+    let at = latin1
+        .windows(marker.len())
+        .position(|window| window == marker)
+        .unwrap();
+    latin1.splice(at..at + marker.len(), [0xE4]);
+    let (status, answer) = send(&server, &token, &[], latin1).await;
+    assert_eq!(status, 422, "{answer}");
+    assert_eq!(answer["field"], "documents[0].file_name", "{answer}");
+    let message = answer["message"].as_str().unwrap_or_default();
+    assert!(message.contains("not valid UTF-8"), "{message}");
+    assert!(message.contains("send the file name in UTF-8"), "{message}");
+    assert_eq!(
+        snapshot(&server).await,
+        before,
+        "the server wrote something"
+    );
+
+    let lines = vec![
+        "Content-Disposition: form-data; name=\"document\"; x=\"y; filename=c.exe\"; \
+         FILENAME=\"Vertrag.pdf\""
+            .to_owned(),
+        "Content-Type: application/pdf".to_owned(),
+    ];
+    let (status, answer) = send(&server, &token, &[], body(&[lines])).await;
+    assert_eq!(status, 201, "{answer}");
+    assert_eq!(
+        answer["documents"][0]["file_name"], "Vertrag.pdf",
+        "{answer}"
+    );
 
     server.stop().await;
 }

@@ -31,6 +31,7 @@ mod limits;
 mod media_type;
 mod names;
 mod openapi;
+mod part_name;
 mod passwords;
 pub mod postmark;
 pub(crate) mod recipient;

@@ -7,9 +7,6 @@ use std::fmt::Write as _;
 use unicode_normalization::UnicodeNormalization;
 
 use super::error::ApiError;
-use super::media_type::{
-    describe_repetition, parameter_name, repeated_parameter, split_parameters,
-};
 
 /// Maximum length of a file name in bytes, as on common filesystems.
 pub const MAX_FILE_NAME_BYTES: usize = 255;
@@ -129,57 +126,6 @@ pub fn check_file_name(field: &str, name: Option<&str>) -> Result<String, ApiErr
     }
 }
 
-/// Checks the file name of a document part, given the name that the multipart parser
-/// read from `filename` and the raw Content-Disposition header.
-///
-/// RFC 7578 section 4.2 forbids the `filename*` parameter of RFC 5987 in
-/// multipart/form-data, and this server reads `filename` with UTF-8 as is, as browsers
-/// send it. A part with `filename*` is rejected wherever the parameter is and in any
-/// letter case, because multer 3.1 reads `filename` and ignores `filename*`: a client
-/// that put the real name in `filename*` would lose it. The raw header is needed
-/// because the parser reports nothing about `filename*`. A parameter sent twice, such
-/// as `filename="a"; filename="b"`, is rejected too, because the parser would take the
-/// first one without saying so.
-///
-/// # Errors
-///
-/// [`ApiError::Invalid`] on `field` for `filename*` or a repeated parameter as above,
-/// and those of [`check_file_name`].
-pub fn check_part_file_name(
-    field: &str,
-    parsed: Option<&str>,
-    content_disposition: Option<&str>,
-) -> Result<String, ApiError> {
-    let parameters: Vec<&str> = content_disposition
-        .map(|value| split_parameters(value).into_iter().skip(1).collect())
-        .unwrap_or_default();
-    if let Some((first, second)) = repeated_parameter(&parameters) {
-        return Err(ApiError::invalid(
-            field,
-            format!(
-                "{field}: the part's Content-Disposition has {}; send each parameter once, \
-                 such as form-data; name=\"document\"; filename=\"Vertrag März.pdf\"",
-                describe_repetition(first, second)
-            ),
-        ));
-    }
-    let extended = parameters
-        .iter()
-        .any(|parameter| parameter_name(parameter).eq_ignore_ascii_case("filename*"));
-    if extended {
-        return Err(ApiError::invalid(
-            field,
-            format!(
-                "{field}: the part's Content-Disposition has a filename* parameter, which \
-                 RFC 7578 section 4.2 forbids in multipart/form-data; leave filename* out and \
-                 send the name in filename=, in UTF-8 as is, such as \
-                 filename=\"Vertrag März.pdf\""
-            ),
-        ));
-    }
-    check_file_name(field, parsed)
-}
-
 /// Rejects a file name that an earlier document of the same delivery has, because a
 /// recipient could not tell the two documents apart.
 ///
@@ -287,70 +233,6 @@ mod tests {
         assert_eq!(
             quoted("\u{200E}\u{61C}\u{200B}\u{FEFF}\u{2028}"),
             r#""<U+200E><U+061C><U+200B><U+FEFF><U+2028>""#
-        );
-    }
-
-    #[test]
-    fn extended_file_name_rejected_in_any_order() {
-        let dispositions = [
-            (
-                "alone",
-                None,
-                "form-data; name=\"document\"; filename*=UTF-8''a.pdf",
-            ),
-            (
-                "after filename",
-                Some("a.pdf"),
-                "form-data; name=\"document\"; filename=\"a.pdf\"; filename*=UTF-8''b.pdf",
-            ),
-            (
-                "in capitals",
-                Some("a.pdf"),
-                "form-data; name=\"document\"; filename=\"a.pdf\"; FileName*=UTF-8''b.pdf",
-            ),
-        ];
-        for (case, parsed, disposition) in dispositions {
-            let error = check_part_file_name("f", parsed, Some(disposition))
-                .unwrap_err()
-                .to_string();
-            assert!(error.contains("RFC 7578 section 4.2"), "{case}: {error}");
-        }
-
-        // Inside a quoted value, `filename*` is no parameter.
-        let quoted_value = "form-data; name=\"x; filename*=y\"";
-        let error = check_part_file_name("f", None, Some(quoted_value))
-            .unwrap_err()
-            .to_string();
-        assert!(error.contains("is missing"), "{error}");
-    }
-
-    #[test]
-    fn repeated_disposition_parameters_rejected() {
-        let cases = [
-            (
-                "form-data; name=\"document\"; filename=\"a.pdf\"; filename=\"b.pdf\"",
-                r#"the parameter "filename" twice;"#,
-            ),
-            (
-                "form-data; name=\"document\"; filename=\"a.pdf\"; FILENAME=\"b.pdf\"",
-                r#"the parameter "filename" twice (as "filename" and "FILENAME")"#,
-            ),
-            (
-                "form-data; name=\"document\"; name=\"metadata\"; filename=\"a.pdf\"",
-                r#"the parameter "name" twice;"#,
-            ),
-        ];
-        for (disposition, problem) in cases {
-            let error = check_part_file_name("f", Some("a.pdf"), Some(disposition))
-                .unwrap_err()
-                .to_string();
-            assert!(error.contains(problem), "{disposition}: {error}");
-            assert!(error.contains("send each parameter once"), "{error}");
-        }
-        let single = "form-data; name=\"document\"; filename=\"a.pdf\"";
-        assert_eq!(
-            check_part_file_name("f", Some("a.pdf"), Some(single)).unwrap(),
-            "a.pdf"
         );
     }
 

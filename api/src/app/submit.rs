@@ -33,7 +33,8 @@ use super::auth::Caller;
 use super::core::Core;
 use super::error::{ApiError, UNCONFIRMED};
 use super::media_type::check_media_type;
-use super::names::{check_part_file_name, check_unique_file_name, quoted};
+use super::names::{check_unique_file_name, quoted};
+use super::part_name::check_part_file_name;
 use super::passwords;
 use super::request::{Plan, plan};
 use crate::blobs::{BlobError, BlobLimits, StoredBlob};
@@ -295,20 +296,11 @@ fn check_part_headers(
     uploads: &[Upload],
 ) -> Result<(String, String), ApiError> {
     // The checks read the raw headers, because the multipart parser drops a content type
-    // it cannot parse, which would then pass as none given, and reads no file name from
-    // `filename*`.
-    let raw_header = |name| {
-        field
-            .headers()
-            .get(name)
-            .map(|value: &HeaderValue| String::from_utf8_lossy(value.as_bytes()))
-    };
+    // it cannot parse, which would then pass as none given, and misreads some file names
+    // (see `check_part_file_name`).
+    let raw_header = |name| field.headers().get(name).map(HeaderValue::as_bytes);
     let file_name_field = format!("documents[{index}].file_name");
-    let file_name = check_part_file_name(
-        &file_name_field,
-        field.file_name(),
-        raw_header(CONTENT_DISPOSITION).as_deref(),
-    )?;
+    let file_name = check_part_file_name(&file_name_field, raw_header(CONTENT_DISPOSITION))?;
     check_unique_file_name(
         &file_name_field,
         &file_name,
@@ -316,7 +308,9 @@ fn check_part_headers(
     )?;
     let media_type = check_media_type(
         &format!("documents[{index}].content_type"),
-        raw_header(CONTENT_TYPE).as_deref(),
+        raw_header(CONTENT_TYPE)
+            .map(String::from_utf8_lossy)
+            .as_deref(),
     )?;
     Ok((file_name, media_type))
 }
