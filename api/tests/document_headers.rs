@@ -3,7 +3,8 @@
 //! request. Each would leave a choice of value that the client cannot see, so each is
 //! rejected naming the field, and leaves every chain head, `blobs/objects` and
 //! `blobs/tmp` as they were. The same request with each sent once is stored. The file
-//! name is read from `filename` in any letter case, and one that is not UTF-8 is refused.
+//! name is read from `filename` in any letter case, and one that is not UTF-8 is
+//! rejected, as is a part in base64 or quoted-printable.
 
 mod support;
 
@@ -267,6 +268,41 @@ async fn file_name_read_as_written() {
         answer["documents"][0]["file_name"], "Vertrag.pdf",
         "{answer}"
     );
+
+    server.stop().await;
+}
+
+/// A part in base64 or quoted-printable is rejected, because its bytes would be stored
+/// still encoded. An encoding that leaves the bytes as they are is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encoded_part_rejected() {
+    let work = tempfile::tempdir().unwrap();
+    let (server, token) = start(work.path()).await;
+    let before = snapshot(&server).await;
+
+    for encoding in ["base64", "quoted-printable"] {
+        let mut lines = document("a.pdf");
+        lines.push(format!("Content-Transfer-Encoding: {encoding}"));
+        let (status, answer) = send(&server, &token, &[], body(&[lines])).await;
+        assert_eq!(status, 422, "{encoding}: {answer}");
+        assert_eq!(answer["field"], "documents[0]", "{encoding}: {answer}");
+        let message = answer["message"].as_str().unwrap_or_default();
+        assert!(message.contains(encoding), "{encoding}: {message}");
+        assert!(
+            message.contains("leave the header out"),
+            "{encoding}: {message}"
+        );
+        assert_eq!(
+            snapshot(&server).await,
+            before,
+            "{encoding}: the server wrote something"
+        );
+    }
+
+    let mut lines = document("a.pdf");
+    lines.push("Content-Transfer-Encoding: binary".to_owned());
+    let response = send(&server, &token, &[], body(&[lines])).await;
+    assert_stored("binary", response, 1);
 
     server.stop().await;
 }

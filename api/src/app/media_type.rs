@@ -1,6 +1,6 @@
-//! Checks on the media type a client sends with a document, and the parameter parsing
-//! that the Content-Disposition check in [`super::names`] shares. The media type is
-//! stored as sent and returned as the download's Content-Type.
+//! Checks on the media type and transfer encoding a client sends with a document, and
+//! the parameter parsing that the file name check in [`super::part_name`] shares. The
+//! media type is stored as sent and returned as the download's Content-Type.
 
 use super::error::ApiError;
 use super::names::quoted;
@@ -61,6 +61,38 @@ pub fn check_media_type(field: &str, media_type: Option<&str>) -> Result<String,
         )),
         None => Ok(media_type.to_owned()),
     }
+}
+
+/// Checks that a document part's Content-Transfer-Encoding, if any, leaves its bytes as
+/// they are: `7bit`, `8bit` or `binary` in any letter case.
+///
+/// RFC 7578 section 4.7 deprecates the header in multipart/form-data. The server stores
+/// the part's bytes as received, so a `base64` or `quoted-printable` part would reach
+/// the recipient still encoded, with a hash of the encoded text.
+///
+/// # Errors
+///
+/// [`ApiError::Invalid`] on `field` for any other encoding.
+pub fn check_transfer_encoding(field: &str, encoding: Option<&[u8]>) -> Result<(), ApiError> {
+    let Some(encoding) = encoding else {
+        return Ok(());
+    };
+    let encoding = String::from_utf8_lossy(encoding);
+    let identity = ["7bit", "8bit", "binary"]
+        .iter()
+        .any(|name| encoding.trim().eq_ignore_ascii_case(name));
+    if identity {
+        return Ok(());
+    }
+    Err(ApiError::invalid(
+        field,
+        format!(
+            "{field}: the part's Content-Transfer-Encoding {} is not supported, because the \
+             document would be stored still encoded; leave the header out and send the \
+             document's bytes as they are (RFC 7578 section 4.7)",
+            quoted(&encoding)
+        ),
+    ))
 }
 
 /// Splits a header value at each `;` outside a quoted string. The first piece is the
@@ -212,6 +244,25 @@ pub(super) fn repeated_parameter<'a>(parameters: &[&'a str]) -> Option<(&'a str,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transfer_encodings_checked() {
+        assert!(check_transfer_encoding("t", None).is_ok());
+        for identity in ["7bit", "8BIT", " binary "] {
+            assert!(
+                check_transfer_encoding("t", Some(identity.as_bytes())).is_ok(),
+                "{identity}"
+            );
+        }
+        for encoded in ["base64", "Quoted-Printable", "x-gzip"] {
+            let error = check_transfer_encoding("documents[0]", Some(encoded.as_bytes()))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("documents[0]"), "{error}");
+            assert!(error.contains(&format!("\"{encoded}\"")), "{error}");
+            assert!(error.contains("leave the header out"), "{error}");
+        }
+    }
 
     #[test]
     fn media_types_are_checked() {

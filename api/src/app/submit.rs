@@ -18,7 +18,7 @@ use axum::Json;
 use axum::extract::multipart::Field;
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::{Multipart, State};
-use axum::http::header::{CONNECTION, CONTENT_DISPOSITION, CONTENT_TYPE};
+use axum::http::header::{CONNECTION, CONTENT_DISPOSITION, CONTENT_TYPE, HeaderName};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use consign_ledger::{AppendRequest, NewEvent};
@@ -32,7 +32,7 @@ use serde_json::json;
 use super::auth::Caller;
 use super::core::Core;
 use super::error::{ApiError, UNCONFIRMED};
-use super::media_type::check_media_type;
+use super::media_type::{check_media_type, check_transfer_encoding};
 use super::names::{check_unique_file_name, quoted};
 use super::part_name::check_part_file_name;
 use super::passwords;
@@ -289,7 +289,8 @@ pub(crate) async fn store_document(
     Ok(())
 }
 
-/// Checks the file name and media type of document `index` and returns them.
+/// Checks the file name, media type and transfer encoding of document `index`, and
+/// returns the name and the media type.
 fn check_part_headers(
     field: &Field<'_>,
     index: usize,
@@ -312,8 +313,15 @@ fn check_part_headers(
             .map(String::from_utf8_lossy)
             .as_deref(),
     )?;
+    check_transfer_encoding(
+        &format!("documents[{index}]"),
+        raw_header(CONTENT_TRANSFER_ENCODING),
+    )?;
     Ok((file_name, media_type))
 }
+
+/// Header of a MIME part's transfer encoding, which the `http` crate does not name.
+const CONTENT_TRANSFER_ENCODING: HeaderName = HeaderName::from_static("content-transfer-encoding");
 
 /// Maximum time between two pieces of a document before the upload counts as stalled.
 const UPLOAD_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
