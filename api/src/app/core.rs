@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::error::ApiError;
 use super::limits::{Limits, Transport};
-use super::recipient::Grants;
+use super::recipient::{Coverage, Grants};
 use super::sessions::Sessions;
 use crate::blobs::{BlobStore, KeyEncryptionKey};
 use crate::web::throttle::{Throttle, ThrottleConfig};
@@ -49,6 +49,8 @@ pub struct Core {
     pub sessions: Sessions,
     pub(crate) throttle: Throttle,
     pub(crate) grants: Grants,
+    /// The byte ranges of documents that recipients fetched in pieces.
+    pub(crate) coverage: Coverage,
     /// Set when the server runs behind HTTPS, so cookies carry `Secure`.
     pub secure_cookies: bool,
     /// Cancelled when a follower stops on an error: the model no longer follows the
@@ -113,6 +115,7 @@ impl Core {
             sessions: Sessions::default(),
             throttle: Throttle::new(ThrottleConfig::default()),
             grants: Grants::default(),
+            coverage: Coverage::default(),
             secure_cookies: parts.secure_cookies,
             failed: CancellationToken::new(),
             followers: std::sync::Mutex::new(Vec::new()),

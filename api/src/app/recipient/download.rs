@@ -2,9 +2,10 @@
 //!
 //! The body streams from the blob store. A response that covers the whole document
 //! records `DocumentDownloaded` once its last byte has been handed to the connection
-//! and, for the whole document, the BLAKE3 check at the end of the stream passed. A
-//! read error aborts the response, so the client sees a failed download rather than a
-//! short file.
+//! and, for the whole document, the BLAKE3 check at the end of the stream passed. So
+//! does a Range response whose bytes, with the ranges this recipient fetched before,
+//! cover the whole document. A read error aborts the response, so the client sees a
+//! failed download rather than a short file.
 
 use std::sync::Arc;
 
@@ -95,17 +96,18 @@ pub async fn download(
         }
     };
 
-    let body = if whole {
-        Body::from_stream(record_when_complete(
-            Arc::clone(&core),
-            resolved,
-            document,
-            size,
-            stream,
-        ))
-    } else {
-        Body::from_stream(stream)
+    let piece = match decision {
+        RangeDecision::Partial(range) if !whole => Some((range.start, range.start + range.len)),
+        _ => None,
     };
+    let body = Body::from_stream(record_when_complete(
+        Arc::clone(&core),
+        resolved,
+        document,
+        size,
+        piece,
+        stream,
+    ));
     let mut response = (status, body).into_response();
     let response_headers = response.headers_mut();
     response_headers.insert(
@@ -130,7 +132,11 @@ pub async fn download(
 }
 
 /// Passes the stream through one chunk behind, and records the download before the
-/// last chunk goes out.
+/// last chunk goes out when the response completes the document.
+///
+/// A response without `piece` carries the whole document. A response with `piece`
+/// carries that byte range, and completes the document when the ranges that this
+/// recipient has fetched before cover the rest (see [`super::coverage`]).
 ///
 /// Holding the last chunk back until the blob stream has ended means its end-of-stream
 /// checks (the BLAKE3 comparison of a whole document) decide before the client gets
@@ -143,6 +149,7 @@ fn record_when_complete(
     resolved: Resolved,
     document: DocumentId,
     size: u64,
+    piece: Option<(u64, u64)>,
     stream: BlobStream,
 ) -> impl futures::Stream<Item = Result<bytes::Bytes, crate::blobs::BlobError>> {
     struct State {
@@ -168,14 +175,26 @@ fn record_when_complete(
                 }
                 Some(Err(error)) => return Some((Err(error), None)),
                 None => {
+                    let recipient = state.resolved.recipient.id;
+                    let earlier = match piece {
+                        None => Some(Vec::new()),
+                        Some(piece) => state
+                            .core
+                            .coverage
+                            .complete(recipient, document, piece, size),
+                    };
+                    let Some(earlier) = earlier else {
+                        return state.held.take().map(|last| (Ok(last), None));
+                    };
                     let event = Event::DocumentDownloaded(DocumentDownloaded {
                         delivery: state.resolved.delivery.id,
-                        recipient: state.resolved.recipient.id,
+                        recipient,
                         document,
                         bytes: size,
                     });
                     if let Err(error) = record(&state.core, &state.resolved, event).await {
                         tracing::error!(%error, delivery = %state.resolved.delivery.id, %document, "cannot record a completed download; aborting it");
+                        state.core.coverage.restore(recipient, document, earlier);
                         return Some((
                             Err(crate::blobs::BlobError::Source {
                                 source: error.to_string().into(),

@@ -5,8 +5,10 @@
 //! and map lookup whatever its text, and gets the same 404 page. Every refusal
 //! of a known link (not yet released, expired, withdrawn, wrong password, throttled) is
 //! recorded as `AccessDenied` with its reason; opening the page after the password is
-//! `DeliveryOpened`; a document served to its last byte is `DocumentDownloaded`.
+//! `DeliveryOpened`; a document served to its last byte, in one response or in Range
+//! pieces, is `DocumentDownloaded`.
 
+mod coverage;
 mod download;
 mod grants;
 
@@ -26,6 +28,7 @@ use consign_schemas::events::{AccessDenied, DeliveryOpened, DenialReason};
 use consign_schemas::{Actor, Event, EventHash, Timestamp};
 use serde::Deserialize;
 
+pub use coverage::Coverage;
 pub use download::download;
 pub use grants::Grants;
 

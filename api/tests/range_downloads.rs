@@ -1,0 +1,181 @@
+//! Range downloads against a running server. A piece of a document is not recorded as
+//! a download, but the piece that completes the document, together with the pieces the
+//! same recipient fetched before, is recorded once and sends the sender's receipt.
+
+mod support;
+
+use std::time::Duration;
+
+use consign_ledger::Clock;
+use consign_schemas::events::Role;
+use reqwest::multipart::{Form, Part};
+use serde_json::{Value, json};
+use support::{Server, links_in, open_account, wait_for_messages};
+
+/// Bytes of the test document.
+const SIZE: usize = 100_000;
+
+/// Starts a server with the sender `ada`, submits one document of [`SIZE`] bytes with
+/// receipts to one recipient, and returns the server, ada's token, the document's
+/// content, the delivery id and the document's download URL.
+async fn submitted(work: &std::path::Path) -> (Server, String, Vec<u8>, String, String) {
+    let data_dir = work.join("data");
+    open_account(&data_dir, "ada", Role::Sender).await;
+    let server = Server::start(&data_dir, Clock::system(), &[]).await;
+    let token = server.login("ada").await;
+
+    let content: Vec<u8> = (0..SIZE as u32).map(|index| (index % 251) as u8).collect();
+    let metadata = json!({
+        "recipients": ["bob@recipients.test"],
+        "subject": "Contract",
+        "receipt": true,
+    });
+    let form = Form::new()
+        .part(
+            "metadata",
+            Part::text(metadata.to_string())
+                .mime_str("application/json")
+                .unwrap(),
+        )
+        .part(
+            "document",
+            Part::bytes(content.clone())
+                .file_name("contract.pdf")
+                .mime_str("application/pdf")
+                .unwrap(),
+        );
+    let response = server
+        .client
+        .post(server.url("/api/deliveries"))
+        .bearer_auth(&token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let body: Value = response.json().await.unwrap();
+    let delivery = body["delivery"].as_str().unwrap().to_owned();
+    let document = body["documents"][0]["document"].as_str().unwrap();
+
+    let outbox = server.data_dir.join("outbox");
+    let messages = wait_for_messages(&outbox, 1, Duration::from_secs(30)).await;
+    let link = links_in(&messages[0], &server.base).remove(0);
+    let url = format!("{link}/documents/{document}");
+    (server, token, content, delivery, url)
+}
+
+/// Fetches `range` of `url` and checks for a 206 with `content_range`.
+async fn piece(server: &Server, url: &str, range: &str, content_range: &str) -> Vec<u8> {
+    let response = server
+        .client
+        .get(url)
+        .header("range", range)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 206, "{range}");
+    assert_eq!(
+        response.headers()["content-range"],
+        content_range,
+        "{range}"
+    );
+    response.bytes().await.unwrap().to_vec()
+}
+
+/// Returns the downloads recorded for the first recipient of a delivery.
+async fn recorded_downloads(server: &Server, token: &str, delivery: &str) -> Vec<Value> {
+    let detail: Value = server
+        .client
+        .get(server.url(&format!("/api/deliveries/{delivery}")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    detail["recipients"][0]["downloads"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn piece_and_whole_download() {
+    let work = tempfile::tempdir().unwrap();
+    let (server, ada, content, delivery, url) = submitted(work.path()).await;
+
+    let first = piece(&server, &url, "bytes=0-9", "bytes 0-9/100000").await;
+    assert_eq!(first, &content[..10]);
+
+    let beyond = server
+        .client
+        .get(&url)
+        .header("range", "bytes=999999999-")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(beyond.status(), 416);
+    assert_eq!(beyond.headers()["content-range"], "bytes */100000");
+
+    assert_eq!(
+        recorded_downloads(&server, &ada, &delivery).await,
+        Vec::<Value>::new()
+    );
+
+    // A complete download is recorded before its last byte is sent, so the record is
+    // visible as soon as the body has arrived.
+    let full = server.client.get(&url).send().await.unwrap();
+    assert_eq!(full.status(), 200);
+    assert_eq!(full.bytes().await.unwrap(), content);
+    let downloads = recorded_downloads(&server, &ada, &delivery).await;
+    assert_eq!(downloads.len(), 1, "{downloads:?}");
+
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pieces_completing_document_recorded() {
+    let work = tempfile::tempdir().unwrap();
+    let (server, ada, content, delivery, url) = submitted(work.path()).await;
+
+    // Out of order and overlapping, as a download manager with several connections
+    // may fetch them.
+    let last = piece(&server, &url, "bytes=-40000", "bytes 60000-99999/100000").await;
+    let first = piece(&server, &url, "bytes=0-29999", "bytes 0-29999/100000").await;
+    assert_eq!(
+        recorded_downloads(&server, &ada, &delivery).await,
+        Vec::<Value>::new(),
+        "recorded before the pieces covered the document"
+    );
+    let middle = piece(
+        &server,
+        &url,
+        "bytes=20000-69999",
+        "bytes 20000-69999/100000",
+    )
+    .await;
+
+    let mut joined = first;
+    joined.extend_from_slice(&middle[10_000..40_000]);
+    joined.extend_from_slice(&last);
+    assert_eq!(joined, content);
+
+    let downloads = recorded_downloads(&server, &ada, &delivery).await;
+    assert_eq!(downloads.len(), 1, "{downloads:?}");
+    let document = url.rsplit('/').next().unwrap();
+    assert_eq!(downloads[0]["document"], document, "{downloads:?}");
+
+    // The receipt goes to the sender after the link e-mail.
+    let outbox = server.data_dir.join("outbox");
+    let messages = wait_for_messages(&outbox, 2, Duration::from_secs(30)).await;
+    let receipt = String::from_utf8_lossy(&messages[1]).into_owned();
+    assert!(receipt.contains("ada@consign.test"), "{receipt}");
+
+    // A further piece starts a new download rather than recording another.
+    piece(&server, &url, "bytes=0-9", "bytes 0-9/100000").await;
+    let downloads = recorded_downloads(&server, &ada, &delivery).await;
+    assert_eq!(downloads.len(), 1, "{downloads:?}");
+
+    server.stop().await;
+}
