@@ -96,7 +96,8 @@ pub struct ServeArgs {
     #[arg(long, env = "CONSIGN_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
-    /// Number of chains of a new ledger; an existing ledger keeps its own.
+    /// Number of chains of a new ledger. An existing ledger keeps the count it was
+    /// created with, and a different value is rejected.
     #[arg(long, env = "CONSIGN_CHAINS", value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub chains: Option<u32>,
 
@@ -272,10 +273,12 @@ pub async fn run(
         None => None,
     };
     // A ledger already in the data directory must open before the document store and
-    // the keys are added beside it, so that a damaged one is left as it was.
+    // the keys are added beside it, so that a damaged one, or one with another chain
+    // count than --chains, is left as it was.
     if args.data.kafka.is_none() && data_dir.join("ledger/CURRENT").exists() {
         let read_only = EmbeddedOptions {
             read_only: true,
+            chains: args.chains,
             ..EmbeddedOptions::default()
         };
         drop(

@@ -1,7 +1,8 @@
 //! `consign serve` checks its settings before it creates anything. A bad listen
 //! address, a port in use, a bad public URL, sender name, SMTP URL or TLS file, an
 //! unusable outbox, or a missing shared folder is rejected with a message naming the
-//! value, and the data directory is left uncreated. A corrupt ledger is left as it was.
+//! value, and the data directory is left uncreated. A corrupt ledger is left as it was,
+//! and a ledger is not opened with another chain count than it was created with.
 
 use consign_ledger::Clock;
 
@@ -296,4 +297,20 @@ async fn corrupt_ledger_is_left_as_it_was() {
         std::fs::read(data_dir.join("ledger/CURRENT")).unwrap(),
         b"junk\n"
     );
+}
+
+#[tokio::test]
+async fn other_chain_count_rejected() {
+    let work = tempfile::tempdir().unwrap();
+    let data_dir = work.path().join("data");
+    consign_ledger::EmbeddedLedger::open(&data_dir, consign_ledger::EmbeddedOptions::default())
+        .unwrap();
+    let before = tree(&data_dir);
+
+    let message = serve_error_in(&data_dir, &["--listen", "127.0.0.1:0", "--chains", "4"]).await;
+
+    assert!(message.contains("created with 1 chain,"), "{message}");
+    assert!(message.contains("but 4 were requested"), "{message}");
+    assert!(message.contains("leave out --chains"), "{message}");
+    assert_eq!(tree(&data_dir), before, "the refused start added files");
 }

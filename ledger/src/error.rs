@@ -54,7 +54,12 @@ pub enum LedgerError {
     #[error("chain {chain} does not exist: this ledger has chains 0 to {last}", last = chains.saturating_sub(1))]
     UnknownChain { chain: ChainId, chains: u32 },
 
-    #[error("ledger in {dir} was created with {stored} chains, but {requested} were requested")]
+    #[error(
+        "ledger in {dir} was created with {stored} {chains}, but {requested} were requested; \
+         a ledger keeps its chain count, so leave out --chains (and CONSIGN_CHAINS) or give \
+         {stored}",
+        chains = if *stored == 1 { "chain" } else { "chains" }
+    )]
     ChainCountMismatch {
         dir: PathBuf,
         stored: u32,

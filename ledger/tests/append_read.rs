@@ -306,6 +306,10 @@ fn chains_are_independent() {
             .contains("created with 3 chains, but 4 were requested"),
         "{mismatch}"
     );
+    assert!(
+        mismatch.to_string().contains("leave out --chains"),
+        "{mismatch}"
+    );
 }
 
 #[test]
