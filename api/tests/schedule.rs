@@ -1,6 +1,7 @@
 //! Delivery dates and expiration dates on a manual clock: nothing is released early,
 //! everything due is released or expired exactly once, also when many fall due
-//! together and across a restart, and expired documents are unavailable at once.
+//! together and across a restart, a delivery whose expiration date passed before its
+//! release is expired only, and expired documents are unavailable at once.
 
 mod support;
 
@@ -161,6 +162,41 @@ async fn release_and_expiry_happen_once_at_their_times() {
     server.stop().await;
     assert_eq!(count_events(&data_dir, EventKind::DeliveryReleased), 1);
     assert_eq!(count_events(&data_dir, EventKind::DeliveryExpired), 1);
+}
+
+/// A delivery whose delivery date and expiration date both passed while the server was
+/// down is expired without being released, and no e-mail goes out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expiry_passed_during_downtime_skips_release() {
+    let work = tempfile::tempdir().unwrap();
+    let data_dir = work.path().join("data");
+    open_account(&data_dir, "ada", Role::Sender).await;
+    let clock = ManualClock::new(START);
+    let server = Server::start(&data_dir, clock.clock(), &[]).await;
+    let token = server.login("ada").await;
+    let submitted = submit(
+        &server,
+        &token,
+        "bob@recipients.test",
+        serde_json::json!({ "deliver_at": at(HOUR), "expires_at": at(2 * HOUR) }),
+    )
+    .await;
+    let delivery = submitted["delivery"].as_str().unwrap().to_owned();
+    server.stop().await;
+
+    clock.advance(3 * HOUR);
+    let server = Server::start(&data_dir, clock.clock(), &[]).await;
+    let token = server.login("ada").await;
+    wait_for_status(&server, &token, &delivery, "expired").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.stop().await;
+
+    assert_eq!(count_events(&data_dir, EventKind::DeliveryReleased), 0);
+    assert_eq!(count_events(&data_dir, EventKind::DeliveryExpired), 1);
+    assert!(
+        read_messages(&data_dir.join("outbox")).is_empty(),
+        "an e-mail went out for a delivery that expired before its release"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

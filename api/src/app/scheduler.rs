@@ -6,7 +6,8 @@
 //! `expire/DELIVERY`, then waits until the view has applied the event, which removes
 //! the entry.
 //! The keys make each event unique in the ledger even when the scheduler runs again
-//! after a restart, or a release races with another. Between rounds it sleeps until the
+//! after a restart, or a release races with another. A delivery whose expiration date
+//! has also passed when its release falls due is expired without a release. Between rounds it sleeps until the
 //! next due time, the next write to the views, or one minute, whichever comes first.
 //! Each round also issues the postmarks that a crash kept from following their
 //! submissions.
@@ -82,15 +83,22 @@ pub async fn round(core: &Core, now: Timestamp) -> Result<Option<Timestamp>, Api
             continue;
         }
         handled += 1;
+        let expired = || {
+            (
+                "expire",
+                Event::DeliveryExpired(DeliveryExpired { delivery }),
+            )
+        };
         let (action, event) = match entry.kind {
+            // A release and an expiry both due, after the server was down through both
+            // dates: the documents never became available, so only the expiry is
+            // recorded, and it removes the release from the schedule.
+            DueKind::Release if expiry_of(core, delivery).is_some_and(|at| at <= now) => expired(),
             DueKind::Release => (
                 "release",
                 Event::DeliveryReleased(DeliveryReleased { delivery }),
             ),
-            DueKind::Expiry => (
-                "expire",
-                Event::DeliveryExpired(DeliveryExpired { delivery }),
-            ),
+            DueKind::Expiry => expired(),
         };
         let recorded = append_once(core, delivery, action, event).await?;
         if recorded {
@@ -107,6 +115,13 @@ pub async fn round(core: &Core, now: Timestamp) -> Result<Option<Timestamp>, Api
         return Ok(Some(now));
     }
     Ok(schedule::next_due_after(&core.views, now)?.map(|entry| entry.at))
+}
+
+/// Returns the expiration date of a delivery, if it has one.
+fn expiry_of(core: &Core, delivery: DeliveryId) -> Option<Timestamp> {
+    let model = core.model();
+    let options = &model.delivery(delivery)?.options;
+    options.expires_at.as_ref().map(|time| time.instant)
 }
 
 /// Appends `event` under its idempotency key and waits until the schedule view has
