@@ -20,7 +20,7 @@ use consign_ledger::kafka::{KafkaStatus, open_kafka_ledger};
 use consign_ledger::postmark::PostmarkKeys;
 use consign_ledger::{Clock, EmbeddedLedger, EmbeddedOptions};
 use consign_notifier::{
-    Composer, ComposerConfig, Mailer, MessageIdDomain, SmtpConfig, SmtpSecurity,
+    ComposeError, Composer, ComposerConfig, Mailer, MessageIdDomain, SmtpConfig, SmtpSecurity,
 };
 use consign_notifier::{Dispatcher, DispatcherConfig};
 use consign_schemas::ChainId;
@@ -39,7 +39,9 @@ mod health;
 mod startup;
 
 use health::Health;
-use startup::{ServerKeys, check_listen_address, load_or_create_keys, prepare_outbox};
+use startup::{
+    ServerKeys, check_listen_address, check_public_url_path, load_or_create_keys, prepare_outbox,
+};
 
 /// Time allowed, beyond one send, for another server to record the outcome of an
 /// e-mail it was sending when the delivery's chain moved here.
@@ -58,7 +60,7 @@ pub struct ServeArgs {
     pub listen: String,
 
     /// Base URL of the links in e-mails, as recipients reach this server, such as
-    /// https://consign.example.org. Defaults to http(s)://LISTEN.
+    /// https://consign.example.org, without a path. Defaults to http(s)://LISTEN.
     #[arg(long, env = "CONSIGN_PUBLIC_URL")]
     pub public_url: Option<String>,
 
@@ -261,6 +263,9 @@ pub async fn run(
         prepare_outbox(outbox, "--outbox")?;
     }
     // Checked before listening, so a bad From address or URL stops the start at once.
+    if let Some(public_url) = &args.public_url {
+        check_public_url_path(public_url)?;
+    }
     composer(
         &args,
         args.public_url.as_deref().unwrap_or("http://127.0.0.1"),
@@ -536,7 +541,13 @@ fn composer(args: &ServeArgs, public_url: &str) -> anyhow::Result<Composer> {
         from_name: Some(args.mail_from_name.clone()),
         public_base_url: public_url.to_owned(),
     })
-    .context("invalid e-mail settings; check --mail-from and --public-url")
+    .map_err(|error| {
+        let option = match error {
+            ComposeError::InvalidBaseUrl { .. } => "--public-url",
+            _ => "--mail-from",
+        };
+        anyhow::Error::new(error).context(format!("invalid e-mail settings; check {option}"))
+    })
 }
 
 /// Uses the public URL's host as the domain of Message-IDs.

@@ -1,8 +1,9 @@
 //! `consign serve` checks its settings before it creates anything. A bad listen
-//! address, a port in use, a bad public URL, sender name, SMTP URL or TLS file, an
-//! unusable outbox, or a missing shared folder is rejected with a message naming the
-//! value, and the data directory is left uncreated. A corrupt ledger is left as it was,
-//! and a ledger is not opened with another chain count than it was created with.
+//! address, a port in use, a bad public URL or one with a path, a bad sender address or
+//! name, SMTP URL or TLS file, an unusable outbox, or a missing shared folder is
+//! rejected with a message naming the value, and the data directory is left uncreated.
+//! A corrupt ledger is left as it was, and a ledger is not opened with another chain
+//! count than it was created with.
 
 use consign_ledger::Clock;
 
@@ -155,6 +156,14 @@ async fn bad_url_or_sender_name_names_option() {
     .await;
     assert!(message.contains("--mail-from-name"), "{message}");
     assert!(message.contains("U+000D"), "{message}");
+
+    let message = serve_error(
+        work.path(),
+        &["--listen", "127.0.0.1:0", "--mail-from", "a@b@c"],
+    )
+    .await;
+    assert!(message.contains("--mail-from"), "{message}");
+    assert!(!message.contains("--public-url"), "{message}");
     assert!(
         !work.path().join("data").exists(),
         "the data directory was created"
@@ -313,4 +322,28 @@ async fn other_chain_count_rejected() {
     assert!(message.contains("but 4 were requested"), "{message}");
     assert!(message.contains("leave out --chains"), "{message}");
     assert_eq!(tree(&data_dir), before, "the refused start added files");
+}
+
+#[tokio::test]
+async fn public_url_with_path_rejected() {
+    let work = tempfile::tempdir().unwrap();
+
+    let message = serve_error(
+        work.path(),
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--public-url",
+            "https://consign.example.org/base/",
+        ],
+    )
+    .await;
+
+    assert!(message.contains("--public-url"), "{message}");
+    assert!(message.contains("\"/base/\""), "{message}");
+    assert!(message.contains("without a path"), "{message}");
+    assert!(
+        !work.path().join("data").exists(),
+        "the data directory was created"
+    );
 }

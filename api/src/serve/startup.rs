@@ -20,6 +20,26 @@ pub(super) async fn check_listen_address(listen: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Rejects a public URL with a path, such as `https://example.org/consign/`.
+///
+/// The pages, their forms and the redirect after the password form use paths from the
+/// root of the host, so links under a path prefix would lead recipients astray. A URL
+/// that does not parse passes here, and the e-mail composer reports it in full.
+pub(super) fn check_public_url_path(public_url: &str) -> anyhow::Result<()> {
+    let Ok(url) = url::Url::parse(public_url) else {
+        return Ok(());
+    };
+    let path = url.path();
+    if path.is_empty() || path == "/" {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "invalid --public-url {public_url:?}: it has the path {path:?}, but consign serves \
+         its pages and links from the root of the host; give the URL without a path, such \
+         as https://consign.example.org, and serve consign at the root of its host name"
+    )
+}
+
 /// Creates the outbox folder when missing and checks that this process can write a
 /// file in it, so that an unusable outbox stops the start instead of deferring every
 /// e-mail. `option` names where the path came from, for the message.
