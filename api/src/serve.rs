@@ -32,7 +32,7 @@ use crate::blobs::BlobStore;
 use crate::cli::DataDirArgs;
 use crate::cli::backend::{POSTMARK_KEYS, Role};
 use crate::listen::{ListenConfig, TlsFiles};
-use consign_projections::billing::RateTable;
+use consign_projections::billing::{MAX_RATE_CENTS, RateTable};
 use consign_projections::{ALL_VIEWS, ViewStore, ViewStoreOptions};
 
 mod health;
@@ -103,9 +103,9 @@ pub struct ServeArgs {
     #[arg(long, env = "CONSIGN_CHAINS", value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub chains: Option<u32>,
 
-    /// JSON file of billing rates in cents: per_delivery, per_recipient, per_gib,
-    /// per_normal_priority, per_high_priority, per_urgent_priority, per_postmark.
-    /// Without it, billing exports show usage only.
+    /// JSON file of billing rates in cents, each key required and at most 1000000000:
+    /// per_delivery, per_recipient, per_gib, per_normal_priority, per_high_priority,
+    /// per_urgent_priority, per_postmark. Without it, billing exports show usage only.
     #[arg(long, env = "CONSIGN_RATES")]
     pub rates: Option<PathBuf>,
 
@@ -559,18 +559,28 @@ fn message_id_domain(public_url: &str) -> anyhow::Result<MessageIdDomain> {
     Ok(MessageIdDomain::new(&host)?)
 }
 
-/// Reads the billing rate table.
+/// Reads the billing rate table and checks that no price is above
+/// [`MAX_RATE_CENTS`].
 fn load_rates(path: &std::path::Path) -> anyhow::Result<RateTable> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the rates file {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| {
+    let rates: RateTable = serde_json::from_str(&text).with_context(|| {
         format!(
             "invalid rates file {}: expected a JSON object of integer cents with the keys \
              per_delivery, per_recipient, per_gib, per_normal_priority, per_high_priority, \
              per_urgent_priority and per_postmark",
             path.display()
         )
-    })
+    })?;
+    if let Some((name, cents)) = rates.first_out_of_range() {
+        anyhow::bail!(
+            "invalid rates file {}: {name} is {cents} cents, above the maximum of \
+             {MAX_RATE_CENTS}; give each price in cents of the billing currency, such as \
+             150 for 1.50",
+            path.display()
+        );
+    }
+    Ok(rates)
 }
 
 /// Opens the view store and applies every event it has not seen, with a log line for

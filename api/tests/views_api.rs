@@ -418,28 +418,45 @@ async fn configured_rates_price_the_usage() {
 async fn invalid_rates_file_stops_the_start() {
     let work = tempfile::tempdir().unwrap();
     let rates = work.path().join("rates.json");
-    std::fs::write(&rates, r#"{"per_delivery": "one dollar"}"#).unwrap();
-    let argv = [
-        "consign",
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--rates",
-        rates.to_str().unwrap(),
-        "--data-dir",
-        work.path().to_str().unwrap(),
+    let too_high = serde_json::json!({
+        "per_delivery": 150, "per_recipient": 20, "per_gib": u64::MAX,
+        "per_normal_priority": 0, "per_high_priority": 50, "per_urgent_priority": 200,
+        "per_postmark": 30,
+    });
+    let cases = [
+        (
+            r#"{"per_delivery": "one dollar"}"#.to_owned(),
+            "per_delivery",
+        ),
+        (
+            too_high.to_string(),
+            "per_gib is 18446744073709551615 cents, above the maximum",
+        ),
     ];
-    let consign_api::cli::Command::Serve(args) =
-        <consign_api::cli::Cli as clap::Parser>::parse_from(argv).command
-    else {
-        unreachable!("the arguments name the serve subcommand");
-    };
+    for (text, problem) in cases {
+        std::fs::write(&rates, &text).unwrap();
+        let argv = [
+            "consign",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--rates",
+            rates.to_str().unwrap(),
+            "--data-dir",
+            work.path().to_str().unwrap(),
+        ];
+        let consign_api::cli::Command::Serve(args) =
+            <consign_api::cli::Cli as clap::Parser>::parse_from(argv).command
+        else {
+            unreachable!("the arguments name the serve subcommand");
+        };
 
-    let error = consign_api::serve::run(args, Clock::system(), None, std::future::pending())
-        .await
-        .unwrap_err();
+        let error = consign_api::serve::run(args, Clock::system(), None, std::future::pending())
+            .await
+            .unwrap_err();
 
-    let message = format!("{error:#}");
-    assert!(message.contains("invalid rates file"), "{message}");
-    assert!(message.contains("per_delivery"), "{message}");
+        let message = format!("{error:#}");
+        assert!(message.contains("invalid rates file"), "{text}: {message}");
+        assert!(message.contains(problem), "{text}: {message}");
+    }
 }

@@ -28,7 +28,7 @@ use crate::store::{Positions, ViewState};
 
 pub use export::{write_csv, write_json};
 pub use month::Month;
-pub use rates::{Amounts, RateTable};
+pub use rates::{Amounts, MAX_RATE_CENTS, RateTable};
 pub use read::{UsageQuery, billing_as_of, usage};
 
 const USAGE: u8 = b'u';

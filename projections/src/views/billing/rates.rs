@@ -36,7 +36,31 @@ pub struct Amounts {
     pub total: u64,
 }
 
+/// Highest price of one item that a rate table may set, in cents: 10,000,000.00 in
+/// the billing currency.
+///
+/// Below it, a usage row prices without reaching the saturation at `u64::MAX` unless
+/// its counts (with GiB for storage) add up to more than `u64::MAX / MAX_RATE_CENTS`,
+/// about 18 billion.
+pub const MAX_RATE_CENTS: u64 = 1_000_000_000;
+
 impl RateTable {
+    /// Returns the name and value of the first price above [`MAX_RATE_CENTS`], which
+    /// would price large usage rows at the saturated `u64::MAX`.
+    pub fn first_out_of_range(&self) -> Option<(&'static str, u64)> {
+        [
+            ("per_delivery", self.per_delivery),
+            ("per_recipient", self.per_recipient),
+            ("per_gib", self.per_gib),
+            ("per_normal_priority", self.per_normal_priority),
+            ("per_high_priority", self.per_high_priority),
+            ("per_urgent_priority", self.per_urgent_priority),
+            ("per_postmark", self.per_postmark),
+        ]
+        .into_iter()
+        .find(|(_, cents)| *cents > MAX_RATE_CENTS)
+    }
+
     /// Prices one usage row.
     pub fn price(&self, usage: &Usage) -> Amounts {
         let deliveries = times(usage.deliveries, self.per_delivery);
@@ -68,6 +92,22 @@ fn times(count: u64, cents: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rates_above_max_named() {
+        let mut rates = RateTable {
+            per_postmark: MAX_RATE_CENTS,
+            ..RateTable::default()
+        };
+        assert_eq!(rates.first_out_of_range(), None);
+
+        rates.per_gib = MAX_RATE_CENTS + 1;
+        rates.per_urgent_priority = u64::MAX;
+        assert_eq!(
+            rates.first_out_of_range(),
+            Some(("per_gib", MAX_RATE_CENTS + 1))
+        );
+    }
 
     fn rates() -> RateTable {
         RateTable {
