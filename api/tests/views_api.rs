@@ -229,6 +229,16 @@ async fn views_serve_senders_billing_and_auditors() {
     let (status, refused) = get_json(&server, &ada, path).await;
     assert_eq!(status, 422, "{refused}");
     assert_eq!(refused["field"], "status", "{refused}");
+    let path = "/api/tracking/deliveries?limit=abc";
+    let (status, refused) = get_json(&server, &ada, path).await;
+    assert_eq!(status, 422, "{refused}");
+    assert_eq!(refused["field"], "limit", "{refused}");
+    let message = refused["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("invalid query parameter limit: "),
+        "{message}"
+    );
+    assert!(!message.contains("deserialize"), "{message}");
 
     // A page size outside 1 to 500 is rejected, not changed.
     for limit in ["0", "501"] {

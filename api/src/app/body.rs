@@ -245,10 +245,20 @@ pub fn multipart(body: Result<Multipart, MultipartRejection>) -> Result<Multipar
 pub fn query_params<T>(params: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     params.map(|Query(params)| params).map_err(|rejection| {
         let reason = rejection.body_text();
-        ApiError::invalid(
-            query_field(&reason),
-            format!("{reason}; see /api/openapi.json for the parameters"),
-        )
+        let field = query_field(&reason);
+        let detail = reason
+            .strip_prefix("Failed to deserialize query string: ")
+            .unwrap_or(&reason);
+        let message = match detail.strip_prefix(&format!("{field}: ")) {
+            Some(problem) => format!(
+                "invalid query parameter {field}: {problem}; see /api/openapi.json for its \
+                 values"
+            ),
+            None => {
+                format!("invalid query string: {detail}; see /api/openapi.json for the parameters")
+            }
+        };
+        ApiError::invalid(field, message)
     })
 }
 
