@@ -267,10 +267,17 @@ async fn local_times_follow_the_documented_rules() {
     .await;
     let delivery = submitted["delivery"].as_str().unwrap();
     let status = status_of(&server, &token, delivery).await;
-    let shown = status["options"]["deliver_at"].as_str().unwrap().to_owned();
+    let deliver_at = &status["options"]["deliver_at"];
+    let shown = deliver_at["text"].as_str().unwrap().to_owned();
     assert!(shown.contains("02:30"), "{shown}");
     assert!(shown.contains("+02:00"), "{shown}");
     assert!(shown.contains("Europe/Paris"), "{shown}");
+    // 2026-10-25T00:30:00Z
+    assert_eq!(
+        deliver_at["instant"], 1_792_888_200_000_000_i64,
+        "{deliver_at}"
+    );
+    assert_eq!(deliver_at["zone"], "Europe/Paris", "{deliver_at}");
 
     // 02:30 never happens in Paris on 2026-03-29 (but that date is in the past here),
     // so take next year's gap.

@@ -10,7 +10,7 @@ use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use consign_ledger::{AppendRequest, NewEvent};
 use consign_projections::model::{Availability, Delivery, Model, NotificationStatus, Recipient};
-use consign_schemas::events::{DeliveryWithdrawn, Role};
+use consign_schemas::events::{DeliveryWithdrawn, Role, ZonedTime};
 use consign_schemas::{Actor, DeliveryId, Event, IdempotencyKey};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -229,11 +229,22 @@ fn detail(model: &Model, delivery: &Delivery, now: consign_schemas::Timestamp) -
             "billing_code": options.billing_code,
             "postmark": options.postmark,
             "require_tls": options.require_tls,
-            "deliver_at": options.deliver_at.as_ref().map(format_for_sender),
-            "expires_at": options.expires_at.as_ref().map(format_for_sender),
+            "deliver_at": options.deliver_at.as_ref().map(zoned_time),
+            "expires_at": options.expires_at.as_ref().map(zoned_time),
         },
         "documents": documents,
         "recipients": delivery.recipients.iter().map(recipient_status).collect::<Vec<_>>(),
+    })
+}
+
+/// Describes a delivery date or expiration date as its instant in microseconds since
+/// the Unix epoch (as every other time of the response), the IANA zone it was entered
+/// in, and the local time in that zone for people.
+fn zoned_time(time: &ZonedTime) -> Value {
+    json!({
+        "instant": time.instant,
+        "zone": time.zone,
+        "text": format_for_sender(time),
     })
 }
 
