@@ -1,6 +1,7 @@
-//! Range downloads against a running server. A piece of a document is not recorded as
-//! a download, but the piece that completes the document, together with the pieces the
-//! same recipient fetched before, is recorded once and sends the sender's receipt.
+//! Downloads against a running server. A piece of a document is not recorded as a
+//! download, but the piece that completes the document, together with the pieces the
+//! same recipient fetched before, is recorded once and sends the sender's receipt. An
+//! unknown document id gets a 404 page.
 
 mod support;
 
@@ -122,6 +123,28 @@ async fn piece_and_whole_download() {
         recorded_downloads(&server, &ada, &delivery).await,
         Vec::<Value>::new()
     );
+
+    // A document id that the delivery does not have gets a page, since a browser asks.
+    let link = url.split("/documents/").next().unwrap();
+    for id in ["00000000-0000-4000-8000-000000000000", "not-an-id"] {
+        let unknown = server
+            .client
+            .get(format!("{link}/documents/{id}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(unknown.status(), 404, "{id}");
+        let content_type = unknown.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            content_type.starts_with("text/html"),
+            "{id}: {content_type}"
+        );
+        let page = unknown.text().await.unwrap();
+        assert!(page.contains("Document not found"), "{id}: {page}");
+    }
 
     // A complete download is recorded before its last byte is sent, so the record is
     // visible as soon as the body has arrived.

@@ -81,6 +81,8 @@ pub(crate) enum StatusPage {
     Withdrawn,
     /// No delivery has this link, or the token in it is mistyped.
     UnknownLink,
+    /// The link is right, but its delivery has no document with the id in the URL.
+    UnknownDocument,
     /// The password form was posted from another site.
     CrossSite,
 }
@@ -88,12 +90,12 @@ pub(crate) enum StatusPage {
 impl StatusPage {
     /// HTTP status that goes with the page: 403 before release and for a form posted
     /// from another site, 410 for expired and withdrawn deliveries, 404 for an unknown
-    /// link.
+    /// link or document.
     pub(crate) fn status_code(&self) -> StatusCode {
         match self {
             StatusPage::NotYetReleased { .. } => StatusCode::FORBIDDEN,
             StatusPage::Expired { .. } | StatusPage::Withdrawn => StatusCode::GONE,
-            StatusPage::UnknownLink => StatusCode::NOT_FOUND,
+            StatusPage::UnknownLink | StatusPage::UnknownDocument => StatusCode::NOT_FOUND,
             StatusPage::CrossSite => StatusCode::FORBIDDEN,
         }
     }
@@ -229,6 +231,12 @@ pub(crate) fn status_page(page: &StatusPage) -> String {
         StatusPage::UnknownLink => (
             "Link not found",
             "No delivery has this link. Check that the whole link was copied from the e-mail."
+                .to_owned(),
+        ),
+        StatusPage::UnknownDocument => (
+            "Document not found",
+            "This delivery has no document at this address. Open the link from your e-mail \
+             again to see the documents of the delivery."
                 .to_owned(),
         ),
         StatusPage::CrossSite => (

@@ -20,11 +20,14 @@ use consign_schemas::events::DocumentDownloaded;
 use consign_schemas::{DocumentId, Event};
 use futures::StreamExt;
 
-use super::{Resolved, has_grant, record, resolve, set_private_headers, unavailable};
+use super::{
+    Resolved, has_grant, page_response, record, resolve, set_private_headers, unavailable,
+};
 use crate::app::core::Core;
 use crate::app::error::ApiError;
 use crate::blobs::{BlobStream, StorageKey, StoredBlob};
 use crate::web::disposition::content_disposition;
+use crate::web::html::{self, StatusPage};
 use crate::web::range::{RangeDecision, evaluate, unsatisfied_content_range};
 
 /// Handles a download; see the module documentation.
@@ -50,11 +53,14 @@ pub async fn download(
         return Ok(response);
     }
 
-    let document = document
+    let Some(document) = document
         .parse::<DocumentId>()
         .ok()
         .filter(|id| resolved.delivery.documents.contains(id))
-        .ok_or_else(|| ApiError::not_found(format!("document {document:?} in this delivery")))?;
+    else {
+        let page = StatusPage::UnknownDocument;
+        return Ok(page_response(page.status_code(), html::status_page(&page)));
+    };
     let record_of = core
         .model()
         .document(document)
