@@ -319,6 +319,21 @@ fn cli_checks(data_dir: &Path, delivery: &str, saved: &serde_json::Value) {
     assert!(String::from_utf8_lossy(&stray.stderr).contains("no ledger in"));
     assert!(!missing.exists(), "a mistyped --data-dir is not created");
 
+    let mistyped = consign(&[
+        "evidence",
+        "export",
+        "--data-dir",
+        data,
+        "--delivery",
+        "ada",
+        "--out",
+        out.path().join("mistyped.json").to_str().unwrap(),
+    ]);
+    assert_eq!(mistyped.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&mistyped.stderr);
+    assert!(stderr.contains("\"ada\" is not a delivery id"), "{stderr}");
+    assert!(stderr.contains("give the UUID"), "{stderr}");
+
     let again = consign(&[
         "evidence",
         "export",

@@ -25,13 +25,23 @@ pub struct ExportArgs {
     #[command(flatten)]
     pub data: DataDirArgs,
 
-    /// The delivery whose evidence to export.
-    #[arg(long)]
+    /// The delivery whose evidence to export: the UUID that the submission returned.
+    #[arg(long, value_parser = parse_delivery_id)]
     pub delivery: DeliveryId,
 
     /// File to write; it must not exist yet.
     #[arg(long)]
     pub out: PathBuf,
+}
+
+/// Parses `--delivery`, with an error message that shows the form of a delivery id.
+fn parse_delivery_id(text: &str) -> Result<DeliveryId, String> {
+    text.trim().parse().map_err(|_| {
+        format!(
+            "{text:?} is not a delivery id; give the UUID that the submission returned, such \
+             as 0192e0a4-7b1c-7000-8000-000000000001"
+        )
+    })
 }
 
 #[derive(Debug, clap::Args)]
