@@ -124,6 +124,13 @@ pub(crate) enum ListenError {
     NoPrivateKey { path: PathBuf },
 
     #[error(
+        "the private key in {path} is encrypted with a passphrase, which the server cannot \
+         enter; write an unencrypted copy that only the server's user can read, such as \
+         with `openssl pkey -in {path} -out server-key.pem`, and give that file"
+    )]
+    EncryptedKey { path: PathBuf },
+
+    #[error(
         "the private key in {key} does not match the certificate in {cert}; use the key \
          that was generated together with this certificate"
     )]
@@ -308,6 +315,14 @@ pub(crate) fn check_tls(files: &TlsFiles) -> Result<(), ListenError> {
     load_tls(files).map(drop)
 }
 
+/// Returns true for PEM text with a passphrase-protected key: a PKCS #8 `ENCRYPTED
+/// PRIVATE KEY` block, or an OpenSSL key block with a `Proc-Type: 4,ENCRYPTED` header.
+fn is_encrypted_key(pem: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(pem);
+    text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----")
+        || text.contains("Proc-Type: 4,ENCRYPTED")
+}
+
 fn load_tls(files: &TlsFiles) -> Result<RustlsConfig, ListenError> {
     let cert_pem = read_file(&files.cert, "certificate")?;
     let key_pem = read_file(&files.key, "private key")?;
@@ -325,6 +340,9 @@ fn load_tls(files: &TlsFiles) -> Result<RustlsConfig, ListenError> {
         });
     }
     let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|source| match source {
+        pem::Error::NoItemsFound if is_encrypted_key(&key_pem) => ListenError::EncryptedKey {
+            path: files.key.clone(),
+        },
         pem::Error::NoItemsFound => ListenError::NoPrivateKey {
             path: files.key.clone(),
         },

@@ -281,6 +281,32 @@ async fn pem_without_private_key() {
 }
 
 #[tokio::test]
+async fn encrypted_private_key_named() {
+    let dir = TempDir::new().expect("temporary directory");
+    let files = make_certificate(dir.path(), "server");
+    // Only the block's label matters to the check, so the content need not decrypt.
+    let key = dir.path().join("encrypted-key.pem");
+    std::fs::write(
+        &key,
+        "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let config = tls_config(TlsFiles {
+        cert: files.cert.clone(),
+        key: key.clone(),
+    });
+
+    let error = serve_error(config).await;
+    assert!(
+        matches!(error, ListenError::EncryptedKey { .. }),
+        "{error:?}"
+    );
+    let message = error.to_string();
+    assert!(message.contains(&key.display().to_string()), "{message}");
+    assert!(message.contains("openssl pkey"), "{message}");
+}
+
+#[tokio::test]
 async fn localhost_port_zero_binds() {
     let server = start(ListenConfig::new("localhost:0")).await;
     assert!(server.address.ip().is_loopback(), "{}", server.address);
