@@ -65,7 +65,7 @@ pub(super) fn render(
         "Subject",
         None,
         &fields.subject,
-        " required maxlength=\"500\"",
+        &format!(" required maxlength=\"{}\"", core.limits.max_subject_chars),
         error,
     ));
     let state = field_state("message", error);
