@@ -1,7 +1,9 @@
 //! Downloads against a running server. A piece of a document is not recorded as a
 //! download, but the piece that completes the document, together with the pieces the
-//! same recipient fetched before, is recorded once and sends the sender's receipt. An
-//! unknown document id gets a 404 page.
+//! same recipient fetched before, is recorded once and sends the sender's receipt. A
+//! whole download clears earlier pieces, an empty document's download is recorded, a
+//! download running at a withdrawal is cut short, and an unknown document id gets a
+//! 404 page.
 
 mod support;
 
@@ -20,12 +22,20 @@ const SIZE: usize = 100_000;
 /// receipts to one recipient, and returns the server, ada's token, the document's
 /// content, the delivery id and the document's download URL.
 async fn submitted(work: &std::path::Path) -> (Server, String, Vec<u8>, String, String) {
+    submitted_of(work, SIZE).await
+}
+
+/// Does what [`submitted`] does, with a document of `size` bytes.
+async fn submitted_of(
+    work: &std::path::Path,
+    size: usize,
+) -> (Server, String, Vec<u8>, String, String) {
     let data_dir = work.join("data");
     open_account(&data_dir, "ada", Role::Sender).await;
     let server = Server::start(&data_dir, Clock::system(), &[]).await;
     let token = server.login("ada").await;
 
-    let content: Vec<u8> = (0..SIZE as u32).map(|index| (index % 251) as u8).collect();
+    let content: Vec<u8> = (0..size).map(|index| (index % 251) as u8).collect();
     let metadata = json!({
         "recipients": ["bob@recipients.test"],
         "subject": "Contract",
@@ -199,6 +209,86 @@ async fn pieces_completing_document_recorded() {
     piece(&server, &url, "bytes=0-9", "bytes 0-9/100000").await;
     let downloads = recorded_downloads(&server, &ada, &delivery).await;
     assert_eq!(downloads.len(), 1, "{downloads:?}");
+
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_download_clears_pieces() {
+    let work = tempfile::tempdir().unwrap();
+    let (server, ada, content, delivery, url) = submitted(work.path()).await;
+
+    piece(&server, &url, "bytes=0-0", "bytes 0-0/100000").await;
+    let full = server.client.get(&url).send().await.unwrap();
+    assert_eq!(full.status(), 200);
+    assert_eq!(full.bytes().await.unwrap(), content);
+    assert_eq!(recorded_downloads(&server, &ada, &delivery).await.len(), 1);
+
+    // Byte 0 was fetched before the whole download, so it does not complete this one.
+    piece(&server, &url, "bytes=1-", "bytes 1-99999/100000").await;
+    assert_eq!(recorded_downloads(&server, &ada, &delivery).await.len(), 1);
+
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_document_download_recorded() {
+    let work = tempfile::tempdir().unwrap();
+    let (server, ada, _, delivery, url) = submitted_of(work.path(), 0).await;
+
+    let full = server.client.get(&url).send().await.unwrap();
+    assert_eq!(full.status(), 200);
+    assert!(full.bytes().await.unwrap().is_empty());
+
+    let downloads = recorded_downloads(&server, &ada, &delivery).await;
+    assert_eq!(downloads.len(), 1, "{downloads:?}");
+    let outbox = server.data_dir.join("outbox");
+    let messages = wait_for_messages(&outbox, 2, Duration::from_secs(30)).await;
+    let receipt = String::from_utf8_lossy(&messages[1]).into_owned();
+    assert!(receipt.contains("ada@consign.test"), "{receipt}");
+
+    server.stop().await;
+}
+
+/// A download still running when the sender withdraws the delivery is cut short and not
+/// recorded, because the documents are unavailable from the withdrawal on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn withdrawal_aborts_running_download() {
+    const LARGE: usize = 32 << 20;
+    let work = tempfile::tempdir().unwrap();
+    let (server, ada, _, delivery, url) = submitted_of(work.path(), LARGE).await;
+
+    let mut running = server.client.get(&url).send().await.unwrap();
+    assert_eq!(running.status(), 200);
+    let first = running.chunk().await.unwrap().expect("a first chunk");
+    let mut received = first.len();
+
+    let withdrawn = server
+        .client
+        .post(server.url(&format!("/api/deliveries/{delivery}/withdraw")))
+        .bearer_auth(&ada)
+        .json(&json!({ "reason": "sent by mistake" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(withdrawn.status(), 200);
+
+    let outcome = loop {
+        match running.chunk().await {
+            Ok(Some(chunk)) => received += chunk.len(),
+            Ok(None) => break Ok(()),
+            Err(error) => break Err(error),
+        }
+    };
+    assert!(
+        outcome.is_err(),
+        "the download completed after the withdrawal ({received} bytes)"
+    );
+    assert!(received < LARGE, "{received} bytes arrived");
+    assert_eq!(
+        recorded_downloads(&server, &ada, &delivery).await,
+        Vec::<Value>::new()
+    );
 
     server.stop().await;
 }

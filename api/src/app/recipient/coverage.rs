@@ -64,20 +64,12 @@ impl Coverage {
         let mut documents = self.documents.lock().expect("coverage lock poisoned");
         let now = Instant::now();
         let key = (recipient, document);
-        if !documents.contains_key(&key) {
-            make_room(&mut documents, now);
-        }
-        let fetched = documents.entry(key).or_insert_with(|| Fetched {
-            ranges: Vec::new(),
-            last_fetch: now,
-        });
-        fetched.last_fetch = now;
+        let previous = documents
+            .get(&key)
+            .map(|fetched| fetched.ranges.clone())
+            .unwrap_or_default();
 
-        let previous = fetched.ranges.clone();
-        let merged = merge(&fetched.ranges, (start, end));
-        if merged.len() > MAX_RANGES {
-            return None;
-        }
+        let merged = merge(&previous, (start, end));
         if merged
             .first()
             .is_some_and(|&(first, last)| first == 0 && last >= size)
@@ -85,7 +77,19 @@ impl Coverage {
             documents.remove(&key);
             return Some(previous);
         }
-        fetched.ranges = merged;
+        if merged.len() > MAX_RANGES {
+            return None;
+        }
+        if !documents.contains_key(&key) {
+            make_room(&mut documents, now);
+        }
+        documents.insert(
+            key,
+            Fetched {
+                ranges: merged,
+                last_fetch: now,
+            },
+        );
         None
     }
 
@@ -184,6 +188,20 @@ mod tests {
         );
         // The document starts over once its download is complete.
         assert_eq!(coverage.complete(recipient, document, (0, 10), 100), None);
+    }
+
+    #[test]
+    fn whole_document_clears_pieces() {
+        let coverage = Coverage::default();
+        let recipient = RecipientId::random();
+        let document = DocumentId::random();
+
+        assert_eq!(coverage.complete(recipient, document, (0, 1), 100), None);
+        assert_eq!(
+            coverage.complete(recipient, document, (0, 100), 100),
+            Some(vec![(0, 1)])
+        );
+        assert_eq!(coverage.complete(recipient, document, (1, 100), 100), None);
     }
 
     #[test]

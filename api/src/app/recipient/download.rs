@@ -5,7 +5,8 @@
 //! and, for the whole document, the BLAKE3 check at the end of the stream passed. So
 //! does a Range response whose bytes, with the ranges this recipient fetched before,
 //! cover the whole document. A read error aborts the response, so the client sees a
-//! failed download rather than a short file.
+//! failed download rather than a short file, and so does a withdrawal or the
+//! expiration date passing while the response runs.
 
 use std::sync::Arc;
 
@@ -16,8 +17,9 @@ use axum::http::header::{
 };
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use consign_projections::model::Availability;
 use consign_schemas::events::DocumentDownloaded;
-use consign_schemas::{DocumentId, Event};
+use consign_schemas::{DeliveryId, DocumentId, Event};
 use futures::StreamExt;
 
 use super::{
@@ -106,14 +108,21 @@ pub async fn download(
         RangeDecision::Partial(range) if !whole => Some((range.start, range.start + range.len)),
         _ => None,
     };
-    let body = Body::from_stream(record_when_complete(
-        Arc::clone(&core),
-        resolved,
-        document,
-        size,
-        piece,
-        stream,
-    ));
+    let body = if size == 0 {
+        // HTTP servers need not poll an empty body, so an empty document's download is
+        // recorded before the response, which carries all of it.
+        record(&core, &resolved, downloaded(&resolved, document, size)).await?;
+        Body::empty()
+    } else {
+        Body::from_stream(record_when_complete(
+            Arc::clone(&core),
+            resolved,
+            document,
+            size,
+            piece,
+            stream,
+        ))
+    };
     let mut response = (status, body).into_response();
     let response_headers = response.headers_mut();
     response_headers.insert(
@@ -181,23 +190,29 @@ fn record_when_complete(
                 }
                 Some(Err(error)) => return Some((Err(error), None)),
                 None => {
+                    let delivery = state.resolved.delivery.id;
+                    if !still_available(&state.core, delivery) {
+                        tracing::info!(%delivery, %document, "delivery withdrawn or expired during a download; aborting it");
+                        return Some((
+                            Err(crate::blobs::BlobError::Source {
+                                source: "the delivery was withdrawn or expired during the download"
+                                    .into(),
+                            }),
+                            None,
+                        ));
+                    }
+                    // A whole response counts as the range of the whole document, which
+                    // also clears the pieces fetched before it.
                     let recipient = state.resolved.recipient.id;
-                    let earlier = match piece {
-                        None => Some(Vec::new()),
-                        Some(piece) => state
-                            .core
-                            .coverage
-                            .complete(recipient, document, piece, size),
-                    };
-                    let Some(earlier) = earlier else {
+                    let piece = piece.unwrap_or((0, size));
+                    let Some(earlier) = state
+                        .core
+                        .coverage
+                        .complete(recipient, document, piece, size)
+                    else {
                         return state.held.take().map(|last| (Ok(last), None));
                     };
-                    let event = Event::DocumentDownloaded(DocumentDownloaded {
-                        delivery: state.resolved.delivery.id,
-                        recipient,
-                        document,
-                        bytes: size,
-                    });
+                    let event = downloaded(&state.resolved, document, size);
                     if let Err(error) = record(&state.core, &state.resolved, event).await {
                         tracing::error!(%error, delivery = %state.resolved.delivery.id, %document, "cannot record a completed download; aborting it");
                         state.core.coverage.restore(recipient, document, earlier);
@@ -214,4 +229,24 @@ fn record_when_complete(
             }
         }
     })
+}
+
+/// Returns the `DocumentDownloaded` event of a document served in full.
+fn downloaded(resolved: &Resolved, document: DocumentId, size: u64) -> Event {
+    Event::DocumentDownloaded(DocumentDownloaded {
+        delivery: resolved.delivery.id,
+        recipient: resolved.recipient.id,
+        document,
+        bytes: size,
+    })
+}
+
+/// Returns true when the delivery is still available now. A download that ends after a
+/// withdrawal or the expiration date is aborted rather than recorded, since the
+/// documents are unavailable from that moment.
+fn still_available(core: &Core, delivery: DeliveryId) -> bool {
+    let now = core.clock.now();
+    core.model()
+        .delivery(delivery)
+        .is_some_and(|current| matches!(current.availability(now), Availability::Available))
 }
