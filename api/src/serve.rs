@@ -257,11 +257,6 @@ pub async fn run(
         .as_deref()
         .map(str::parse::<SmtpConfig>)
         .transpose()?;
-    if smtp.is_none()
-        && let Some(outbox) = &args.outbox
-    {
-        prepare_outbox(outbox, "--outbox")?;
-    }
     // Checked before listening, so a bad From address or URL stops the start at once.
     if let Some(public_url) = &args.public_url {
         check_public_url_path(public_url)?;
@@ -290,6 +285,13 @@ pub async fn run(
             EmbeddedLedger::open(data_dir, read_only)
                 .with_context(|| format!("cannot open the ledger in {}", data_dir.display()))?,
         );
+    }
+    // The outbox may be outside the data directory, so it is created only after the
+    // checks of an existing ledger, which leave everything as it was.
+    if smtp.is_none()
+        && let Some(outbox) = &args.outbox
+    {
+        prepare_outbox(outbox, "--outbox")?;
     }
     let blobs = match &args.blob_dir {
         Some(dir) => BlobStore::open_shared(dir)?,

@@ -316,12 +316,25 @@ async fn other_chain_count_rejected() {
         .unwrap();
     let before = tree(&data_dir);
 
-    let message = serve_error_in(&data_dir, &["--listen", "127.0.0.1:0", "--chains", "4"]).await;
+    let outbox = work.path().join("outbox-elsewhere");
+    let message = serve_error_in(
+        &data_dir,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--chains",
+            "4",
+            "--outbox",
+            outbox.to_str().unwrap(),
+        ],
+    )
+    .await;
 
     assert!(message.contains("created with 1 chain,"), "{message}");
     assert!(message.contains("but 4 were requested"), "{message}");
     assert!(message.contains("leave out --chains"), "{message}");
     assert_eq!(tree(&data_dir), before, "the refused start added files");
+    assert!(!outbox.exists(), "the refused start created the outbox");
 }
 
 #[tokio::test]

@@ -55,10 +55,11 @@ pub enum LedgerError {
     UnknownChain { chain: ChainId, chains: u32 },
 
     #[error(
-        "ledger in {dir} was created with {stored} {chains}, but {requested} were requested; \
-         a ledger keeps its chain count, so leave out --chains (and CONSIGN_CHAINS) or give \
-         {stored}",
-        chains = if *stored == 1 { "chain" } else { "chains" }
+        "ledger in {dir} was created with {stored} {chains}, but {requested} {verb} \
+         requested; a ledger keeps its chain count, so leave out --chains (and \
+         CONSIGN_CHAINS) or give {stored}",
+        chains = if *stored == 1 { "chain" } else { "chains" },
+        verb = if *requested == 1 { "was" } else { "were" }
     )]
     ChainCountMismatch {
         dir: PathBuf,
