@@ -442,6 +442,13 @@ async fn invalid_rates_file_stops_the_start() {
             too_high.to_string(),
             "per_gib is 18446744073709551615 cents, above the maximum",
         ),
+        (
+            r#"{"per_delivery": 1, "per_recipient": 1, "per_gib": 1, "per_normal_priority": 1,
+                "per_high_priority": 1, "per_urgent_priority": 1, "per_postmark": 1,
+                "per_recipeint": 2}"#
+                .to_owned(),
+            "unknown field `per_recipeint`",
+        ),
     ];
     for (text, problem) in cases {
         std::fs::write(&rates, &text).unwrap();

@@ -7,8 +7,10 @@ use super::Usage;
 /// Bytes in one GiB, the unit of the storage price.
 const GIB: u128 = 1 << 30;
 
-/// Prices in integer cents of the billing currency.
+/// Prices in integer cents of the billing currency. A key that is not a price, such as
+/// a misspelt one, is rejected rather than ignored.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RateTable {
     pub per_delivery: u64,
     pub per_recipient: u64,
