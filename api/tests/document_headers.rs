@@ -229,8 +229,9 @@ async fn repeated_request_headers_rejected() {
     server.stop().await;
 }
 
-/// The `filename` parameter is read in any letter case and outside other parameters'
-/// quoted values, and a name that is not UTF-8 is refused rather than taken as missing.
+/// The `name` and `filename` parameters are read in any letter case and outside other
+/// parameters' quoted values, and a file name that is not UTF-8 is rejected rather than
+/// taken as missing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_name_read_as_written() {
     let work = tempfile::tempdir().unwrap();
@@ -257,7 +258,7 @@ async fn file_name_read_as_written() {
     );
 
     let lines = vec![
-        "Content-Disposition: form-data; name=\"document\"; x=\"y; filename=c.exe\"; \
+        "Content-Disposition: form-data; NAME=\"document\"; x=\"y; filename=c.exe\"; \
          FILENAME=\"Vertrag.pdf\""
             .to_owned(),
         "Content-Type: application/pdf".to_owned(),

@@ -1,4 +1,5 @@
-//! Reading a document part's file name from its Content-Disposition header.
+//! Reading a part's name and a document part's file name from its Content-Disposition
+//! header.
 
 use super::error::ApiError;
 use super::media_type::{
@@ -84,6 +85,21 @@ pub fn check_part_file_name(
             ),
         )),
     }
+}
+
+/// Returns the `name` parameter of a part's raw Content-Disposition header, in any
+/// letter case, or `None` when it has none.
+///
+/// multer 3.1 matches `name` in lowercase only, so `NAME="document"` would otherwise
+/// read as a part without a name. Bytes that are not UTF-8, which the file name check
+/// rejects, are replaced here so that the part's name still reads.
+pub fn part_name(content_disposition: Option<&[u8]>) -> Option<String> {
+    let value = String::from_utf8_lossy(content_disposition?);
+    split_parameters(&value)
+        .into_iter()
+        .skip(1)
+        .find(|parameter| parameter_name(parameter).eq_ignore_ascii_case("name"))
+        .and_then(parameter_value)
 }
 
 /// Returns the value of one `name=value` parameter: a quoted string without its quotes
@@ -233,6 +249,28 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("path separator"), "{error}");
+    }
+
+    #[test]
+    fn part_name_in_any_case() {
+        let cases = [
+            (
+                "form-data; name=\"document\"; filename=\"a.pdf\"",
+                Some("document"),
+            ),
+            ("form-data; NAME=\"document\"", Some("document")),
+            ("form-data; Name=metadata", Some("metadata")),
+            ("form-data; filename=\"name=x\"", None),
+            ("form-data", None),
+        ];
+        for (disposition, name) in cases {
+            assert_eq!(
+                part_name(Some(disposition.as_bytes())).as_deref(),
+                name,
+                "{disposition}"
+            );
+        }
+        assert_eq!(part_name(None), None);
     }
 
     #[test]

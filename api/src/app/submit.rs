@@ -34,7 +34,7 @@ use super::core::Core;
 use super::error::{ApiError, UNCONFIRMED};
 use super::media_type::{check_media_type, check_transfer_encoding};
 use super::names::{check_unique_file_name, quoted};
-use super::part_name::check_part_file_name;
+use super::part_name::{check_part_file_name, part_name};
 use super::passwords;
 use super::request::{Plan, plan};
 use crate::blobs::{BlobError, BlobLimits, StoredBlob};
@@ -114,12 +114,18 @@ async fn submit_parts(
     let metadata = next_field(multipart).await?.ok_or_else(|| {
         ApiError::bad_request("the request has no parts; send a metadata part, then documents")
     })?;
-    if metadata.name() != Some("metadata") {
+    let first_name = part_name(
+        metadata
+            .headers()
+            .get(CONTENT_DISPOSITION)
+            .map(HeaderValue::as_bytes),
+    );
+    if first_name.as_deref() != Some("metadata") {
         return Err(ApiError::BadRequest {
             field: Some("metadata".to_owned()),
             message: format!(
                 "the first part is {}; the metadata part must come before the documents",
-                quoted(metadata.name().unwrap_or(""))
+                quoted(first_name.as_deref().unwrap_or(""))
             ),
         });
     }
@@ -246,12 +252,18 @@ pub(crate) async fn store_document(
         max_size: core.limits.max_document_bytes,
     };
     let index = uploads.len();
-    if field.name() != Some("document") {
+    let name = part_name(
+        field
+            .headers()
+            .get(CONTENT_DISPOSITION)
+            .map(HeaderValue::as_bytes),
+    );
+    if name.as_deref() != Some("document") {
         return Err(ApiError::BadRequest {
             field: Some(format!("documents[{index}]")),
             message: format!(
                 "unexpected part {} after metadata; every later part must be named document",
-                quoted(field.name().unwrap_or(""))
+                quoted(name.as_deref().unwrap_or(""))
             ),
         });
     }
