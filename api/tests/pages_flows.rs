@@ -317,6 +317,14 @@ async fn billing_report_as_of_earlier_positions() {
     let bad = billing.get(&server, "/billing?as_of=zero").await;
     assert_eq!(bad.status(), 422);
     assert!(bad.text().await.unwrap().contains("id=\"as_of-error\""));
+    // A period that ends before it starts is an error, as in the API, not an empty one.
+    let bad = billing
+        .get(&server, "/billing?from=2026-12&to=2026-01")
+        .await;
+    assert_eq!(bad.status(), 422);
+    let page = bad.text().await.unwrap();
+    assert!(page.contains("id=\"to-error\""), "{page}");
+    assert!(page.contains("to 2026-01 is before from 2026-12"), "{page}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

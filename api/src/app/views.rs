@@ -301,15 +301,7 @@ pub async fn usage(
         to: month("to", &params.to)?,
         billing_code: params.billing_code.clone(),
     };
-    if query.to < query.from {
-        return Err(ApiError::invalid(
-            "to",
-            format!(
-                "to {} is before from {}; give a period whose last month is not before its first",
-                params.to, params.from
-            ),
-        ));
-    }
+    check_period(&query)?;
     let csv = match params.format.as_deref() {
         None | Some("json") => false,
         Some("csv") => true,
@@ -667,4 +659,22 @@ pub async fn status(
         })
         .collect();
     Ok(Json(json!({ "views": views })))
+}
+
+/// Checks that a billing period's last month is not before its first.
+///
+/// # Errors
+///
+/// [`ApiError::Invalid`] on `to`, naming both months.
+pub(crate) fn check_period(query: &UsageQuery) -> Result<(), ApiError> {
+    if query.to < query.from {
+        return Err(ApiError::invalid(
+            "to",
+            format!(
+                "to {} is before from {}; give a period whose last month is not before its first",
+                query.to, query.from
+            ),
+        ));
+    }
+    Ok(())
 }

@@ -20,7 +20,7 @@ use serde::Deserialize;
 use super::form::{FormError, error_summary, field_state};
 use super::layout::{Section, html_response, page};
 use super::session::{PageCaller, PageError, urlencode};
-use crate::app::views::usage_report;
+use crate::app::views::{check_period, usage_report};
 use crate::app::{ApiError, Core};
 use crate::web::html::escape;
 
@@ -63,11 +63,13 @@ impl BillingParams {
                 )
             })
         };
-        Ok(UsageQuery {
+        let query = UsageQuery {
             from: month("from", self.from.as_deref())?,
             to: month("to", self.to.as_deref())?,
             billing_code,
-        })
+        };
+        check_period(&query)?;
+        Ok(query)
     }
 
     /// Returns the query string of these parameters.
