@@ -24,6 +24,20 @@ fn consign(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Runs `consign evidence export` of `delivery` in `data` to `out`.
+fn export_evidence(data: &str, delivery: &str, out: &str) -> Output {
+    consign(&[
+        "evidence",
+        "export",
+        "--data-dir",
+        data,
+        "--delivery",
+        delivery,
+        "--out",
+        out,
+    ])
+}
+
 async fn submit_postmarked(server: &Server, token: &str) -> String {
     let metadata = serde_json::json!({
         "recipients": ["bob@recipients.test"],
@@ -283,16 +297,7 @@ fn cli_checks(data_dir: &Path, delivery: &str, saved: &serde_json::Value) {
     let bundle_path = out.path().join("bundle.json");
     let bundle_file = bundle_path.to_str().unwrap();
 
-    let export = consign(&[
-        "evidence",
-        "export",
-        "--data-dir",
-        data,
-        "--delivery",
-        delivery,
-        "--out",
-        bundle_file,
-    ]);
+    let export = export_evidence(data, delivery, bundle_file);
     assert!(
         export.status.success(),
         "{}",
@@ -305,45 +310,43 @@ fn cli_checks(data_dir: &Path, delivery: &str, saved: &serde_json::Value) {
     assert!(stdout.contains("public key ed25519-"), "{stdout}");
 
     let missing = out.path().join("no-such-data");
-    let stray = consign(&[
-        "evidence",
-        "export",
-        "--data-dir",
+    let stray = export_evidence(
         missing.to_str().unwrap(),
-        "--delivery",
         delivery,
-        "--out",
         out.path().join("stray.json").to_str().unwrap(),
-    ]);
+    );
     assert_eq!(stray.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&stray.stderr).contains("no ledger in"));
     assert!(!missing.exists(), "a mistyped --data-dir is not created");
 
-    let mistyped = consign(&[
-        "evidence",
-        "export",
-        "--data-dir",
+    // With `--out -` the bundle goes to standard output and verifies as the file does.
+    let piped = export_evidence(data, delivery, "-");
+    assert!(
+        piped.status.success(),
+        "{}",
+        String::from_utf8_lossy(&piped.stderr)
+    );
+    assert!(!Path::new("-").exists(), "a file named - was written");
+    let stderr = String::from_utf8_lossy(&piped.stderr);
+    assert!(stderr.contains("to standard output"), "{stderr}");
+    let piped_path = out.path().join("piped.json");
+    std::fs::write(&piped_path, &piped.stdout).unwrap();
+    let verified = consign(&["evidence", "verify", piped_path.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&verified.stdout);
+    assert!(verified.status.success(), "{stdout}");
+    assert!(stdout.contains("passed all"), "{stdout}");
+
+    let mistyped = export_evidence(
         data,
-        "--delivery",
         "ada",
-        "--out",
         out.path().join("mistyped.json").to_str().unwrap(),
-    ]);
+    );
     assert_eq!(mistyped.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&mistyped.stderr);
     assert!(stderr.contains("\"ada\" is not a delivery id"), "{stderr}");
     assert!(stderr.contains("give the UUID"), "{stderr}");
 
-    let again = consign(&[
-        "evidence",
-        "export",
-        "--data-dir",
-        data,
-        "--delivery",
-        delivery,
-        "--out",
-        bundle_file,
-    ]);
+    let again = export_evidence(data, delivery, bundle_file);
     assert_eq!(
         again.status.code(),
         Some(2),
@@ -391,16 +394,7 @@ fn cli_checks(data_dir: &Path, delivery: &str, saved: &serde_json::Value) {
     // A rotated-out key stays published, so its postmark and checkpoints still verify.
     PostmarkKeys::generate(&data_dir.join("keys").join("postmark")).unwrap();
     let rotated_path = out.path().join("rotated.json");
-    let rotated = consign(&[
-        "evidence",
-        "export",
-        "--data-dir",
-        data,
-        "--delivery",
-        delivery,
-        "--out",
-        rotated_path.to_str().unwrap(),
-    ]);
+    let rotated = export_evidence(data, delivery, rotated_path.to_str().unwrap());
     assert!(
         rotated.status.success(),
         "{}",

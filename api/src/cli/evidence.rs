@@ -29,7 +29,8 @@ pub struct ExportArgs {
     #[arg(long, value_parser = parse_delivery_id)]
     pub delivery: DeliveryId,
 
-    /// File to write; it must not exist yet.
+    /// File to write; it must not exist yet. With `-`, the bundle goes to standard
+    /// output and the summary to standard error.
     #[arg(long)]
     pub out: PathBuf,
 }
@@ -116,21 +117,9 @@ fn open_ledger(
 /// The data directory cannot be opened, the delivery is unknown, or the file cannot
 /// be written.
 pub fn export(args: ExportArgs) -> anyhow::Result<Outcome> {
-    if args.out.exists() {
-        bail!(
-            "{} already exists; choose another --out file",
-            args.out.display()
-        );
-    }
-    let parent = match args.out.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    if !parent.is_dir() {
-        bail!(
-            "the folder {} of --out does not exist; create it or choose another --out file",
-            parent.display()
-        );
+    let to_stdout = args.out.as_os_str() == "-";
+    if !to_stdout {
+        check_out_file(&args.out)?;
     }
     if !args.data.data_dir.join("ledger").join("CURRENT").is_file() {
         bail!(
@@ -183,20 +172,56 @@ pub fn export(args: ExportArgs) -> anyhow::Result<Outcome> {
         &public_keys,
     ))?;
 
+    let summary = format!(
+        "wrote the evidence of delivery {} to {}: {} events proved into the checkpoint at chain {chain} position {}",
+        args.delivery,
+        if to_stdout {
+            "standard output".to_owned()
+        } else {
+            args.out.display().to_string()
+        },
+        bundle.events.len(),
+        bundle.checkpoint.position
+    );
+    if to_stdout {
+        let mut stdout = std::io::stdout().lock();
+        stdout
+            .write_all(&bundle.to_bytes())
+            .and_then(|()| stdout.flush())
+            .context("cannot write the bundle to standard output")?;
+        eprintln!("{summary}");
+        return Ok(Outcome::Success);
+    }
+
     // Written beside the target and renamed, so a failure leaves no partial bundle.
     let staged = args.out.with_extension("partial");
     std::fs::write(&staged, bundle.to_bytes())
         .with_context(|| format!("cannot write {}", staged.display()))?;
     std::fs::rename(&staged, &args.out)
         .with_context(|| format!("cannot write {}", args.out.display()))?;
-    println!(
-        "wrote the evidence of delivery {} to {}: {} events proved into the checkpoint at chain {chain} position {}",
-        args.delivery,
-        args.out.display(),
-        bundle.events.len(),
-        bundle.checkpoint.position
-    );
+    println!("{summary}");
     Ok(Outcome::Success)
+}
+
+/// Checks that `--out` names a new file in an existing folder.
+fn check_out_file(out: &Path) -> anyhow::Result<()> {
+    if out.exists() {
+        bail!(
+            "{} already exists; choose another --out file",
+            out.display()
+        );
+    }
+    let parent = match out.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    if !parent.is_dir() {
+        bail!(
+            "the folder {} of --out does not exist; create it or choose another --out file",
+            parent.display()
+        );
+    }
+    Ok(())
 }
 
 /// Runs `consign evidence verify`: prints every check and fails on any failed one.
