@@ -134,7 +134,7 @@ async fn piece_and_whole_download() {
         Vec::<Value>::new()
     );
 
-    // A document id that the delivery does not have gets a page, since a browser asks.
+    // A document id that the delivery does not have gets a page, because a browser requested it.
     let link = url.split("/documents/").next().unwrap();
     for id in ["00000000-0000-4000-8000-000000000000", "not-an-id"] {
         let unknown = server

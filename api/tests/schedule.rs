@@ -268,10 +268,10 @@ async fn local_times_follow_the_documented_rules() {
     let delivery = submitted["delivery"].as_str().unwrap();
     let status = status_of(&server, &token, delivery).await;
     let deliver_at = &status["options"]["deliver_at"];
-    let shown = deliver_at["text"].as_str().unwrap().to_owned();
-    assert!(shown.contains("02:30"), "{shown}");
-    assert!(shown.contains("+02:00"), "{shown}");
-    assert!(shown.contains("Europe/Paris"), "{shown}");
+    let text = deliver_at["text"].as_str().unwrap().to_owned();
+    assert!(text.contains("02:30"), "{text}");
+    assert!(text.contains("+02:00"), "{text}");
+    assert!(text.contains("Europe/Paris"), "{text}");
     // 2026-10-25T00:30:00Z
     assert_eq!(
         deliver_at["instant"], 1_792_888_200_000_000_i64,

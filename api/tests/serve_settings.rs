@@ -1,7 +1,7 @@
-//! `consign serve` checks its settings before it creates anything. A bad listen
-//! address, a port in use, a bad public URL or one with a path, a bad sender address or
-//! name, SMTP URL or TLS file, an unusable outbox, or a missing shared folder is
-//! rejected with a message naming the value, and the data directory is left uncreated.
+//! `consign serve` checks its settings before it creates anything. Each of these is
+//! rejected with a message naming the value: a bad listen address, a port in use, a bad
+//! public URL or one with a path, a bad sender address or name, SMTP URL or TLS file, an
+//! unusable outbox, or a missing shared folder. The data directory is left uncreated.
 //! A corrupt ledger is left as it was, and a ledger is not opened with another chain
 //! count than it was created with.
 

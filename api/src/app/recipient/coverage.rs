@@ -52,7 +52,7 @@ impl Coverage {
     /// Adds the served range `start..end` of a document of `size` bytes.
     ///
     /// Returns the ranges served before it when the document is now covered from its
-    /// first byte to its last, and forgets the document. If recording the download
+    /// first byte to its last, and removes the document's entry. If recording the download
     /// then fails, [`Coverage::restore`] takes those ranges back.
     pub fn complete(
         &self,
