@@ -134,6 +134,8 @@ async fn mailing_list_created_edited_and_used() {
         )
         .await;
     assert_eq!(again.status(), 404);
+
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -194,6 +196,8 @@ async fn withdrawal_from_the_page() {
         .await;
     assert_eq!(again.status(), 409);
     assert!(again.text().await.unwrap().contains("already withdrawn"));
+
+    server.stop().await;
 }
 
 /// Reads a page until it contains `needle`, because the views follow the ledger a
@@ -325,6 +329,8 @@ async fn billing_report_as_of_earlier_positions() {
     let page = bad.text().await.unwrap();
     assert!(page.contains("id=\"to-error\""), "{page}");
     assert!(page.contains("to 2026-01 is before from 2026-12"), "{page}");
+
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -367,4 +373,6 @@ async fn audit_search_by_each_criterion() {
         403,
         "a sender is no auditor"
     );
+
+    server.stop().await;
 }

@@ -135,6 +135,8 @@ async fn every_page_carries_security_headers() {
         "text/css; charset=utf-8"
     );
     assert_eq!(stylesheet.headers()["x-content-type-options"], "nosniff");
+
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -291,6 +293,8 @@ async fn forms_reject_missing_or_wrong_token() {
             "a rejected login opened a session"
         );
     }
+
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -330,6 +334,8 @@ async fn recipient_form_rejects_cross_site_post() {
         .unwrap();
     assert_eq!(same_origin.status(), 303);
     assert!(set_cookie(&same_origin, "consign_access").is_some());
+
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -358,6 +364,8 @@ async fn session_cookie_flags_over_http() {
     assert!(header.contains("httponly"), "{header}");
     assert!(header.contains("samesite=strict"), "{header}");
     assert!(header.contains("path=/login"), "{header}");
+
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -399,6 +407,8 @@ async fn cookies_are_secure_over_https() {
     let (_, session_header) = set_cookie(&response, "consign_session").unwrap();
     assert!(session_header.contains("; Secure"), "{session_header}");
     assert!(session_header.contains("HttpOnly"), "{session_header}");
+
+    server.stop().await;
 }
 
 /// Makes a self-signed certificate for 127.0.0.1 with openssl and returns the paths of
@@ -495,6 +505,8 @@ async fn page_urls_carry_no_secret() {
             "{path} shows the session token"
         );
     }
+
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -546,6 +558,8 @@ async fn user_text_is_escaped() {
         sent.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"),
         "the subject is shown escaped"
     );
+
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -572,6 +586,8 @@ async fn pages_without_session_redirect_to_login() {
         .await
         .unwrap();
     assert_eq!(response.status(), 303);
+
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -634,4 +650,6 @@ async fn form_errors_name_the_field() {
         html.contains("value=\"Short password\""),
         "the entered subject is kept"
     );
+
+    server.stop().await;
 }
