@@ -4,44 +4,14 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod cli_support;
 mod fs_support;
 
+use cli_support::{consign, generate, run, text};
 use fs_support::copy_tree;
-
-fn consign() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_consign"));
-    command
-        .env_remove("CONSIGN_DATA_DIR")
-        .env("RUST_LOG", "warn");
-    command
-}
-
-fn run(args: &[&str]) -> Output {
-    consign().args(args).output().expect("consign runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn generate(dir: &Path, deliveries: u32) {
-    let output = run(&[
-        "ledger",
-        "generate",
-        "--data-dir",
-        dir.to_str().unwrap(),
-        "--deliveries",
-        &deliveries.to_string(),
-    ]);
-    assert!(
-        output.status.success(),
-        "generate failed: {}",
-        text(&output.stderr)
-    );
-}
 
 fn is_root() -> bool {
     effective_uid() == 0

@@ -64,8 +64,14 @@ fn tampered(tamper: impl FnOnce(&DB, &rocksdb::ColumnFamily)) -> tempfile::TempD
     dir
 }
 
+/// Verifies like `consign ledger verify`, on a read-only open: opening for appends
+/// refuses a ledger whose head entry does not name its last event.
 fn first_break(dir: &Path) -> Option<ChainBreak> {
-    let ledger = EmbeddedLedger::open(dir, EmbeddedOptions::default()).unwrap();
+    let options = EmbeddedOptions {
+        read_only: true,
+        ..EmbeddedOptions::default()
+    };
+    let ledger = EmbeddedLedger::open(dir, options).unwrap();
     let report = ledger
         .verify_chain(CHAIN, Position::ZERO, None, &|_| {})
         .unwrap();

@@ -22,7 +22,9 @@ pub(super) fn verify(args: &VerifyArgs) -> anyhow::Result<Outcome> {
         );
     }
     let checks = ChainChecks {
-        keys: public_keys(&args.data.keys_dir()?),
+        // The topic is only read below, so a topic that may hold checkpoints needs the
+        // keys or --without-signatures.
+        keys: public_keys(&args.data.keys_dir()?, args.without_signatures, true)?,
         saved_checkpoint: None,
     };
 

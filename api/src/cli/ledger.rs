@@ -37,6 +37,11 @@ pub struct VerifyArgs {
     /// chain must still contain the events it covers, with the same Merkle root.
     #[arg(long)]
     pub checkpoint: Option<std::path::PathBuf>,
+
+    /// Verify although the public keys are missing, leaving the checkpoint signatures
+    /// unchecked: a chain rewritten together with its checkpoints then passes.
+    #[arg(long)]
+    pub without_signatures: bool,
 }
 
 /// A checkpoint as the checkpoint API serves it.
@@ -57,34 +62,39 @@ fn read_saved_checkpoint(path: &std::path::Path) -> anyhow::Result<SavedCheckpoi
 }
 
 /// Loads the published keys of the key folder to check checkpoint signatures with.
+/// Without them, verification stops with an error naming both fixes, unless
+/// `without_signatures` or `has_checkpoints` says there is nothing to check.
 pub(super) fn public_keys(
     keys_dir: &std::path::Path,
-) -> Option<std::sync::Arc<consign_ledger::checkpoint::PublicKeys>> {
+    without_signatures: bool,
+    has_checkpoints: bool,
+) -> anyhow::Result<Option<std::sync::Arc<consign_ledger::checkpoint::PublicKeys>>> {
     let dir = keys_dir.join(super::backend::POSTMARK_KEYS);
-    match consign_ledger::postmark::PostmarkKeys::load(&dir) {
+    let reason = match consign_ledger::postmark::PostmarkKeys::load(&dir) {
         Ok(keys) => {
             println!(
                 "checkpoint signatures are checked with the keys in {}",
                 dir.display()
             );
-            Some(std::sync::Arc::new(keys.public_keys()))
+            return Ok(Some(std::sync::Arc::new(keys.public_keys())));
         }
         Err(consign_ledger::postmark::PostmarkError::NoKey { dir }) => {
-            println!(
-                "checkpoint signatures are NOT checked: no signing key in {}. Give \
-                 --keys-dir (or --data-dir) the key folder of the servers to check them",
-                dir.display()
-            );
-            None
+            format!("no signing key in {}", dir.display())
         }
-        Err(error) => {
-            println!(
-                "checkpoint signatures are NOT checked: {error}. Give --keys-dir (or \
-                 --data-dir) the key folder of the servers to check them"
-            );
-            None
-        }
+        Err(error) => error.to_string(),
+    };
+    if without_signatures {
+        println!("checkpoint signatures are NOT checked (--without-signatures): {reason}");
+        return Ok(None);
     }
+    if !has_checkpoints {
+        return Ok(None);
+    }
+    anyhow::bail!(
+        "checkpoint signatures cannot be checked: {reason}; give --keys-dir (or --data-dir) \
+         the key folder of the servers, or --without-signatures to verify the chains without \
+         them"
+    )
 }
 
 #[derive(Debug, clap::Args)]
@@ -220,7 +230,15 @@ pub(super) fn verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
             ledger.chain_count() - 1
         );
     }
-    let keys = public_keys(&args.data.keys_dir()?);
+    let mut has_checkpoints = false;
+    for number in 0..ledger.chain_count() {
+        has_checkpoints |= ledger.last_checkpoint(ChainId::new(number))?.is_some();
+    }
+    let keys = public_keys(
+        &args.data.keys_dir()?,
+        args.without_signatures,
+        has_checkpoints,
+    )?;
     if let Some(saved) = &saved {
         let path = args
             .checkpoint
@@ -327,21 +345,45 @@ pub(super) fn verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
         let bar = progress::counter("index entries read");
         let checked = ledger.check_indexes(&|entries| bar.set_position(entries));
         bar.finish_and_clear();
-        match checked {
-            Ok(entries) => writeln!(stdout, "indexes: {entries} entries read, checksums match")?,
+        let entries = match checked {
+            Ok(entries) => entries,
             Err(error) if error.is_corruption() => {
                 let dir = ledger.dir().display();
                 writeln!(stdout, "ledger in {dir} is BROKEN: {}", damage(&error))?;
                 return Ok(Outcome::CheckFailed);
             }
             Err(error) => return Err(error).context("the index check failed"),
+        };
+
+        let bar = progress::bar(total, "events");
+        bar.set_message("indexes against events");
+        let compared = ledger.check_index_contents(&|events| bar.set_position(events));
+        bar.finish_and_clear();
+        match compared {
+            Ok(_) => writeln!(
+                stdout,
+                "indexes: {entries} entries read, checksums match, and the heads, Merkle nodes, \
+                 idempotency and checkpoint entries agree with the events"
+            )?,
+            Err(error) if error.is_corruption() => {
+                let dir = ledger.dir().display();
+                writeln!(stdout, "ledger in {dir} is BROKEN: {}", damage(&error))?;
+                return Ok(Outcome::CheckFailed);
+            }
+            Err(error) => return Err(error).context("the index comparison failed"),
         }
     }
 
     let seconds = started.elapsed().as_secs_f64();
+    let unsigned = if keys.is_none() && has_checkpoints {
+        " (checkpoint signatures not checked)"
+    } else {
+        ""
+    };
     writeln!(
         stdout,
-        "ledger in {} is intact: {total} events verified in {seconds:.2} s ({:.0} events/s)",
+        "ledger in {} is intact{unsigned}: {total} events verified in {seconds:.2} s ({:.0} \
+         events/s)",
         ledger.dir().display(),
         total as f64 / seconds.max(1e-9)
     )?;

@@ -11,6 +11,7 @@
 mod check;
 mod checkpoints;
 mod commit;
+mod consistency;
 mod import;
 mod open;
 mod read;

@@ -61,6 +61,9 @@ pub(super) fn open(dir: &Path, options: &EmbeddedOptions) -> Result<Opened, Ledg
     for number in 0..chain_count {
         let chain = ChainId::new(number);
         let head = read_head(&db, &dir, chain)?;
+        if !options.read_only {
+            check_head(&db, &dir, chain, &head)?;
+        }
         watchers.insert(chain, watch::Sender::new(head.next));
         heads.insert(chain, head);
     }
@@ -369,6 +372,46 @@ fn read_head(db: &DB, dir: &Path, chain: ChainId) -> Result<Head, LedgerError> {
             dir: dir.to_path_buf(),
             reason: format!("head entry of chain {chain} has the wrong length"),
         }),
+    }
+}
+
+/// Refuses a head entry that does not name the chain's last event: the next append
+/// would link to the recorded hash and break the chain. Verification, which opens
+/// read-only, reports the same damage with its position.
+fn check_head(db: &DB, dir: &Path, chain: ChainId, head: &Head) -> Result<(), LedgerError> {
+    let corrupt = |reason: String| LedgerError::Corrupt {
+        dir: dir.to_path_buf(),
+        reason,
+    };
+    let events = db
+        .cf_handle(CF_EVENTS)
+        .expect("events column family exists");
+    let read = |position: u64| {
+        db.get_cf(events, keys::event_key(chain, Position::new(position)))
+            .map_err(|error| LedgerError::from_rocksdb("open", error))
+    };
+
+    if read(head.next.get())?.is_some() {
+        return Err(corrupt(format!(
+            "chain {chain} has an event at position {}, past its head entry",
+            head.next
+        )));
+    }
+    let Some(last) = head.next.get().checked_sub(1) else {
+        return Ok(());
+    };
+    let stored = read(last)?
+        .ok_or_else(|| corrupt(format!("chain {chain} has no event at position {last}")))?;
+    match keys::split_event_value(&stored) {
+        Some((hash, _)) if hash == head.last_hash => Ok(()),
+        Some((hash, _)) => Err(corrupt(format!(
+            "the head entry of chain {chain} records the last hash {}, but event {last} is \
+             recorded with {hash}",
+            head.last_hash
+        ))),
+        None => Err(corrupt(format!(
+            "event {last} of chain {chain} has no hash"
+        ))),
     }
 }
 
