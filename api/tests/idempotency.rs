@@ -1,5 +1,6 @@
 //! A submission retried with its `Idempotency-Key` returns the first delivery and
-//! stores nothing new; the same key on a different submission is rejected.
+//! stores nothing new. The same key on a different submission, whether its subject,
+//! documents, options or password differ, is rejected with 409 naming what differs.
 
 mod support;
 
@@ -15,6 +16,15 @@ async fn submit(
     content: &[u8],
 ) -> (u16, serde_json::Value) {
     let metadata = serde_json::json!({ "recipients": ["bob@recipients.test"], "subject": subject });
+    submit_metadata(server, token, metadata, content).await
+}
+
+async fn submit_metadata(
+    server: &Server,
+    token: &str,
+    metadata: serde_json::Value,
+    content: &[u8],
+) -> (u16, serde_json::Value) {
     let form = Form::new()
         .part("metadata", Part::text(metadata.to_string()))
         .part("document", Part::bytes(content.to_vec()).file_name("a.txt"));
@@ -71,5 +81,61 @@ async fn retried_submission_replays_the_first() {
         stored,
         "the rejected submission left a document behind"
     );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_with_other_options_conflicts() {
+    let work = tempfile::tempdir().unwrap();
+    open_account(work.path(), "ada", Role::Sender).await;
+    let server = Server::start(work.path(), Clock::system(), &[]).await;
+    let token = server.login("ada").await;
+    let metadata = |extra: serde_json::Value| {
+        let mut metadata = serde_json::json!({
+            "recipients": ["bob@recipients.test"],
+            "subject": "Contract",
+            "password": "correct horse 42",
+        });
+        metadata
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        metadata
+    };
+
+    let (status, first) =
+        submit_metadata(&server, &token, metadata(serde_json::json!({})), b"terms").await;
+    assert_eq!(status, 201, "{first}");
+
+    let changed = serde_json::json!({
+        "priority": "urgent",
+        "deliver_at": "2099-05-01T00:00:00Z",
+        "billing_code": "OTHER",
+    });
+    let (status, rejected) = submit_metadata(&server, &token, metadata(changed), b"terms").await;
+    assert_eq!(status, 409, "{rejected}");
+    let message = rejected["message"].as_str().unwrap();
+    assert!(
+        message.contains("priority, deliver_at, billing_code differ"),
+        "{message}"
+    );
+
+    let other_password = serde_json::json!({ "password": "another pass 9" });
+    let (status, rejected) =
+        submit_metadata(&server, &token, metadata(other_password), b"terms").await;
+    assert_eq!(status, 409, "{rejected}");
+    let message = rejected["message"].as_str().unwrap();
+    assert!(message.contains("(password differs)"), "{message}");
+
+    let no_password = serde_json::json!({ "password": null });
+    let (status, rejected) =
+        submit_metadata(&server, &token, metadata(no_password), b"terms").await;
+    assert_eq!(status, 409, "{rejected}");
+
+    let (status, retry) =
+        submit_metadata(&server, &token, metadata(serde_json::json!({})), b"terms").await;
+    assert_eq!(status, 201, "{retry}");
+    assert_eq!(retry["replayed"], true);
+    assert_eq!(retry["delivery"], first["delivery"]);
     server.stop().await;
 }

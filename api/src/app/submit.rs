@@ -388,6 +388,7 @@ pub(crate) async fn record(
     let delivery = local_delivery_id(core);
     let chain = core.chain_of(delivery);
     let actor = Actor::Account(caller.account.id);
+    let plan_password = plan.password.clone();
     let password_hash = match plan.password.clone() {
         Some(password) => Some(passwords::hash(password).await?),
         None => None,
@@ -473,7 +474,8 @@ pub(crate) async fn record(
         tracing::error!(%error, %delivery, "the model is late with a recorded submission");
     }
     if appended.replayed {
-        return Ok((replayed_body(core, &appended, &fingerprint)?, true));
+        let body = replayed_body(core, &appended, &fingerprint, plan_password).await?;
+        return Ok((body, true));
     }
     let submitted = appended.events[submitted_index];
     // The submission is on the ledger from here on, so nothing below may fail it: that

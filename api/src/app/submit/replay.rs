@@ -3,13 +3,14 @@
 //! describes that submission again.
 
 use axum::http::HeaderMap;
-use consign_schemas::events::DocumentUploaded;
+use consign_schemas::events::{DeliveryOptions, DocumentUploaded};
 use consign_schemas::{Event, IdempotencyKey};
 use serde_json::json;
 
 use super::super::auth::Caller;
 use super::super::core::Core;
 use super::super::error::ApiError;
+use super::super::passwords;
 
 /// Reads the optional `Idempotency-Key` header into a ledger key scoped to the caller.
 pub(super) fn idempotency_key(
@@ -45,12 +46,17 @@ pub(super) fn idempotency_key(
 }
 
 /// The parts of a submission that a retry must repeat for its idempotency key to replay
-/// the first: the subject, the recipients' addresses and the documents' contents.
+/// the first: the subject, message, recipients' addresses, documents' contents and
+/// options. The password is compared separately, because each submission salts its hash.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct Fingerprint {
     subject: String,
+    message: String,
     addresses: Vec<String>,
     documents: Vec<consign_schemas::ContentHash>,
+    /// The options with the password hash left out.
+    options: Option<DeliveryOptions>,
+    password: bool,
 }
 
 impl Fingerprint {
@@ -59,32 +65,88 @@ impl Fingerprint {
         submitted: &Event,
         documents: impl Iterator<Item = consign_schemas::ContentHash>,
     ) -> Self {
-        let (subject, mut addresses) = match submitted {
-            Event::DeliverySubmitted(submitted) => (
-                submitted.subject.clone(),
-                submitted
-                    .recipients
-                    .iter()
-                    .map(|entry| entry.mailbox.address.to_lowercase())
-                    .collect::<Vec<_>>(),
-            ),
-            _ => (String::new(), Vec::new()),
-        };
-        addresses.sort();
-        Self {
-            subject,
-            addresses,
+        let mut fingerprint = Self {
+            subject: String::new(),
+            message: String::new(),
+            addresses: Vec::new(),
             documents: documents.collect(),
+            options: None,
+            password: false,
+        };
+        if let Event::DeliverySubmitted(submitted) = submitted {
+            fingerprint.subject.clone_from(&submitted.subject);
+            fingerprint.message.clone_from(&submitted.message);
+            fingerprint.addresses = submitted
+                .recipients
+                .iter()
+                .map(|entry| entry.mailbox.address.to_lowercase())
+                .collect();
+            fingerprint.addresses.sort();
+            fingerprint.password = submitted.options.access_password_hash.is_some();
+            fingerprint.options = Some(DeliveryOptions {
+                access_password_hash: None,
+                ..submitted.options.clone()
+            });
         }
+        fingerprint
+    }
+
+    /// Names the parts in which `retry` differs from this fingerprint.
+    fn differences(&self, retry: &Self) -> Vec<&'static str> {
+        let mut differ = Vec::new();
+        if self.subject != retry.subject {
+            differ.push("subject");
+        }
+        if self.message != retry.message {
+            differ.push("message");
+        }
+        if self.addresses != retry.addresses {
+            differ.push("recipients");
+        }
+        if self.documents != retry.documents {
+            differ.push("documents");
+        }
+        if self.password != retry.password {
+            differ.push("password");
+        }
+        if let (Some(original), Some(repeated)) = (&self.options, &retry.options) {
+            let fields = [
+                ("priority", original.priority != repeated.priority),
+                (
+                    "encrypt",
+                    original.encrypt_at_rest != repeated.encrypt_at_rest,
+                ),
+                (
+                    "receipt",
+                    original.receipt_requested != repeated.receipt_requested,
+                ),
+                ("expires_at", original.expires_at != repeated.expires_at),
+                ("deliver_at", original.deliver_at != repeated.deliver_at),
+                (
+                    "billing_code",
+                    original.billing_code != repeated.billing_code,
+                ),
+                ("require_tls", original.require_tls != repeated.require_tls),
+                ("postmark", original.postmark != repeated.postmark),
+            ];
+            differ.extend(
+                fields
+                    .into_iter()
+                    .filter(|(_, differs)| *differs)
+                    .map(|(name, _)| name),
+            );
+        }
+        differ
     }
 }
 
 /// Describes the earlier submission that an idempotency key replayed, after checking
 /// that the retry repeats it.
-pub(super) fn replayed_body(
+pub(super) async fn replayed_body(
     core: &Core,
     appended: &consign_ledger::Appended,
     retry: &Fingerprint,
+    password: Option<String>,
 ) -> Result<serde_json::Value, ApiError> {
     let chain = appended.chain;
     let first = appended.events[0].position;
@@ -110,16 +172,30 @@ pub(super) fn replayed_body(
         &submitted.envelope.event,
         documents.iter().map(|document| document.content_hash),
     );
-    if &original != retry {
-        return Err(ApiError::Conflict {
-            message: "the Idempotency-Key was used for a different submission (subject, \
-                      recipients or documents differ); use a new key for a new submission"
-                .to_owned(),
-        });
-    }
     let Event::DeliverySubmitted(event) = &submitted.envelope.event else {
         unreachable!("found as a DeliverySubmitted event above");
     };
+    let mut differ = original.differences(retry);
+    if differ.is_empty()
+        && let Some(password) = password
+        && !passwords::verify(password, event.options.access_password_hash.clone()).await
+    {
+        differ.push("password");
+    }
+    if !differ.is_empty() {
+        return Err(ApiError::Conflict {
+            message: format!(
+                "the Idempotency-Key was used for a different submission ({} {}); use a new \
+                 key for a new submission",
+                differ.join(", "),
+                if differ.len() == 1 {
+                    "differs"
+                } else {
+                    "differ"
+                }
+            ),
+        });
+    }
     let released = originals
         .iter()
         .any(|stored| matches!(stored.envelope.event, Event::DeliveryReleased(_)));
