@@ -292,3 +292,52 @@ async fn withdrawal_aborts_running_download() {
 
     server.stop().await;
 }
+
+/// A slow download is cut within seconds of the withdrawal, not at its end, so the
+/// recipient does not go on receiving a document that is no longer available.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn withdrawal_cuts_slow_download_promptly() {
+    const LARGE: usize = 64 << 20;
+    const RATE: f64 = 8.0 * 1024.0 * 1024.0;
+    let work = tempfile::tempdir().unwrap();
+    let (server, ada, _, delivery, url) = submitted_of(work.path(), LARGE).await;
+
+    let mut running = server.client.get(&url).send().await.unwrap();
+    assert_eq!(running.status(), 200);
+    let mut received = running.chunk().await.unwrap().expect("a first chunk").len();
+
+    let withdrawn = server
+        .client
+        .post(server.url(&format!("/api/deliveries/{delivery}/withdraw")))
+        .bearer_auth(&ada)
+        .json(&json!({ "reason": "sent to the wrong firm" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(withdrawn.status(), 200);
+    let withdrawn_at = std::time::Instant::now();
+
+    // Reading at 8 MiB/s, the whole document would take 8 s.
+    let outcome = loop {
+        match running.chunk().await {
+            Ok(Some(chunk)) => {
+                received += chunk.len();
+                tokio::time::sleep(Duration::from_secs_f64(chunk.len() as f64 / RATE)).await;
+            }
+            Ok(None) => break Ok(()),
+            Err(error) => break Err(error),
+        }
+    };
+    let elapsed = withdrawn_at.elapsed();
+    assert!(
+        outcome.is_err(),
+        "the download completed after the withdrawal"
+    );
+    assert!(
+        received < LARGE / 2,
+        "{received} of {LARGE} bytes arrived after {elapsed:?}"
+    );
+    assert!(elapsed < Duration::from_secs(4), "cut after {elapsed:?}");
+
+    server.stop().await;
+}

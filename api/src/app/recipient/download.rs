@@ -6,9 +6,11 @@
 //! does a Range response whose bytes, with the ranges this recipient fetched before,
 //! cover the whole document. A read error aborts the response, so the client sees a
 //! failed download rather than a short file, and so does a withdrawal or the
-//! expiration date passing while the response runs.
+//! expiration date passing while the response runs: the stream checks the delivery's
+//! availability every [`AVAILABILITY_CHECK`] and at its end.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -31,6 +33,10 @@ use crate::blobs::{BlobStream, StorageKey, StoredBlob};
 use crate::web::disposition::content_disposition;
 use crate::web::html::{self, StatusPage};
 use crate::web::range::{RangeDecision, evaluate, unsatisfied_content_range};
+
+/// How often a running download checks that its delivery is still available, so that
+/// a withdrawal or the expiration date cuts it within about this time.
+const AVAILABILITY_CHECK: Duration = Duration::from_secs(1);
 
 /// Handles a download; see the module documentation.
 pub async fn download(
@@ -172,34 +178,34 @@ fn record_when_complete(
         held: Option<bytes::Bytes>,
         core: Arc<Core>,
         resolved: Resolved,
+        checked_at: Instant,
     }
     let start = State {
         stream,
         held: None,
         core,
         resolved,
+        checked_at: Instant::now(),
     };
     futures::stream::unfold(Some(start), move |state| async move {
         let mut state = state?;
         loop {
             match state.stream.next().await {
                 Some(Ok(chunk)) => {
+                    if state.checked_at.elapsed() >= AVAILABILITY_CHECK {
+                        state.checked_at = Instant::now();
+                        if !still_available(&state.core, state.resolved.delivery.id) {
+                            return Some((Err(cut_short(&state.resolved, document)), None));
+                        }
+                    }
                     if let Some(previous) = state.held.replace(chunk) {
                         return Some((Ok(previous), Some(state)));
                     }
                 }
                 Some(Err(error)) => return Some((Err(error), None)),
                 None => {
-                    let delivery = state.resolved.delivery.id;
-                    if !still_available(&state.core, delivery) {
-                        tracing::info!(%delivery, %document, "delivery withdrawn or expired during a download; aborting it");
-                        return Some((
-                            Err(crate::blobs::BlobError::Source {
-                                source: "the delivery was withdrawn or expired during the download"
-                                    .into(),
-                            }),
-                            None,
-                        ));
+                    if !still_available(&state.core, state.resolved.delivery.id) {
+                        return Some((Err(cut_short(&state.resolved, document)), None));
                     }
                     // A whole response counts as the range of the whole document, which
                     // also clears the pieces fetched before it.
@@ -229,6 +235,17 @@ fn record_when_complete(
             }
         }
     })
+}
+
+/// Logs and returns the error that cuts a download short once its delivery was
+/// withdrawn or expired.
+fn cut_short(resolved: &Resolved, document: DocumentId) -> crate::blobs::BlobError {
+    let delivery = resolved.delivery.id;
+    let recipient = resolved.recipient.id;
+    tracing::info!(%delivery, %recipient, %document, "delivery withdrawn or expired during a download; aborting it");
+    crate::blobs::BlobError::Source {
+        source: "the delivery was withdrawn or expired during the download".into(),
+    }
 }
 
 /// Returns the `DocumentDownloaded` event of a document served in full.
