@@ -10,23 +10,8 @@ use std::time::{Duration, Instant};
 mod cli_support;
 mod fs_support;
 
-use cli_support::{consign, generate, run, text};
+use cli_support::{SmallDisk, consign, generate, is_root, run, text};
 use fs_support::copy_tree;
-
-fn is_root() -> bool {
-    effective_uid() == 0
-}
-
-/// Reads the effective user id from procfs, since the workspace forbids unsafe code.
-fn effective_uid() -> u32 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("Uid:"))
-        .and_then(|ids| ids.split_whitespace().nth(1))
-        .and_then(|id| id.parse().ok())
-        .expect("effective uid in /proc/self/status")
-}
 
 #[test]
 fn generate_then_verify_and_dump() {
@@ -274,58 +259,6 @@ fn second_process_is_refused() {
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     let expected = format!("is in use by another consign process (pid {})", holder.id());
     assert!(stderr.contains(&expected), "{stderr}");
-}
-
-/// A tmpfs of a few megabytes, unmounted on drop.
-struct SmallDisk {
-    path: PathBuf,
-    _parent: tempfile::TempDir,
-}
-
-impl SmallDisk {
-    fn mount(size: &str) -> SmallDisk {
-        assert!(
-            is_root(),
-            "the full-disk test mounts a tmpfs and must run as root, as CI does"
-        );
-        let parent = tempfile::tempdir().unwrap();
-        let path = parent.path().join("disk");
-        std::fs::create_dir(&path).unwrap();
-        let status = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size}"),
-                "tmpfs",
-                path.to_str().unwrap(),
-            ])
-            .status()
-            .unwrap();
-        assert!(status.success(), "mount of a tmpfs failed");
-        SmallDisk {
-            path,
-            _parent: parent,
-        }
-    }
-
-    fn resize(&self, size: &str) {
-        let status = Command::new("mount")
-            .args([
-                "-o",
-                &format!("remount,size={size}"),
-                self.path.to_str().unwrap(),
-            ])
-            .status()
-            .unwrap();
-        assert!(status.success(), "remount of the tmpfs failed");
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.path).status();
-    }
 }
 
 #[test]

@@ -193,14 +193,33 @@ pub fn export(args: ExportArgs) -> anyhow::Result<Outcome> {
         return Ok(Outcome::Success);
     }
 
-    // Written beside the target and renamed, so a failure leaves no partial bundle.
-    let staged = args.out.with_extension("partial");
-    std::fs::write(&staged, bundle.to_bytes())
-        .with_context(|| format!("cannot write {}", staged.display()))?;
-    std::fs::rename(&staged, &args.out)
-        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    write_new_file(&args.out, &bundle.to_bytes())?;
     println!("{summary}");
     Ok(Outcome::Success)
+}
+
+/// Writes `bytes` to the new file `out` through a temporary file of its own name in the
+/// same folder. A failed write removes that file, so nothing partial is left, and the
+/// final step fails rather than replace a file created at `out` in the meantime.
+fn write_new_file(out: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let folder = match out.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let mut staged = tempfile::Builder::new()
+        .prefix(".consign-evidence-")
+        .suffix(".partial")
+        .tempfile_in(folder)
+        .with_context(|| format!("cannot create a file in {}", folder.display()))?;
+    staged
+        .write_all(bytes)
+        .and_then(|()| staged.as_file().sync_all())
+        .with_context(|| format!("cannot write the bundle in {}", folder.display()))?;
+    staged
+        .persist_noclobber(out)
+        .map_err(|error| error.error)
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    Ok(())
 }
 
 /// Checks that `--out` names a new file in an existing folder.

@@ -2,7 +2,7 @@
 
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// The binary under test, without a data directory from the environment and with
@@ -39,4 +39,74 @@ pub fn generate(dir: &Path, deliveries: u32) {
         "generate failed: {}",
         text(&output.stderr)
     );
+}
+
+/// True when the tests run as root, as CI does.
+pub fn is_root() -> bool {
+    effective_uid() == 0
+}
+
+/// Reads the effective user id from procfs, since the workspace forbids unsafe code.
+fn effective_uid() -> u32 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1))
+        .and_then(|id| id.parse().ok())
+        .expect("effective uid in /proc/self/status")
+}
+
+/// A tmpfs of a few megabytes, unmounted on drop.
+pub struct SmallDisk {
+    pub path: PathBuf,
+    _parent: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    /// Mounts a tmpfs of `size` (as `mount -o size=` reads it) in a new folder.
+    pub fn mount(size: &str) -> SmallDisk {
+        assert!(
+            is_root(),
+            "the full-disk test mounts a tmpfs and must run as root, as CI does"
+        );
+        let parent = tempfile::tempdir().unwrap();
+        let path = parent.path().join("disk");
+        std::fs::create_dir(&path).unwrap();
+        let status = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size}"),
+                "tmpfs",
+                path.to_str().unwrap(),
+            ])
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount of a tmpfs failed");
+        SmallDisk {
+            path,
+            _parent: parent,
+        }
+    }
+
+    /// Changes the size of the mounted tmpfs.
+    pub fn resize(&self, size: &str) {
+        let status = Command::new("mount")
+            .args([
+                "-o",
+                &format!("remount,size={size}"),
+                self.path.to_str().unwrap(),
+            ])
+            .status()
+            .unwrap();
+        assert!(status.success(), "remount of the tmpfs failed");
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.path).status();
+    }
 }
