@@ -2,8 +2,8 @@
 //! rejected with a message naming the value: a bad listen address, a port in use, a bad
 //! public URL or one with a path, a bad sender address or name, SMTP URL or TLS file, an
 //! unusable outbox, or a missing shared folder. The data directory is left uncreated.
-//! A corrupt ledger is left as it was, and a ledger is not opened with another chain
-//! count than it was created with.
+//! A corrupt ledger is left as it was, a damaged event stops the start at once, and a
+//! ledger is not opened with another chain count than it was created with.
 
 use consign_ledger::Clock;
 
@@ -359,4 +359,60 @@ async fn public_url_with_path_rejected() {
         !work.path().join("data").exists(),
         "the data directory was created"
     );
+}
+
+/// A ledger damaged below what its views already cover stops the start at once,
+/// naming the damage, rather than after the model's 30 s wait for progress.
+#[tokio::test]
+async fn damaged_event_below_views_fails_fast() {
+    let work = tempfile::tempdir().unwrap();
+    let data_dir = work.path().join("data");
+    let data = data_dir.to_str().unwrap();
+    let consign = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_consign"))
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    consign(&[
+        "ledger",
+        "generate",
+        "--data-dir",
+        data,
+        "--deliveries",
+        "30",
+    ]);
+    consign(&["projections", "catch-up", "--data-dir", data]);
+
+    let db = rocksdb::DB::open_cf(
+        &rocksdb::Options::default(),
+        data_dir.join("ledger"),
+        ["events", "idempotency", "meta", "merkle"],
+    )
+    .unwrap();
+    let events = db.cf_handle("events").unwrap();
+    let mut key = 0u32.to_be_bytes().to_vec();
+    key.extend_from_slice(&100u64.to_be_bytes());
+    let mut value = db.get_cf(events, &key).unwrap().unwrap();
+    let last = value.len() - 1;
+    value[last] ^= 1;
+    db.put_cf(events, &key, value).unwrap();
+    drop(db);
+
+    let started = std::time::Instant::now();
+    let message = serve_error_in(&data_dir, &["--listen", "127.0.0.1:0"]).await;
+
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "the start failed only after {:?}",
+        started.elapsed()
+    );
+    assert!(message.contains("corrupt"), "{message}");
+    assert!(message.contains("position 100"), "{message}");
 }

@@ -56,6 +56,8 @@ pub struct Core {
     /// Cancelled when a follower stops on an error: the model no longer follows the
     /// ledger, so the server must stop rather than serve reads from stale state.
     pub failed: CancellationToken,
+    /// The error that stopped the first follower to stop, set before `failed`.
+    failure: std::sync::OnceLock<String>,
     /// The follower tasks, stopped when the state is dropped so that they release the
     /// ledger's database.
     followers: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
@@ -118,6 +120,7 @@ impl Core {
             coverage: Coverage::default(),
             secure_cookies: parts.secure_cookies,
             failed: CancellationToken::new(),
+            failure: std::sync::OnceLock::new(),
             followers: std::sync::Mutex::new(Vec::new()),
         });
 
@@ -139,12 +142,21 @@ impl Core {
         let mut changes = core.applied.subscribe();
         for (chain, head) in heads {
             while core.model().next_position(chain) < head {
-                let progressed = tokio::time::timeout(APPLY_TIMEOUT, changes.changed()).await;
-                if !matches!(progressed, Ok(Ok(()))) {
+                let progressed = tokio::select! {
+                    progressed = tokio::time::timeout(APPLY_TIMEOUT, changes.changed()) => {
+                        matches!(progressed, Ok(Ok(())))
+                    }
+                    () = core.failed.cancelled() => false,
+                };
+                if !progressed {
+                    let cause = core
+                        .failure
+                        .get()
+                        .map_or_else(String::new, |failure| format!(": {failure}"));
                     return Err(LedgerError::Corrupt {
                         dir: core.ledger.dir().to_path_buf(),
                         reason: format!(
-                            "the model stopped at {chain}:{} before the head {head}",
+                            "the model stopped at {chain}:{} before the head {head}{cause}",
                             core.model().next_position(chain)
                         ),
                     });
@@ -156,6 +168,12 @@ impl Core {
             "model folded from the ledger"
         );
         Ok(core)
+    }
+
+    /// Records why a follower stopped, if it is the first, and cancels `failed`.
+    fn stop_following(&self, error: &dyn std::fmt::Display) {
+        let _ = self.failure.set(error.to_string());
+        self.failed.cancel();
     }
 
     /// Reads the model.
@@ -215,7 +233,7 @@ async fn follow(core: std::sync::Weak<Core>, mut subscription: consign_ledger::S
             Err(error) => {
                 tracing::error!(%error, "the model stopped following a chain");
                 if let Some(core) = core.upgrade() {
-                    core.failed.cancel();
+                    core.stop_following(&error);
                 }
                 return;
             }
@@ -230,7 +248,7 @@ async fn follow(core: std::sync::Weak<Core>, mut subscription: consign_ledger::S
             .apply(&event);
         if let Err(error) = applied {
             tracing::error!(%error, "the model stopped following a chain");
-            core.failed.cancel();
+            core.stop_following(&error);
             return;
         }
         core.applied.send_modify(|count| *count += 1);
