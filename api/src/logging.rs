@@ -12,10 +12,13 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global subscriber. `RUST_LOG` overrides the default level, `info`.
-/// Colours are used only when standard error is a terminal.
-pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+/// Installs the global subscriber. `RUST_LOG` overrides the default level, `info` for
+/// a server and `warn` for a one-off command, whose progress bars and results would
+/// otherwise be interleaved with routine lines. Colours are used only when standard
+/// error is a terminal.
+pub fn init(format: LogFormat, server: bool) {
+    let default = if server { "info" } else { "warn" };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

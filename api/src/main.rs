@@ -13,7 +13,8 @@ use consign_api::logging::LogFormat;
 fn main() -> ExitCode {
     let cli = Cli::try_parse().unwrap_or_else(|error| with_number_tip(error).exit());
     let format = cli.log_format;
-    consign_api::logging::init(format);
+    let server = matches!(cli.command, consign_api::cli::Command::Serve(_));
+    consign_api::logging::init(format, server);
 
     match consign_api::cli::run(cli) {
         Ok(Outcome::Success) => ExitCode::SUCCESS,

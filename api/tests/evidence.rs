@@ -336,6 +336,19 @@ fn cli_checks(data_dir: &Path, delivery: &str, saved: &serde_json::Value) {
     assert!(verified.status.success(), "{stdout}");
     assert!(stdout.contains("passed all"), "{stdout}");
 
+    // `evidence verify -` reads the bundle from standard input.
+    let mut reader = std::process::Command::new(env!("CARGO_BIN_EXE_consign"))
+        .args(["evidence", "verify", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut reader.stdin.take().unwrap(), &piped.stdout).unwrap();
+    let from_stdin = reader.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&from_stdin.stdout);
+    assert!(from_stdin.status.success(), "{stdout}");
+    assert!(stdout.contains("passed all"), "{stdout}");
+
     let mistyped = export_evidence(
         data,
         "ada",
@@ -455,7 +468,10 @@ fn cli_checks(data_dir: &Path, delivery: &str, saved: &serde_json::Value) {
         damaged_path.to_str().unwrap(),
     ]);
     assert_eq!(rejected.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&rejected.stderr).contains("damaged or not genuine"));
+    assert!(
+        String::from_utf8_lossy(&rejected.stderr)
+            .contains("damaged, not genuine, or signed with a key")
+    );
     let other_chain = consign(&[
         "ledger",
         "verify",

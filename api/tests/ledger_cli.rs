@@ -278,6 +278,10 @@ fn full_disk_fails_cleanly_and_keeps_acknowledged_events() {
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("disk is full"), "{stderr}");
     assert!(stderr.contains("free disk space"), "{stderr}");
+    assert!(
+        stderr.contains("run it again with a new --data-dir"),
+        "{stderr}"
+    );
 
     // Once space is freed, everything that was acknowledged verifies.
     disk.resize("256m");

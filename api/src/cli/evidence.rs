@@ -4,7 +4,7 @@
 //! `evidence verify` needs nothing but the bundle file: no data directory and no
 //! server. The other commands open the data directory, so the server must be stopped.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,7 +47,8 @@ fn parse_delivery_id(text: &str) -> Result<DeliveryId, String> {
 
 #[derive(Debug, clap::Args)]
 pub struct VerifyArgs {
-    /// The bundle file written by `consign evidence export` or the evidence API.
+    /// The bundle file written by `consign evidence export` or the evidence API, or `-`
+    /// to read it from standard input.
     pub bundle: PathBuf,
 }
 
@@ -198,7 +199,7 @@ pub fn export(args: ExportArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-/// Writes `bytes` to the new file `out` through a temporary file of its own name in the
+/// Writes `bytes` to the new file `out` through a uniquely named temporary file in the
 /// same folder. A failed write removes that file, so nothing partial is left, and the
 /// final step fails rather than replace a file created at `out` in the meantime.
 fn write_new_file(out: &Path, bytes: &[u8]) -> anyhow::Result<()> {
@@ -249,8 +250,16 @@ fn check_out_file(out: &Path) -> anyhow::Result<()> {
 ///
 /// The bundle file cannot be read.
 pub fn verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
-    let bytes = std::fs::read(&args.bundle)
-        .with_context(|| format!("cannot read {}", args.bundle.display()))?;
+    let bytes = if args.bundle.as_os_str() == "-" {
+        let mut bytes = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut bytes)
+            .context("cannot read the bundle from standard input")?;
+        bytes
+    } else {
+        std::fs::read(&args.bundle)
+            .with_context(|| format!("cannot read {}", args.bundle.display()))?
+    };
     let report = verify_bundle(&bytes);
 
     let mut stdout = std::io::stdout().lock();

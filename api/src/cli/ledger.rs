@@ -250,9 +250,15 @@ pub(super) fn verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
             keys.as_deref(),
         ) {
             anyhow::bail!(
-                "the saved checkpoint {} is damaged or not genuine ({}); the ledger was not \
-                 compared with it, so fetch the checkpoint again from a copy you trust",
+                "the saved checkpoint {} is damaged, not genuine, or signed with a key that is \
+                 not in {} ({}); the ledger was not compared with it, so give --keys-dir the \
+                 key folder it was signed with, or fetch the checkpoint again from a copy you \
+                 trust",
                 path.display(),
+                args.data
+                    .keys_dir()?
+                    .join(super::backend::POSTMARK_KEYS)
+                    .display(),
                 problems.join("; ")
             );
         }
@@ -410,6 +416,9 @@ pub(super) fn dump(args: DumpArgs) -> anyhow::Result<Outcome> {
     let mut out = BufWriter::new(std::io::stdout().lock());
     let mut position = Position::new(args.from);
     let mut printed = 0u64;
+    let head = ledger.next_position(chain)?.get();
+    let bar = progress::bar(head.saturating_sub(args.from).min(limit), "events");
+    bar.set_message(format!("chain {chain}"));
     while printed < limit {
         let batch = (limit - printed).min(4096) as usize;
         let raws = ledger.read_raw(chain, position, batch)?;
@@ -420,6 +429,7 @@ pub(super) fn dump(args: DumpArgs) -> anyhow::Result<Outcome> {
             let line = dump_line(chain, raw);
             if let Err(error) = writeln!(out, "{line}") {
                 // A closed pipe (`consign ledger dump | head`) is a normal end.
+                bar.finish_and_clear();
                 if error.kind() == std::io::ErrorKind::BrokenPipe {
                     return Ok(Outcome::Success);
                 }
@@ -427,7 +437,9 @@ pub(super) fn dump(args: DumpArgs) -> anyhow::Result<Outcome> {
             }
         }
         printed += raws.len() as u64;
+        bar.set_position(printed);
     }
+    bar.finish_and_clear();
     if printed == 0 && limit > 0 {
         // An empty dump is valid output for a script paging through the chain, so the
         // exit code stays 0, and the reason goes to standard error.
@@ -571,7 +583,14 @@ pub(super) fn generate(args: GenerateArgs) -> anyhow::Result<Outcome> {
             bar.set_position(events)
         })
         .await
-        .context("workload generation stopped")?;
+        .with_context(|| {
+            format!(
+                "workload generation stopped, and the events written so far stay in {}; \
+                 generate fills only an empty data directory, so run it again with a new \
+                 --data-dir",
+                ledger.dir().display()
+            )
+        })?;
         // A checkpoint that covers each whole chain now, rather than when the ledger
         // closes, so that the count below includes it.
         for chain in ledger.chains() {
