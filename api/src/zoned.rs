@@ -135,6 +135,15 @@ pub fn resolve_sender_time(text: &str, zone: Option<&str>) -> Result<ResolvedTim
     let Some(time_of_day) = pieces.time() else {
         return Err(malformed(text, "the time of day is missing".into()));
     };
+    // RFC 3339 offsets run to 23:59, but jiff reads up to 25:59:59.
+    if let Some(offset) = pieces.offset()
+        && offset.to_numeric_offset().seconds().unsigned_abs() >= 24 * 3600
+    {
+        return Err(malformed(
+            text,
+            "the offset is 24 hours or more; give one from -23:59 to +23:59".into(),
+        ));
+    }
     let local = pieces.date().to_datetime(time_of_day);
     if !ACCEPTED_YEARS.contains(&local.year()) {
         return Err(year_out_of_range(text, local));
@@ -267,7 +276,7 @@ fn resolve_in_zone(
 }
 
 /// Looks up an IANA zone and returns it with its name as the database spells it.
-fn lookup_zone(name: &str) -> Result<(TimeZone, String), TimeInputError> {
+pub fn lookup_zone(name: &str) -> Result<(TimeZone, String), TimeInputError> {
     let tz = TimeZone::get(name).map_err(|_| TimeInputError::UnknownZone {
         zone: name.to_owned(),
     })?;

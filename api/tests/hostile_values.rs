@@ -101,6 +101,64 @@ async fn addresses_rejected() {
     server.stop().await;
 }
 
+/// One-line fields with a character that hides text or reorders it: a bidirectional
+/// override or isolate, a zero-width space, a byte order mark or a line separator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hidden_characters_rejected() {
+    let work = tempfile::tempdir().unwrap();
+    let (server, token) = start(work.path(), &[]).await;
+    let before = snapshot(&server).await;
+
+    let with = |key: &str, value: serde_json::Value| {
+        let mut metadata = valid_metadata();
+        metadata[key] = value;
+        metadata
+    };
+    let cases = [
+        (
+            "override in subject",
+            with("subject", json!("Invoice \u{202E}fdp.exe")),
+            "subject",
+        ),
+        (
+            "isolate in subject",
+            with("subject", json!("a\u{2067}b")),
+            "subject",
+        ),
+        (
+            "zero-width space in billing code",
+            with("billing_code", json!("LEGAL\u{200B}-7")),
+            "billing_code",
+        ),
+        (
+            "byte order mark in billing code",
+            with("billing_code", json!("\u{FEFF}LEGAL-7")),
+            "billing_code",
+        ),
+        (
+            "override in a recipient's name",
+            with(
+                "recipients",
+                json!([{ "address": "bob@recipients.test", "name": "Bob \u{202E}yrrab" }]),
+            ),
+            "recipients[0].name",
+        ),
+    ];
+    for (case, metadata_value, expected) in cases {
+        let response = submit(
+            &server,
+            &token,
+            &[metadata(&metadata_value), document("a.pdf")],
+        )
+        .await;
+        let body = assert_rejected(&server, case, response, &field(422, expected), &before).await;
+        let message = body["message"].as_str().unwrap();
+        assert!(message.contains("invisible character"), "{case}: {message}");
+    }
+
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dates_rejected() {
     let work = tempfile::tempdir().unwrap();
@@ -163,6 +221,16 @@ async fn dates_rejected() {
                 ("time_zone", "Mars/Olympus_Mons"),
             ]),
             "time_zone",
+        ),
+        (
+            "unknown zone without dates",
+            dates(&[("time_zone", "Mars/Olympus_Mons")]),
+            "time_zone",
+        ),
+        (
+            "offset of 25 hours",
+            dates(&[("deliver_at", "2099-01-01T00:00:00+25:00")]),
+            "deliver_at",
         ),
         (
             "expiry before delivery",

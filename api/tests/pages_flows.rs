@@ -367,6 +367,25 @@ async fn audit_search_by_each_criterion() {
             .unwrap()
             .contains("id=\"sender-error\"")
     );
+    let found = auditor.get(&server, "/audit?sender=ada").await;
+    assert!(found.text().await.unwrap().contains("1 delivery found."));
+
+    let inverted = auditor
+        .get(&server, "/audit?from=2026-12-05&before=2026-12-01")
+        .await;
+    assert_eq!(inverted.status(), 422);
+    let html = inverted.text().await.unwrap();
+    assert!(html.contains("id=\"before-error\""), "{html}");
+    assert!(
+        html.contains("before 2026-12-01 is not after from 2026-12-05"),
+        "{html}"
+    );
+    let garbled = auditor.get(&server, "/audit?from=garbage").await;
+    assert_eq!(garbled.status(), 422);
+    let html = garbled.text().await.unwrap();
+    assert!(html.contains("give one such as 2026-12-01"), "{html}");
+    assert!(!html.contains("T00:00:00Z"), "{html}");
+
     let sender = PageSession::login(&server, "ada").await;
     assert_eq!(
         sender.get(&server, "/audit").await.status(),

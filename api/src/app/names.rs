@@ -99,7 +99,7 @@ pub fn check_file_name(field: &str, name: Option<&str>) -> Result<String, ApiErr
     } else if name.contains('/') || name.contains('\\') {
         Some("contains a path separator; send the file name alone, without folders".to_owned())
     } else if name == "." || name == ".." {
-        Some("is a directory name".to_owned())
+        Some("is a directory name; send the document's own name".to_owned())
     } else if name.chars().all(|c| c == '.' || c.is_whitespace()) {
         Some(
             "is only dots and spaces, which a download would save as \"document\"; send the \

@@ -216,7 +216,8 @@ pub fn resolve(
             status: axum::http::StatusCode::UNPROCESSABLE_ENTITY,
             limit: "max_recipients",
             message: format!(
-                "{} recipients after expanding lists; the limit is {max} (max_recipients)",
+                "{} recipients after expanding lists; the limit is {max} (max_recipients), so \
+                 send to the others in another delivery",
                 resolved.len()
             ),
         });

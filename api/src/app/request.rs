@@ -102,6 +102,10 @@ pub fn plan(
         check_tls_available(transport)?;
     }
     let zone = metadata.time_zone.as_deref();
+    if let Some(zone) = zone {
+        crate::zoned::lookup_zone(zone)
+            .map_err(|error| ApiError::invalid("time_zone", format!("time_zone: {error}")))?;
+    }
     let deliver_at = parse_future("deliver_at", metadata.deliver_at.as_deref(), zone, now)?;
     let expires_at = parse_future("expires_at", metadata.expires_at.as_deref(), zone, now)?;
     if let (Some(deliver), Some(expires)) = (&deliver_at, &expires_at)

@@ -4,7 +4,8 @@
 use super::error::ApiError;
 
 /// Checks a one-line field (subject, name, billing code): not longer than `max_chars`,
-/// and free of control characters, CR and LF included.
+/// and free of control characters, CR and LF included, and of the invisible characters
+/// that [`is_hidden`] lists.
 ///
 /// # Errors
 ///
@@ -20,7 +21,34 @@ pub fn check_line(field: &str, value: &str, max_chars: usize) -> Result<(), ApiE
             ),
         ));
     }
+    if let Some((index, character)) = value.chars().enumerate().find(|(_, c)| is_hidden(*c)) {
+        return Err(ApiError::invalid(
+            field,
+            format!(
+                "{field} contains the invisible character U+{:04X} at character {index}, \
+                 which can hide text or show it in another order than it is read; remove it",
+                u32::from(character)
+            ),
+        ));
+    }
     check_length(field, value, max_chars)
+}
+
+/// Returns true for the bidirectional embeddings, overrides and isolates (U+202A to
+/// U+202E, U+2066 to U+2069), the zero-width space (U+200B), the byte order mark
+/// (U+FEFF) and the line and paragraph separators (U+2028, U+2029). The
+/// left-to-right and right-to-left marks and the zero-width joiners stay allowed,
+/// because right-to-left scripts, Persian and emoji need them.
+fn is_hidden(c: char) -> bool {
+    matches!(
+        c,
+        '\u{202A}'..='\u{202E}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{200B}'
+            | '\u{FEFF}'
+            | '\u{2028}'
+            | '\u{2029}'
+    )
 }
 
 /// Checks a multi-line field (the message): line breaks and tabs are allowed, other
@@ -74,6 +102,37 @@ mod tests {
     fn text_allows_line_breaks_but_not_nul() {
         assert!(check_text("message", "line one\r\nline two\ttab", 100).is_ok());
         assert!(check_text("message", "nul\0here", 100).is_err());
+    }
+
+    #[test]
+    fn line_rejects_hidden_characters() {
+        for (value, code) in [
+            ("a\u{202E}b", "U+202E"),
+            ("a\u{2067}b", "U+2067"),
+            ("LEGAL\u{200B}-7", "U+200B"),
+            ("\u{FEFF}Contract", "U+FEFF"),
+            ("one\u{2028}two", "U+2028"),
+        ] {
+            let message = check_line("billing_code", value, 64)
+                .unwrap_err()
+                .to_string();
+            assert!(message.contains(code), "{message}");
+            assert!(message.contains("remove it"), "{message}");
+        }
+    }
+
+    #[test]
+    fn line_keeps_marks_and_joiners() {
+        assert!(
+            check_line(
+                "subject",
+                "\u{05E9}\u{05DC}\u{05D5}\u{05DD}\u{200F} 2026",
+                64
+            )
+            .is_ok()
+        );
+        assert!(check_line("name", "\u{0645}\u{06CC}\u{200C}\u{062E}", 64).is_ok());
+        assert!(check_line("subject", "\u{1F469}\u{200D}\u{1F4BB}", 64).is_ok());
     }
 
     #[test]

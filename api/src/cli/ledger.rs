@@ -169,7 +169,7 @@ pub(super) fn verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
             println!(
                 "ledger in {} is BROKEN: {}",
                 args.data.data_dir.display(),
-                damage(&error)
+                damage(None, &error)
             );
             return Ok(Outcome::CheckFailed);
         }
@@ -302,7 +302,7 @@ pub(super) fn verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
                     stdout,
                     "ledger in {} is BROKEN in chain {chain}: {}",
                     ledger.dir().display(),
-                    damage(&error)
+                    damage(Some(&ledger), &error)
                 )?;
                 return Ok(Outcome::CheckFailed);
             }
@@ -355,7 +355,11 @@ pub(super) fn verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
             Ok(entries) => entries,
             Err(error) if error.is_corruption() => {
                 let dir = ledger.dir().display();
-                writeln!(stdout, "ledger in {dir} is BROKEN: {}", damage(&error))?;
+                writeln!(
+                    stdout,
+                    "ledger in {dir} is BROKEN: {}",
+                    damage(Some(&ledger), &error)
+                )?;
                 return Ok(Outcome::CheckFailed);
             }
             Err(error) => return Err(error).context("the index check failed"),
@@ -373,7 +377,11 @@ pub(super) fn verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
             )?,
             Err(error) if error.is_corruption() => {
                 let dir = ledger.dir().display();
-                writeln!(stdout, "ledger in {dir} is BROKEN: {}", damage(&error))?;
+                writeln!(
+                    stdout,
+                    "ledger in {dir} is BROKEN: {}",
+                    damage(Some(&ledger), &error)
+                )?;
                 return Ok(Outcome::CheckFailed);
             }
             Err(error) => return Err(error).context("the index comparison failed"),
@@ -396,14 +404,19 @@ pub(super) fn verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-/// Describes damage found by verify, with the advice to restore that RocksDB's own
-/// corruption messages lack.
-fn damage(error: &LedgerError) -> String {
+/// Describes damage found by verify, with the events of a damaged table file and the
+/// advice to restore that RocksDB's own corruption messages lack.
+fn damage(ledger: Option<&EmbeddedLedger>, error: &LedgerError) -> String {
+    let message = error.to_string();
+    let within = ledger
+        .and_then(|ledger| ledger.damaged_table_events(&message))
+        .map(|events| format!(" ({events})"))
+        .unwrap_or_default();
     match error {
-        LedgerError::Corrupt { .. } => error.to_string(),
+        LedgerError::Corrupt { .. } => format!("{message}{within}"),
         _ => format!(
-            "{error}; restore the directory from a backup, and run `consign ledger verify` on \
-             the copy"
+            "{message}{within}; restore the directory from a backup, and run `consign ledger \
+             verify` on the copy"
         ),
     }
 }

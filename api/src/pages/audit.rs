@@ -20,7 +20,7 @@ use super::form::{FormError, error_summary, text_input};
 use super::layout::{Section, html_response, page, time_element};
 use super::session::{PageCaller, PageError};
 use crate::app::deliveries::status_name;
-use crate::app::views::{checked_history, parse_time};
+use crate::app::views::checked_history;
 use crate::app::{ApiError, Core};
 use crate::web::html::escape;
 
@@ -87,12 +87,25 @@ impl SearchQuery {
         let from = given(&self.from);
         let before = given(&self.before);
         if from.is_some() || before.is_some() {
-            let day = |field: &str, text: &str| parse_time(field, &format!("{text}T00:00:00Z"));
-            let from = from.map_or(Ok(Timestamp::from_micros(0)), |text| day("from", text))?;
-            let before = before.map_or(Ok(Timestamp::from_micros(i64::MAX)), |text| {
+            let from_time = from.map_or(Ok(Timestamp::from_micros(0)), |text| day("from", text))?;
+            let before_time = before.map_or(Ok(Timestamp::from_micros(i64::MAX)), |text| {
                 day("before", text)
             })?;
-            criteria.push(AuditSearch::SubmittedBetween { from, before });
+            if let (Some(from), Some(before)) = (from, before)
+                && before_time <= from_time
+            {
+                return Err(ApiError::invalid(
+                    "before",
+                    format!(
+                        "before {before} is not after from {from}; give a later before date, \
+                         or leave one of them empty"
+                    ),
+                ));
+            }
+            criteria.push(AuditSearch::SubmittedBetween {
+                from: from_time,
+                before: before_time,
+            });
         }
         match criteria.len() {
             0 => Ok(None),
@@ -102,6 +115,21 @@ impl SearchQuery {
             )),
         }
     }
+}
+
+/// Parses a UTC day such as 2026-12-01 into the instant it starts.
+fn day(field: &str, text: &str) -> Result<Timestamp, ApiError> {
+    let invalid = || {
+        ApiError::invalid(
+            field,
+            format!("{field} {text:?} is not a date; give one such as 2026-12-01"),
+        )
+    };
+    let date: jiff::civil::Date = text.parse().map_err(|_| invalid())?;
+    let start = jiff::tz::Offset::UTC
+        .to_timestamp(date.to_datetime(jiff::civil::Time::midnight()))
+        .map_err(|_| invalid())?;
+    Ok(Timestamp::from_micros(start.as_microsecond()))
 }
 
 /// Returns a trimmed field value, or `None` for a missing or blank one.
@@ -197,8 +225,13 @@ fn push_form(body: &mut String, query: &SearchQuery, error: Option<&FormError>) 
 fn push_results(body: &mut String, core: &Core, found: &[DeliveryId]) {
     let _ = writeln!(
         body,
-        "<h2>Results</h2>\n<p>{} deliveries found{}.</p>",
+        "<h2>Results</h2>\n<p>{} {} found{}.</p>",
         found.len(),
+        if found.len() == 1 {
+            "delivery"
+        } else {
+            "deliveries"
+        },
         if found.len() == MAX_RESULTS {
             ", the first shown"
         } else {

@@ -8,6 +8,7 @@ use super::open::{idempotency_family, meta_family};
 use super::read::read_raw;
 use super::tree::merkle_family;
 use crate::error::LedgerError;
+use crate::keys;
 use crate::record::RawEvent;
 use crate::verify::{ChainChecks, ChainReport, ChainVerifier};
 
@@ -86,6 +87,36 @@ impl EmbeddedLedger {
             current = next?;
         }
         Ok(verifier.finish())
+    }
+
+    /// Describes the events that the table file named in a RocksDB corruption `message`
+    /// holds, such as `000008.sst holds events 0:0 to 0:5123`, or the index it holds.
+    /// Returns `None` when the message names no live table file. RocksDB checks whole
+    /// blocks, so a damaged block names a file but no single event.
+    pub fn damaged_table_events(&self, message: &str) -> Option<String> {
+        let file = message
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '.'))
+            .find(|word| {
+                word.strip_suffix(".sst").is_some_and(|number| {
+                    !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit())
+                })
+            })?;
+        let live = self.shared.db.live_files().ok()?;
+        let table = live
+            .iter()
+            .find(|table| table.name.trim_start_matches('/') == file)?;
+        if table.column_family_name != super::CF_EVENTS {
+            return Some(format!(
+                "{file} holds the {} index, not events",
+                table.column_family_name
+            ));
+        }
+        let first = keys::parse_event_key(table.start_key.as_deref()?)?;
+        let last = keys::parse_event_key(table.end_key.as_deref()?)?;
+        Some(format!(
+            "{file} holds events {}:{} to {}:{}",
+            first.0, first.1, last.0, last.1
+        ))
     }
 
     /// Reads every entry of the idempotency, Merkle and meta indexes with block
