@@ -94,6 +94,15 @@ pub struct ResolvedTime {
     pub resolution: Resolution,
 }
 
+/// Returns true when `text` carries an offset of 24 hours or more. RFC 3339 offsets run
+/// to 23:59, but jiff reads up to 25:59:59.
+pub fn offset_out_of_range(text: &str) -> bool {
+    Pieces::parse(text)
+        .ok()
+        .and_then(|pieces| pieces.offset())
+        .is_some_and(|offset| offset.to_numeric_offset().seconds().unsigned_abs() >= 24 * 3600)
+}
+
 /// Parses a sender time into a UTC instant and a zone name, as
 /// [`resolve_sender_time`] does, dropping the [`Resolution`].
 ///
@@ -135,10 +144,7 @@ pub fn resolve_sender_time(text: &str, zone: Option<&str>) -> Result<ResolvedTim
     let Some(time_of_day) = pieces.time() else {
         return Err(malformed(text, "the time of day is missing".into()));
     };
-    // RFC 3339 offsets run to 23:59, but jiff reads up to 25:59:59.
-    if let Some(offset) = pieces.offset()
-        && offset.to_numeric_offset().seconds().unsigned_abs() >= 24 * 3600
-    {
+    if offset_out_of_range(text) {
         return Err(malformed(
             text,
             "the offset is 24 hours or more; give one from -23:59 to +23:59".into(),
@@ -277,6 +283,13 @@ fn resolve_in_zone(
 
 /// Looks up an IANA zone and returns it with its name as the database spells it.
 pub fn lookup_zone(name: &str) -> Result<(TimeZone, String), TimeInputError> {
+    // These files of the database are no zones: `localtime` is the server's own
+    // setting, and `posixrules` and `Factory` are placeholders.
+    if matches!(name, "localtime" | "posixrules" | "Factory") {
+        return Err(TimeInputError::UnknownZone {
+            zone: name.to_owned(),
+        });
+    }
     let tz = TimeZone::get(name).map_err(|_| TimeInputError::UnknownZone {
         zone: name.to_owned(),
     })?;

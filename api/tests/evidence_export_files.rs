@@ -46,6 +46,13 @@ fn export_keeps_similar_named_file() {
     assert!(exported.status.success(), "{}", text(&exported.stderr));
 
     assert!(out.is_file());
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&out).unwrap().permissions());
+    assert_eq!(
+        mode & 0o777,
+        0o644,
+        "the bundle is for third parties to read"
+    );
     let kept = std::fs::read_to_string(&neighbour).unwrap();
     assert_eq!(kept, "notes of the auditor");
     let names: Vec<String> = std::fs::read_dir(work.path())

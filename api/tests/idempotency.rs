@@ -1,6 +1,8 @@
 //! A submission retried with its `Idempotency-Key` returns the first delivery and
-//! stores nothing new. The same key on a different submission, whether its subject,
-//! documents, options or password differ, is rejected with 409 naming what differs.
+//! stores nothing new, even when a mailing list it names changed since. The same key
+//! on a different submission, whether its subject, documents (content or name),
+//! recipients (address or name), options or password differ, is rejected with 409
+//! naming what differs.
 
 mod support;
 
@@ -25,9 +27,22 @@ async fn submit_metadata(
     metadata: serde_json::Value,
     content: &[u8],
 ) -> (u16, serde_json::Value) {
+    submit_file(server, token, metadata, content, "a.txt").await
+}
+
+async fn submit_file(
+    server: &Server,
+    token: &str,
+    metadata: serde_json::Value,
+    content: &[u8],
+    file_name: &str,
+) -> (u16, serde_json::Value) {
     let form = Form::new()
         .part("metadata", Part::text(metadata.to_string()))
-        .part("document", Part::bytes(content.to_vec()).file_name("a.txt"));
+        .part(
+            "document",
+            Part::bytes(content.to_vec()).file_name(file_name.to_owned()),
+        );
     let response = server
         .client
         .post(server.url("/api/deliveries"))
@@ -137,5 +152,67 @@ async fn retry_with_other_options_conflicts() {
     assert_eq!(status, 201, "{retry}");
     assert_eq!(retry["replayed"], true);
     assert_eq!(retry["delivery"], first["delivery"]);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_with_other_names_conflicts() {
+    let work = tempfile::tempdir().unwrap();
+    open_account(work.path(), "ada", Role::Sender).await;
+    let server = Server::start(work.path(), Clock::system(), &[]).await;
+    let token = server.login("ada").await;
+    let named = |name: &str| {
+        serde_json::json!({
+            "recipients": [{ "address": "bob@recipients.test", "name": name }],
+            "subject": "Lease",
+        })
+    };
+
+    let (status, first) = submit_file(&server, &token, named("Bob"), b"lease", "a.txt").await;
+    assert_eq!(status, 201, "{first}");
+
+    let (status, renamed) = submit_file(&server, &token, named("Bob"), b"lease", "b.txt").await;
+    assert_eq!(status, 409, "{renamed}");
+    let message = renamed["message"].as_str().unwrap();
+    assert!(message.contains("(documents differs)"), "{message}");
+
+    let (status, other) = submit_file(&server, &token, named("Robert"), b"lease", "a.txt").await;
+    assert_eq!(status, 409, "{other}");
+    let message = other["message"].as_str().unwrap();
+    assert!(message.contains("(recipients differs)"), "{message}");
+
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_list_change_replays() {
+    let work = tempfile::tempdir().unwrap();
+    open_account(work.path(), "ada", Role::Sender).await;
+    let server = Server::start(work.path(), Clock::system(), &[]).await;
+    let token = server.login("ada").await;
+    let define = |member: &'static str| {
+        server
+            .client
+            .put(server.url("/api/lists/team"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({ "members": [member] }))
+            .send()
+    };
+    assert_eq!(define("x@recipients.test").await.unwrap().status(), 200);
+    let metadata = serde_json::json!({ "lists": ["team"], "subject": "Minutes" });
+
+    let (status, first) = submit_metadata(&server, &token, metadata.clone(), b"minutes").await;
+    assert_eq!(status, 201, "{first}");
+    assert_eq!(define("y@recipients.test").await.unwrap().status(), 200);
+
+    let (status, retry) = submit_metadata(&server, &token, metadata, b"minutes").await;
+    assert_eq!(status, 201, "{retry}");
+    assert_eq!(retry["replayed"], true);
+    assert_eq!(retry["delivery"], first["delivery"]);
+
+    let direct = serde_json::json!({ "recipients": ["x@recipients.test"], "subject": "Minutes" });
+    let (status, rejected) = submit_metadata(&server, &token, direct, b"minutes").await;
+    assert_eq!(status, 409, "{rejected}");
+
     server.stop().await;
 }

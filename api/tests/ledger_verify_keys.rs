@@ -1,6 +1,8 @@
-//! `consign ledger verify` without the public keys of a ledger that has checkpoints.
-//! It does not call the ledger intact unless `--without-signatures` is given, and
-//! then its last line states that the signatures were not checked.
+//! What `consign ledger verify` states it did not check. Without the public keys of a
+//! ledger that has checkpoints, it does not call the ledger intact unless
+//! `--without-signatures` is given, and then its last line states it. The public keys
+//! alone are enough. A verify of one chain or range says that the indexes were not
+//! compared with the events.
 
 mod cli_support;
 
@@ -22,7 +24,7 @@ fn missing_keys_need_explicit_flag() {
     );
     let stdout = text(&with_keys.stdout);
     assert!(
-        stdout.contains("checkpoint signatures are checked with the keys in"),
+        stdout.contains("checkpoint signatures are checked with the public keys in"),
         "{stdout}"
     );
     assert!(
@@ -35,7 +37,7 @@ fn missing_keys_need_explicit_flag() {
     assert_eq!(refused.status.code(), Some(2), "{}", text(&refused.stdout));
     let stderr = text(&refused.stderr);
     assert!(
-        stderr.contains("checkpoint signatures cannot be checked: no signing key in"),
+        stderr.contains("checkpoint signatures cannot be checked: no public key in"),
         "{stderr}"
     );
     assert!(stderr.contains("--without-signatures"), "{stderr}");
@@ -62,6 +64,31 @@ fn missing_keys_need_explicit_flag() {
         "{last}"
     );
 
+    // The public keys alone suffice: a verifier gets no secret key.
+    let public_only = work.path().join("public-keys");
+    std::fs::create_dir_all(public_only.join("postmark")).unwrap();
+    let postmark = work.path().join("keys-elsewhere").join("postmark");
+    for entry in std::fs::read_dir(&postmark).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|extension| extension == "pub") {
+            std::fs::copy(
+                &path,
+                public_only.join("postmark").join(path.file_name().unwrap()),
+            )
+            .unwrap();
+        }
+    }
+    let public = run(&[
+        "ledger",
+        "verify",
+        "--data-dir",
+        data_arg,
+        "--keys-dir",
+        public_only.to_str().unwrap(),
+    ]);
+    assert_eq!(public.status.code(), Some(0), "{}", text(&public.stdout));
+    assert!(!text(&public.stdout).contains("not checked"));
+
     let elsewhere = work.path().join("keys-elsewhere");
     let keys_dir = run(&[
         "ledger",
@@ -79,4 +106,28 @@ fn missing_keys_need_explicit_flag() {
     );
     let last = text(&keys_dir.stdout);
     assert!(!last.contains("not checked"), "{last}");
+}
+
+#[test]
+fn partial_verify_says_indexes_unchecked() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    generate(&data, 20);
+    let data_arg = data.to_str().unwrap();
+
+    for partial in [
+        &["--chain", "0"][..],
+        &["--from", "5"][..],
+        &["--to", "5"][..],
+    ] {
+        let mut args = vec!["ledger", "verify", "--data-dir", data_arg];
+        args.extend_from_slice(partial);
+        let verified = run(&args);
+        let stdout = text(&verified.stdout);
+        assert_eq!(verified.status.code(), Some(0), "{partial:?}: {stdout}");
+        assert!(
+            stdout.contains("indexes: not checked"),
+            "{partial:?}: {stdout}"
+        );
+    }
 }

@@ -415,4 +415,9 @@ async fn damaged_event_below_views_fails_fast() {
     );
     assert!(message.contains("corrupt"), "{message}");
     assert!(message.contains("position 100"), "{message}");
+    assert_eq!(
+        message.matches("restore the directory").count(),
+        1,
+        "the advice is given once: {message}"
+    );
 }

@@ -362,6 +362,18 @@ async fn views_serve_senders_billing_and_auditors() {
     assert_eq!(found["deliveries"].as_array().unwrap().len(), 2, "{found}");
     let (status, _) = get_json(&server, &ada, &format!("/api/audit/deliveries/{delivery}")).await;
     assert_eq!(status, 403);
+    for (query, field) in [
+        (
+            "from=2026-12-31T00:00:00Z&before=2026-12-01T00:00:00Z",
+            "before",
+        ),
+        ("from=2026-12-01T00:00:00%2B24:00", "from"),
+    ] {
+        let (status, rejected) =
+            get_json(&server, &audrey, &format!("/api/audit/search?{query}")).await;
+        assert_eq!(status, 422, "{query}: {rejected}");
+        assert_eq!(rejected["field"], field, "{query}: {rejected}");
+    }
 
     // While serving, the views report their positions and digests.
     let (status, views) = get_json(&server, &audrey, "/api/views/status").await;

@@ -133,6 +133,56 @@ impl PostmarkKeys {
         })
     }
 
+    /// Loads the public key of every key in `dir` from its `.pub` file, by key id, so
+    /// that a verifier needs neither the secret keys nor the right to read them.
+    ///
+    /// # Errors
+    ///
+    /// [`PostmarkError::NoKey`] when the folder has no public key, and I/O or damage
+    /// errors naming the file, such as a key whose id is not its file name.
+    pub fn load_public(dir: &Path) -> Result<BTreeMap<String, [u8; 32]>, PostmarkError> {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                return Err(PostmarkError::NoKey {
+                    dir: dir.to_path_buf(),
+                });
+            }
+            Err(source) => return Err(io("list", dir, source)),
+        };
+        let mut public = BTreeMap::new();
+        for entry in entries {
+            let path = entry.map_err(|source| io("list", dir, source))?.path();
+            if path.extension().is_none_or(|extension| extension != "pub") {
+                continue;
+            }
+            let bytes = std::fs::read(&path).map_err(|source| io("read", &path, source))?;
+            let damaged = |reason: String| PostmarkError::Damaged {
+                path: path.clone(),
+                reason,
+            };
+            let bytes: [u8; 32] = bytes
+                .as_slice()
+                .try_into()
+                .map_err(|_| damaged(format!("{} bytes instead of 32", bytes.len())))?;
+            let key = VerifyingKey::from_bytes(&bytes)
+                .map_err(|error| damaged(format!("not an Ed25519 public key: {error}")))?;
+            let id = key_id(&key);
+            if path.file_stem().and_then(|stem| stem.to_str()) != Some(id.as_str()) {
+                return Err(damaged(format!(
+                    "it holds the key {id}, not the one its name gives"
+                )));
+            }
+            public.insert(id, bytes);
+        }
+        if public.is_empty() {
+            return Err(PostmarkError::NoKey {
+                dir: dir.to_path_buf(),
+            });
+        }
+        Ok(public)
+    }
+
     /// Creates a new key in `dir` and makes it current; earlier keys stay. Returns the
     /// new key id.
     ///

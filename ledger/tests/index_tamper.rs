@@ -11,6 +11,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use consign_ledger::checkpoint::CheckpointPolicy;
+use consign_ledger::evidence::export_bundle;
 use consign_ledger::postmark::PostmarkKeys;
 use consign_ledger::{AppendRequest, EmbeddedLedger, EmbeddedOptions, LedgerError};
 use consign_schemas::{ChainId, IdempotencyKey, Position};
@@ -266,4 +267,39 @@ fn entries_of_unknown_chains_are_named() {
     });
     let message = damage(head.path());
     assert!(message.contains("belongs to chain 3"), "{message}");
+}
+
+/// A bundle proved with a damaged Merkle node would fail its inclusion checks, so the
+/// export refuses it rather than hand it out.
+#[tokio::test]
+async fn export_refuses_damaged_merkle_proofs() {
+    let dir = tampered(|db| {
+        let merkle = cf(db, "merkle");
+        // The sibling of the subtree that contains position 10, so its proof uses it.
+        let mut value = db.get_cf(merkle, node_key(6, 1)).unwrap().unwrap();
+        value[5] ^= 1;
+        db.put_cf(merkle, node_key(6, 1), value).unwrap();
+    });
+    let keys = PostmarkKeys::load(&template().join("keys")).unwrap();
+    let public = keys.public_keys();
+    let options = EmbeddedOptions {
+        sync: false,
+        checkpoints: Some(CheckpointPolicy {
+            every_events: u64::MAX,
+            every: Duration::from_secs(3600),
+            signer: Arc::new(keys),
+        }),
+        ..EmbeddedOptions::default()
+    };
+    let ledger = EmbeddedLedger::open(dir.path(), options).unwrap();
+    let event = ledger.read(CHAIN, Position::new(10), 1).unwrap().remove(0);
+    let delivery = event.envelope.event.delivery().unwrap();
+
+    let refused = export_bundle(&ledger, delivery, CHAIN, &[event.position()], &public)
+        .await
+        .unwrap_err();
+    let message = refused.to_string();
+    assert!(message.contains("does not verify"), "{message}");
+    assert!(message.contains("inclusion"), "{message}");
+    ledger.close();
 }

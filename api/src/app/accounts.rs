@@ -23,7 +23,7 @@ use super::error::ApiError;
 use super::names::quoted;
 use super::passwords;
 use super::recipients::{RecipientInput, parse_mailbox};
-use super::text::check_line;
+use super::text::{check_line, is_blank};
 
 /// Chain of account and mailing list events.
 pub const ACCOUNT_CHAIN: ChainId = ChainId::new(0);
@@ -178,7 +178,7 @@ pub(crate) async fn define_list(
 ) -> Result<(Vec<Mailbox>, consign_schemas::Position), ApiError> {
     caller.require(&[Role::Sender])?;
     check_line("name", name, 100)?;
-    if name.trim().is_empty() {
+    if is_blank(name) {
         return Err(ApiError::invalid("name", "the list name is empty"));
     }
     if members.is_empty() || members.len() > MAX_LIST_MEMBERS {

@@ -170,9 +170,12 @@ impl Core {
         Ok(core)
     }
 
-    /// Records why a follower stopped, if it is the first, and cancels `failed`.
-    fn stop_following(&self, error: &dyn std::fmt::Display) {
-        let _ = self.failure.set(error.to_string());
+    /// Records why a follower stopped, if it is the first, and cancels `failed`. A
+    /// corrupt ledger is recorded by its reason alone, because the start wraps it in a
+    /// corruption error of its own.
+    fn stop_following(&self, error: &dyn std::fmt::Display, corrupt_reason: Option<&str>) {
+        let reason = corrupt_reason.map_or_else(|| error.to_string(), str::to_owned);
+        let _ = self.failure.set(reason);
         self.failed.cancel();
     }
 
@@ -233,7 +236,11 @@ async fn follow(core: std::sync::Weak<Core>, mut subscription: consign_ledger::S
             Err(error) => {
                 tracing::error!(%error, "the model stopped following a chain");
                 if let Some(core) = core.upgrade() {
-                    core.stop_following(&error);
+                    let reason = match &error {
+                        LedgerError::Corrupt { reason, .. } => Some(reason.as_str()),
+                        _ => None,
+                    };
+                    core.stop_following(&error, reason);
                 }
                 return;
             }
@@ -248,7 +255,7 @@ async fn follow(core: std::sync::Weak<Core>, mut subscription: consign_ledger::S
             .apply(&event);
         if let Err(error) = applied {
             tracing::error!(%error, "the model stopped following a chain");
-            core.stop_following(&error);
+            core.stop_following(&error, None);
             return;
         }
         core.applied.send_modify(|count| *count += 1);

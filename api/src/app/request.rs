@@ -10,7 +10,7 @@ use super::error::ApiError;
 use super::limits::{Limits, MailTransport, Transport};
 use super::names::quoted;
 use super::recipients::{RecipientInput, ResolvedRecipient, resolve};
-use super::text::{check_line, check_text};
+use super::text::{check_line, check_text, is_blank};
 use crate::zoned::{TimeInputError, parse_sender_time};
 
 /// Minimum length of an access password, in characters.
@@ -85,7 +85,7 @@ pub fn plan(
     let metadata = parse_metadata(json)?;
 
     check_line("subject", &metadata.subject, limits.max_subject_chars)?;
-    if metadata.subject.trim().is_empty() {
+    if is_blank(&metadata.subject) {
         return Err(ApiError::invalid(
             "subject",
             "subject is empty; give the delivery a subject",
@@ -207,8 +207,9 @@ fn check_access_password(password: &str) -> Result<(), ApiError> {
             "password",
             format!(
                 "the access password contains the control character U+{:04X} at character \
-                 {index}, which a recipient cannot type; choose one of printable characters",
-                u32::from(character)
+                 {}, which a recipient cannot type; choose one of printable characters",
+                u32::from(character),
+                index + 1
             ),
         ));
     }

@@ -460,7 +460,13 @@ pub(crate) async fn record(
     );
     let fingerprint = Fingerprint::new(
         &events[uploads.len()].event,
-        uploads.iter().map(|upload| upload.blob.content_hash),
+        uploads.iter().map(|upload| {
+            (
+                upload.blob.content_hash,
+                upload.file_name.clone(),
+                upload.media_type.clone(),
+            )
+        }),
     );
     let submitted_index = uploads.len();
     let mut request = AppendRequest::new(chain, events);

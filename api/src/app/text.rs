@@ -5,7 +5,7 @@ use super::error::ApiError;
 
 /// Checks a one-line field (subject, name, billing code): not longer than `max_chars`,
 /// and free of control characters, CR and LF included, and of the invisible characters
-/// that [`is_hidden`] lists.
+/// that [`is_hidden`] lists. Positions in messages count characters from 1.
 ///
 /// # Errors
 ///
@@ -15,39 +15,80 @@ pub fn check_line(field: &str, value: &str, max_chars: usize) -> Result<(), ApiE
         return Err(ApiError::invalid(
             field,
             format!(
-                "{field} contains the control character U+{:04X} at character {index}; \
-                 it must be one line of text",
-                u32::from(character)
+                "{field} contains the control character U+{:04X} at character {}; it must \
+                 be one line of text",
+                u32::from(character),
+                index + 1
             ),
         ));
     }
-    if let Some((index, character)) = value.chars().enumerate().find(|(_, c)| is_hidden(*c)) {
+    if let Some((index, character)) = first_hidden(value) {
         return Err(ApiError::invalid(
             field,
             format!(
-                "{field} contains the invisible character U+{:04X} at character {index}, \
-                 which can hide text or show it in another order than it is read; remove it",
-                u32::from(character)
+                "{field} contains the invisible character U+{:04X} at character {}, which \
+                 can hide text or show it in another order than it is read; remove it",
+                u32::from(character),
+                index + 1
             ),
         ));
     }
     check_length(field, value, max_chars)
 }
 
-/// Returns true for the bidirectional embeddings, overrides and isolates (U+202A to
-/// U+202E, U+2066 to U+2069), the zero-width space (U+200B), the byte order mark
-/// (U+FEFF) and the line and paragraph separators (U+2028, U+2029). The
-/// left-to-right and right-to-left marks and the zero-width joiners stay allowed,
-/// because right-to-left scripts, Persian and emoji need them.
+/// Returns true when `value` has nothing a reader can see: only whitespace, and the
+/// direction marks and joiners that [`is_hidden`] allows.
+pub fn is_blank(value: &str) -> bool {
+    value.chars().all(|c| {
+        c.is_whitespace()
+            || matches!(
+                c,
+                '\u{061C}' | '\u{200C}' | '\u{200D}' | '\u{200E}' | '\u{200F}'
+            )
+    })
+}
+
+/// Finds the first character that [`is_hidden`] rejects, with its index. Tag
+/// characters (U+E0020 to U+E007F) pass only in a tag sequence after the black flag
+/// U+1F3F4, as in the flags of England, Scotland and Wales.
+fn first_hidden(value: &str) -> Option<(usize, char)> {
+    let mut in_tag_sequence = false;
+    for (index, c) in value.chars().enumerate() {
+        let tag = ('\u{E0020}'..='\u{E007F}').contains(&c);
+        if (tag && !in_tag_sequence) || (!tag && is_hidden(c)) {
+            return Some((index, c));
+        }
+        in_tag_sequence = c == '\u{1F3F4}' || (tag && c != '\u{E007F}');
+    }
+    None
+}
+
+/// Returns true for characters that show nothing and can hide text or reorder it.
+/// These are the bidirectional embeddings, overrides and isolates (U+202A to U+202E,
+/// U+2066 to U+2069), the zero-width space (U+200B), the word joiner and invisible
+/// operators (U+2060 to U+2064), and the byte order mark (U+FEFF). So are the line and
+/// paragraph separators (U+2028, U+2029), the Mongolian vowel separator (U+180E), the
+/// Hangul fillers (U+115F, U+1160, U+3164, U+FFA0), the interlinear annotation
+/// characters (U+FFF9 to U+FFFB) and the tag characters (U+E0000 to U+E007F). The
+/// direction marks and the zero-width joiners stay allowed, because right-to-left
+/// scripts, Persian and emoji need them.
 fn is_hidden(c: char) -> bool {
     matches!(
         c,
         '\u{202A}'..='\u{202E}'
             | '\u{2066}'..='\u{2069}'
             | '\u{200B}'
+            | '\u{2060}'..='\u{2064}'
             | '\u{FEFF}'
             | '\u{2028}'
             | '\u{2029}'
+            | '\u{180E}'
+            | '\u{115F}'
+            | '\u{1160}'
+            | '\u{3164}'
+            | '\u{FFA0}'
+            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{E0000}'..='\u{E007F}'
     )
 }
 
@@ -66,8 +107,9 @@ pub fn check_text(field: &str, value: &str, max_chars: usize) -> Result<(), ApiE
         return Err(ApiError::invalid(
             field,
             format!(
-                "{field} contains the control character U+{:04X} at character {index}",
-                u32::from(character)
+                "{field} contains the control character U+{:04X} at character {}",
+                u32::from(character),
+                index + 1
             ),
         ));
     }
@@ -119,6 +161,44 @@ mod tests {
             assert!(message.contains(code), "{message}");
             assert!(message.contains("remove it"), "{message}");
         }
+    }
+
+    #[test]
+    fn line_rejects_other_invisible_characters() {
+        for value in [
+            "team\u{2060}",
+            "a\u{2062}b",
+            "\u{3164}",
+            "a\u{FFF9}b\u{FFFB}",
+            "x\u{180E}y",
+            "lone tag \u{E0041}",
+        ] {
+            let message = check_line("name", value, 64).unwrap_err().to_string();
+            assert!(
+                message.contains("invisible character"),
+                "{value:?}: {message}"
+            );
+        }
+        let message = check_line("subject", "a\u{202E}b", 64)
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("at character 2"), "{message}");
+    }
+
+    #[test]
+    fn line_keeps_flag_tag_sequences() {
+        // The flag of Scotland: black flag, tags g b s c t, cancel tag.
+        let scotland = "\u{1F3F4}\u{E0067}\u{E0062}\u{E0073}\u{E0063}\u{E0074}\u{E007F}";
+        assert!(check_line("subject", &format!("Minutes {scotland}"), 64).is_ok());
+        let after_cancel = format!("{scotland}\u{E0067}");
+        assert!(check_line("subject", &after_cancel, 64).is_err());
+    }
+
+    #[test]
+    fn blank_ignores_marks() {
+        assert!(is_blank("\u{200E}"));
+        assert!(is_blank(" \u{200F} "));
+        assert!(!is_blank("\u{05D0}"));
     }
 
     #[test]

@@ -108,18 +108,35 @@ fn check_limit(limit: Option<usize>, default: usize, max: usize) -> Result<usize
     }
 }
 
-/// Parses an RFC 3339 time.
+/// Parses an RFC 3339 time, whose offset must be under 24 hours.
 pub(crate) fn parse_time(field: &str, text: &str) -> Result<Timestamp, ApiError> {
-    let instant: jiff::Timestamp = text.parse().map_err(|error| {
+    let invalid = |reason: String| {
         ApiError::invalid(
             field,
             format!(
-                "{field} {} is not an RFC 3339 time such as 2026-12-01T00:00:00Z: {error}",
+                "{field} {} is not an RFC 3339 time such as 2026-12-01T00:00:00Z: {reason}",
                 quoted(text)
             ),
         )
-    })?;
+    };
+    let instant: jiff::Timestamp = text.parse().map_err(|error| invalid(format!("{error}")))?;
+    if crate::zoned::offset_out_of_range(text) {
+        return Err(invalid("the offset is 24 hours or more".to_owned()));
+    }
     Ok(Timestamp::from_micros(instant.as_microsecond()))
+}
+
+/// Checks that a period given as `from` and `before` is not empty or inverted.
+fn check_range(from: Option<Timestamp>, before: Option<Timestamp>) -> Result<(), ApiError> {
+    if let (Some(from), Some(before)) = (from, before)
+        && before <= from
+    {
+        return Err(ApiError::invalid(
+            "before",
+            "before is not after from; give a later before, or leave one of them out",
+        ));
+    }
+    Ok(())
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -160,6 +177,7 @@ pub async fn list(
         billing_code: params.billing_code,
         recipient_address: params.recipient,
     };
+    check_range(filter.submitted_from, filter.submitted_before)?;
     let cursor = params
         .cursor
         .as_deref()
@@ -616,6 +634,9 @@ pub async fn search(
             .map_or(Ok(Timestamp::from_micros(i64::MAX)), |text| {
                 parse_time("before", text)
             })?;
+        if params.from.is_some() && params.before.is_some() {
+            check_range(Some(from), Some(before))?;
+        }
         criteria.push(AuditSearch::SubmittedBetween { from, before });
     }
     let [criterion] = criteria.as_slice() else {

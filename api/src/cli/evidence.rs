@@ -212,8 +212,15 @@ fn write_new_file(out: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         .suffix(".partial")
         .tempfile_in(folder)
         .with_context(|| format!("cannot create a file in {}", folder.display()))?;
+    // The bundle is meant for third parties, so it is readable like any written file,
+    // not private like the temporary file it starts as.
     staged
         .write_all(bytes)
+        .and_then(|()| {
+            staged
+                .as_file()
+                .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        })
         .and_then(|()| staged.as_file().sync_all())
         .with_context(|| format!("cannot write the bundle in {}", folder.display()))?;
     staged

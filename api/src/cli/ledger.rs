@@ -70,16 +70,16 @@ pub(super) fn public_keys(
     has_checkpoints: bool,
 ) -> anyhow::Result<Option<std::sync::Arc<consign_ledger::checkpoint::PublicKeys>>> {
     let dir = keys_dir.join(super::backend::POSTMARK_KEYS);
-    let reason = match consign_ledger::postmark::PostmarkKeys::load(&dir) {
+    let reason = match consign_ledger::postmark::PostmarkKeys::load_public(&dir) {
         Ok(keys) => {
             println!(
-                "checkpoint signatures are checked with the keys in {}",
+                "checkpoint signatures are checked with the public keys in {}",
                 dir.display()
             );
-            return Ok(Some(std::sync::Arc::new(keys.public_keys())));
+            return Ok(Some(std::sync::Arc::new(keys)));
         }
         Err(consign_ledger::postmark::PostmarkError::NoKey { dir }) => {
-            format!("no signing key in {}", dir.display())
+            format!("no public key in {}", dir.display())
         }
         Err(error) => error.to_string(),
     };
@@ -347,7 +347,15 @@ pub(super) fn verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
     }
 
     // The indexes beside the chains are read whole only when the whole ledger is checked.
-    if args.chain.is_none() && args.from == 0 && args.to.is_none() {
+    let whole = args.chain.is_none() && args.from == 0 && args.to.is_none();
+    if !whole {
+        writeln!(
+            stdout,
+            "indexes: not checked; only a verify without --chain, --from and --to checks \
+             them against the events"
+        )?;
+    }
+    if whole {
         let bar = progress::counter("index entries read");
         let checked = ledger.check_indexes(&|entries| bar.set_position(entries));
         bar.finish_and_clear();

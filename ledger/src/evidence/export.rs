@@ -19,7 +19,8 @@ use crate::checkpoint::PublicKeys;
 /// [`EvidenceError::NoEvents`] when `positions` is empty, ledger failures (among
 /// them [`crate::LedgerError::NoCheckpointSigner`] when the ledger signs no
 /// checkpoints), and [`EvidenceError::Damaged`] when a stored event fails its own
-/// hash or does not decode.
+/// hash or does not decode, and [`EvidenceError::SelfCheck`] when the bundle built
+/// fails one of [`super::verify::verify_bundle`]'s checks of the ledger's data.
 pub async fn export_bundle(
     ledger: &EmbeddedLedger,
     delivery: DeliveryId,
@@ -69,7 +70,7 @@ pub async fn export_bundle(
         });
     }
 
-    Ok(Bundle {
+    let bundle = Bundle {
         format: BUNDLE_FORMAT.to_owned(),
         delivery,
         chain,
@@ -80,8 +81,35 @@ pub async fn export_bundle(
             .iter()
             .map(|(id, key)| (id.clone(), PublicKeyHex(*key)))
             .collect(),
-    })
+    };
+
+    // A damaged Merkle index gives proofs that fail, and such a bundle is not handed
+    // out. The checks of what the positions cover, such as the submission's presence,
+    // are the caller's matter.
+    let report = super::verify::verify_bundle(&bundle.to_bytes());
+    let failures: Vec<String> = report
+        .failures()
+        .filter(|check| LEDGER_CHECKS.contains(&check.name))
+        .take(3)
+        .map(|check| format!("{} of {}: {}", check.name, check.subject, check.detail))
+        .collect();
+    if !failures.is_empty() {
+        return Err(EvidenceError::SelfCheck {
+            failures: failures.join("; "),
+        });
+    }
+    Ok(bundle)
 }
+
+/// The checks of a bundle that depend only on the ledger: its events, their proofs,
+/// and the checkpoint.
+const LEDGER_CHECKS: [&str; 5] = [
+    "event-hash",
+    "event-place",
+    "inclusion",
+    "checkpoint-event",
+    "checkpoint-signature",
+];
 
 /// Reads the `CheckpointSigned` event at `position` in the shape of a bundle's
 /// checkpoint.

@@ -40,6 +40,12 @@ pub enum EvidenceError {
         position: Position,
         reason: String,
     },
+    #[error(
+        "the bundle built from this ledger does not verify ({failures}), so it is not \
+         handed out; run `consign ledger verify` to find damage to the Merkle index or the \
+         checkpoints, and give every server the same key folder"
+    )]
+    SelfCheck { failures: String },
 }
 
 /// An evidence bundle; see the module documentation.

@@ -46,29 +46,35 @@ pub(super) fn idempotency_key(
 }
 
 /// The parts of a submission that a retry must repeat for its idempotency key to replay
-/// the first: the subject, message, recipients' addresses, documents' contents and
-/// options. The password is compared separately, because each submission salts its hash.
+/// the first: the subject, message, recipients, documents and options. The password
+/// is compared separately, because each submission salts its hash.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct Fingerprint {
     subject: String,
     message: String,
-    addresses: Vec<String>,
-    documents: Vec<consign_schemas::ContentHash>,
+    /// The recipients named directly, as lowercase address and display name, sorted.
+    named: Vec<(String, Option<String>)>,
+    /// The mailing lists the other recipients came from, sorted. A retry that names
+    /// the same lists replays although their members changed since.
+    lists: Vec<String>,
+    /// Each document's content hash, file name and media type, in order.
+    documents: Vec<DocumentPrint>,
     /// The options with the password hash left out.
     options: Option<DeliveryOptions>,
     password: bool,
 }
 
+/// A document's content hash, file name and media type.
+pub(super) type DocumentPrint = (consign_schemas::ContentHash, String, String);
+
 impl Fingerprint {
-    /// Takes the fingerprint of a `DeliverySubmitted` event and its documents' hashes.
-    pub(super) fn new(
-        submitted: &Event,
-        documents: impl Iterator<Item = consign_schemas::ContentHash>,
-    ) -> Self {
+    /// Takes the fingerprint of a `DeliverySubmitted` event and its documents.
+    pub(super) fn new(submitted: &Event, documents: impl Iterator<Item = DocumentPrint>) -> Self {
         let mut fingerprint = Self {
             subject: String::new(),
             message: String::new(),
-            addresses: Vec::new(),
+            named: Vec::new(),
+            lists: Vec::new(),
             documents: documents.collect(),
             options: None,
             password: false,
@@ -76,12 +82,18 @@ impl Fingerprint {
         if let Event::DeliverySubmitted(submitted) = submitted {
             fingerprint.subject.clone_from(&submitted.subject);
             fingerprint.message.clone_from(&submitted.message);
-            fingerprint.addresses = submitted
-                .recipients
-                .iter()
-                .map(|entry| entry.mailbox.address.to_lowercase())
-                .collect();
-            fingerprint.addresses.sort();
+            for entry in &submitted.recipients {
+                match &entry.via_list {
+                    Some(list) => fingerprint.lists.push(list.clone()),
+                    None => fingerprint.named.push((
+                        entry.mailbox.address.to_lowercase(),
+                        entry.mailbox.display_name.clone(),
+                    )),
+                }
+            }
+            fingerprint.named.sort();
+            fingerprint.lists.sort();
+            fingerprint.lists.dedup();
             fingerprint.password = submitted.options.access_password_hash.is_some();
             fingerprint.options = Some(DeliveryOptions {
                 access_password_hash: None,
@@ -100,7 +112,7 @@ impl Fingerprint {
         if self.message != retry.message {
             differ.push("message");
         }
-        if self.addresses != retry.addresses {
+        if self.named != retry.named || self.lists != retry.lists {
             differ.push("recipients");
         }
         if self.documents != retry.documents {
@@ -170,7 +182,13 @@ pub(super) async fn replayed_body(
     };
     let original = Fingerprint::new(
         &submitted.envelope.event,
-        documents.iter().map(|document| document.content_hash),
+        documents.iter().map(|document| {
+            (
+                document.content_hash,
+                document.file_name.clone(),
+                document.media_type.clone(),
+            )
+        }),
     );
     let Event::DeliverySubmitted(event) = &submitted.envelope.event else {
         unreachable!("found as a DeliverySubmitted event above");
