@@ -211,6 +211,8 @@ async fn replay_shows_delivery_at_each_cutoff() {
     let far_future = replay_json(data_dir, &delivery, "2999-01-01T00:00:00Z", &[]);
     assert_eq!(far_future["recipients"], end["recipients"]);
     assert_eq!(far_future["last_event"], end["last_event"]);
+    let now = replay_json(data_dir, &delivery, "now", &[]);
+    assert_eq!(now["last_event"], end["last_event"]);
     let scanned = replay_json(
         data_dir,
         &delivery,

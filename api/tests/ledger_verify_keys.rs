@@ -1,8 +1,9 @@
 //! What `consign ledger verify` states it did not check. Without the public keys of a
 //! ledger that has checkpoints, it does not call the ledger intact unless
 //! `--without-signatures` is given, and then its last line states it. The public keys
-//! alone are enough. A verify of one chain or range says that the indexes were not
-//! compared with the events.
+//! alone are enough. A verify of one chain or range reports that the indexes were not
+//! compared with the events, and a chain that ends before `--from` is skipped with a
+//! line that names it.
 
 mod cli_support;
 
@@ -33,15 +34,20 @@ fn missing_keys_need_explicit_flag() {
     );
 
     std::fs::rename(data.join("keys"), work.path().join("keys-elsewhere")).unwrap();
-    let refused = run(&["ledger", "verify", "--data-dir", data_arg]);
-    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused.stdout));
-    let stderr = text(&refused.stderr);
+    let rejected = run(&["ledger", "verify", "--data-dir", data_arg]);
+    assert_eq!(
+        rejected.status.code(),
+        Some(2),
+        "{}",
+        text(&rejected.stdout)
+    );
+    let stderr = text(&rejected.stderr);
     assert!(
         stderr.contains("checkpoint signatures cannot be checked: no public key in"),
         "{stderr}"
     );
     assert!(stderr.contains("--without-signatures"), "{stderr}");
-    assert!(!text(&refused.stdout).contains("intact"));
+    assert!(!text(&rejected.stdout).contains("intact"));
 
     let unsigned = run(&[
         "ledger",
@@ -130,4 +136,52 @@ fn partial_verify_says_indexes_unchecked() {
             "{partial:?}: {stdout}"
         );
     }
+}
+
+#[test]
+fn from_past_short_chain_skips_it() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let generated = run(&[
+        "ledger",
+        "generate",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--deliveries",
+        "60",
+        "--chains",
+        "3",
+    ]);
+    assert!(generated.status.success(), "{}", text(&generated.stderr));
+    let data_arg = data.to_str().unwrap();
+
+    let whole = text(&run(&["ledger", "verify", "--data-dir", data_arg]).stdout);
+    let heads: Vec<u64> = whole
+        .lines()
+        .filter_map(|line| line.split("head at ").nth(1))
+        .map(|rest| rest.split(',').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(heads.len(), 3, "{whole}");
+    let shortest = *heads.iter().min().unwrap();
+    let longest = *heads.iter().max().unwrap();
+    assert!(
+        shortest < longest,
+        "the chains have different lengths: {heads:?}"
+    );
+
+    let from = (shortest + 1).to_string();
+    let partial = run(&["ledger", "verify", "--data-dir", data_arg, "--from", &from]);
+    let stdout = text(&partial.stdout);
+    assert_eq!(
+        partial.status.code(),
+        Some(0),
+        "{stdout}{}",
+        text(&partial.stderr)
+    );
+    assert!(stdout.contains("skipped, since its"), "{stdout}");
+
+    let past = (longest + 1).to_string();
+    let rejected = run(&["ledger", "verify", "--data-dir", data_arg, "--from", &past]);
+    assert_eq!(rejected.status.code(), Some(2));
+    assert!(text(&rejected.stderr).contains("is past every chain"));
 }

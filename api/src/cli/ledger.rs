@@ -63,7 +63,7 @@ fn read_saved_checkpoint(path: &std::path::Path) -> anyhow::Result<SavedCheckpoi
 
 /// Loads the published keys of the key folder to check checkpoint signatures with.
 /// Without them, verification stops with an error naming both fixes, unless
-/// `without_signatures` or `has_checkpoints` says there is nothing to check.
+/// `without_signatures` is set or `has_checkpoints` is false.
 pub(super) fn public_keys(
     keys_dir: &std::path::Path,
     without_signatures: bool,
@@ -264,17 +264,41 @@ pub(super) fn verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
         }
     }
 
+    // With several chains, --from must be within at least one of them; a chain that
+    // ends before it is skipped.
+    let mut longest = (chains[0], Position::ZERO);
+    for &chain in &chains {
+        let head = ledger.next_position(chain)?;
+        if head > longest.1 {
+            longest = (chain, head);
+        }
+    }
+    if args.from > longest.1.get() {
+        let (chain, head) = longest;
+        let extent = if chains.len() == 1 {
+            "the head of"
+        } else {
+            "every chain; the longest is"
+        };
+        anyhow::bail!(
+            "--from {} is past {extent} chain {chain}, which has {head} events; give a \
+             --from of at most {head}",
+            args.from
+        );
+    }
+
     let started = Instant::now();
     let mut total = 0u64;
     let mut stdout = std::io::stdout().lock();
     for chain in chains {
         let head = ledger.next_position(chain)?;
         if args.from > head.get() {
-            anyhow::bail!(
-                "--from {} is past the head of chain {chain}, which has {head} events; \
-                 give a --from of at most {head}",
+            writeln!(
+                stdout,
+                "chain {chain}: skipped, since its {head} events all come before --from {}",
                 args.from
-            );
+            )?;
+            continue;
         }
         let to = args.to.map(Position::new);
         let expected = to.unwrap_or(head).min(head).get().saturating_sub(args.from);

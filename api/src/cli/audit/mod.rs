@@ -45,8 +45,8 @@ pub struct ReplayArgs {
     pub delivery: String,
 
     /// Cut-off: a position in the delivery's chain (the events at or before it count),
-    /// or an RFC 3339 time such as 2026-12-04T10:00:00Z (the events whose sequencer
-    /// time is at or before it count).
+    /// an RFC 3339 time such as 2026-12-04T10:00:00Z (the events whose sequencer time
+    /// is at or before it count), or `now`.
     #[arg(long, value_name = "POSITION|TIME")]
     pub as_of: String,
 
@@ -83,6 +83,9 @@ enum Cutoff {
 impl Cutoff {
     fn parse(text: &str) -> anyhow::Result<Self> {
         let text = text.trim();
+        if text == "now" {
+            return Ok(Cutoff::Time(Timestamp::now()));
+        }
         if !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_digit()) {
             let position = text.parse::<u64>().with_context(|| {
                 format!("--as-of {text:?} is too large for a position; give a smaller number")
@@ -92,8 +95,8 @@ impl Cutoff {
         match text.parse::<jiff::Timestamp>() {
             Ok(time) => Ok(Cutoff::Time(Timestamp::from_micros(time.as_microsecond()))),
             Err(error) => bail!(
-                "--as-of {text:?} is neither a position (a whole number such as 42) nor an \
-                 RFC 3339 time (such as 2026-12-04T10:00:00Z): {error}"
+                "--as-of {text:?} is neither a position (a whole number such as 42), an RFC \
+                 3339 time (such as 2026-12-04T10:00:00Z) nor now: {error}"
             ),
         }
     }
