@@ -189,11 +189,11 @@ fn changed_head_hash_is_found_and_blocks_appends() {
         "{message}"
     );
 
-    let refused = EmbeddedLedger::open(dir.path(), EmbeddedOptions::default()).unwrap_err();
-    let refused = refused.to_string();
+    let rejected = EmbeddedLedger::open(dir.path(), EmbeddedOptions::default()).unwrap_err();
+    let rejected = rejected.to_string();
     assert!(
-        refused.contains("the head entry of chain 0 records the last hash"),
-        "{refused}"
+        rejected.contains("the head entry of chain 0 records the last hash"),
+        "{rejected}"
     );
 }
 
@@ -295,11 +295,34 @@ async fn export_refuses_damaged_merkle_proofs() {
     let event = ledger.read(CHAIN, Position::new(10), 1).unwrap().remove(0);
     let delivery = event.envelope.event.delivery().unwrap();
 
-    let refused = export_bundle(&ledger, delivery, CHAIN, &[event.position()], &public)
+    let rejected = export_bundle(&ledger, delivery, CHAIN, &[event.position()], &public)
         .await
         .unwrap_err();
-    let message = refused.to_string();
+    let message = rejected.to_string();
     assert!(message.contains("does not verify"), "{message}");
     assert!(message.contains("inclusion"), "{message}");
     ledger.close();
+}
+
+/// A damaged node of the tree's frontier would make the writer sign a wrong root into
+/// the next checkpoint, so the ledger does not open for appends.
+#[test]
+fn damaged_frontier_node_blocks_appends() {
+    let dir = tampered(|db| {
+        let merkle = cf(db, "merkle");
+        // Events 0 to 255: the largest perfect subtree of the 303-event tree.
+        let mut value = db.get_cf(merkle, node_key(8, 0)).unwrap().unwrap();
+        value[0] ^= 1;
+        db.put_cf(merkle, node_key(8, 0), value).unwrap();
+    });
+
+    let rejected = EmbeddedLedger::open(dir.path(), EmbeddedOptions::default()).unwrap_err();
+    let message = rejected.to_string();
+    assert!(
+        message.contains("does not give the root that the checkpoint"),
+        "{message}"
+    );
+
+    let found = damage(dir.path());
+    assert!(found.contains("Merkle node level 8 index 0"), "{found}");
 }

@@ -85,11 +85,17 @@ fn saved_checkpoint(size: u64) -> (u64, consign_schemas::Hash32) {
     (size, ledger.tree_root(CHAIN, size).unwrap())
 }
 
+/// Verifies like `consign ledger verify`, on a read-only open: opening for appends
+/// rejects a ledger whose Merkle index no longer matches its events.
 fn verify(
     dir: &Path,
     saved: Option<(u64, consign_schemas::Hash32)>,
 ) -> Option<consign_ledger::ChainBreak> {
-    let ledger = EmbeddedLedger::open(dir, EmbeddedOptions::default()).unwrap();
+    let options = EmbeddedOptions {
+        read_only: true,
+        ..EmbeddedOptions::default()
+    };
+    let ledger = EmbeddedLedger::open(dir, options).unwrap();
     let checks = ChainChecks {
         keys: None,
         saved_checkpoint: saved,

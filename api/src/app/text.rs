@@ -36,59 +36,90 @@ pub fn check_line(field: &str, value: &str, max_chars: usize) -> Result<(), ApiE
     check_length(field, value, max_chars)
 }
 
-/// Returns true when `value` has nothing a reader can see: only whitespace, and the
-/// direction marks and joiners that [`is_hidden`] allows.
+/// Returns true when `value` has nothing a reader can see: only whitespace, the
+/// braille blank, and characters that only modify others, such as the direction marks,
+/// joiners, variation selectors and combining accents that [`first_hidden`] allows.
 pub fn is_blank(value: &str) -> bool {
     value.chars().all(|c| {
         c.is_whitespace()
             || matches!(
                 c,
-                '\u{061C}' | '\u{200C}' | '\u{200D}' | '\u{200E}' | '\u{200F}'
+                '\u{061C}'
+                    | '\u{200C}'..='\u{200F}'
+                    | '\u{2800}'
+                    | '\u{FE00}'..='\u{FE0F}'
+                    | '\u{E0100}'..='\u{E01EF}'
+                    | '\u{180B}'..='\u{180D}'
+                    | '\u{180F}'
+                    | '\u{0300}'..='\u{036F}'
+                    | '\u{1AB0}'..='\u{1AFF}'
+                    | '\u{1DC0}'..='\u{1DFF}'
+                    | '\u{20D0}'..='\u{20FF}'
+                    | '\u{FE20}'..='\u{FE2F}'
             )
     })
 }
 
 /// Finds the first character that [`is_hidden`] rejects, with its index. Tag
-/// characters (U+E0020 to U+E007F) pass only in a tag sequence after the black flag
-/// U+1F3F4, as in the flags of England, Scotland and Wales.
+/// characters (U+E0000 to U+E007F) pass only in a well-formed flag: the black flag
+/// U+1F3F4, two to six tags of lowercase letters or digits, and the cancel tag U+E007F,
+/// as in the flags of England, Scotland and Wales.
 fn first_hidden(value: &str) -> Option<(usize, char)> {
-    let mut in_tag_sequence = false;
-    for (index, c) in value.chars().enumerate() {
-        let tag = ('\u{E0020}'..='\u{E007F}').contains(&c);
-        if (tag && !in_tag_sequence) || (!tag && is_hidden(c)) {
+    let chars: Vec<char> = value.chars().collect();
+    let mut index = 0;
+    while index < chars.len() {
+        let c = chars[index];
+        if c == '\u{1F3F4}' {
+            let spec = chars[index + 1..]
+                .iter()
+                .take_while(|&&tag| {
+                    ('\u{E0061}'..='\u{E007A}').contains(&tag)
+                        || ('\u{E0030}'..='\u{E0039}').contains(&tag)
+                })
+                .count();
+            let end = index + 1 + spec;
+            if spec > 0 {
+                if (2..=6).contains(&spec) && chars.get(end) == Some(&'\u{E007F}') {
+                    index = end + 1;
+                    continue;
+                }
+                return Some((index + 1, chars[index + 1]));
+            }
+        } else if is_hidden(c) {
             return Some((index, c));
         }
-        in_tag_sequence = c == '\u{1F3F4}' || (tag && c != '\u{E007F}');
+        index += 1;
     }
     None
 }
 
 /// Returns true for characters that show nothing and can hide text or reorder it.
-/// These are the bidirectional embeddings, overrides and isolates (U+202A to U+202E,
-/// U+2066 to U+2069), the zero-width space (U+200B), the word joiner and invisible
-/// operators (U+2060 to U+2064), and the byte order mark (U+FEFF). So are the line and
-/// paragraph separators (U+2028, U+2029), the Mongolian vowel separator (U+180E), the
-/// Hangul fillers (U+115F, U+1160, U+3164, U+FFA0), the interlinear annotation
-/// characters (U+FFF9 to U+FFFB) and the tag characters (U+E0000 to U+E007F). The
-/// direction marks and the zero-width joiners stay allowed, because right-to-left
-/// scripts, Persian and emoji need them.
+/// These are the Unicode default-ignorable characters, except the direction marks
+/// (U+061C, U+200E, U+200F), the zero-width joiners (U+200C, U+200D) and the variation
+/// selectors, which right-to-left scripts, Persian, Mongolian and emoji need. So are
+/// the line and paragraph separators (U+2028, U+2029) and the interlinear annotation
+/// characters (U+FFF9 to U+FFFB).
 fn is_hidden(c: char) -> bool {
     matches!(
         c,
-        '\u{202A}'..='\u{202E}'
-            | '\u{2066}'..='\u{2069}'
-            | '\u{200B}'
-            | '\u{2060}'..='\u{2064}'
-            | '\u{FEFF}'
-            | '\u{2028}'
-            | '\u{2029}'
-            | '\u{180E}'
+        '\u{00AD}'
+            | '\u{034F}'
             | '\u{115F}'
             | '\u{1160}'
+            | '\u{17B4}'
+            | '\u{17B5}'
+            | '\u{180E}'
+            | '\u{200B}'
+            | '\u{2028}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}'
             | '\u{3164}'
+            | '\u{FEFF}'
             | '\u{FFA0}'
-            | '\u{FFF9}'..='\u{FFFB}'
-            | '\u{E0000}'..='\u{E007F}'
+            | '\u{FFF0}'..='\u{FFFB}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0000}'..='\u{E00FF}'
+            | '\u{E01F0}'..='\u{E0FFF}'
     )
 }
 
@@ -172,6 +203,10 @@ mod tests {
             "a\u{FFF9}b\u{FFFB}",
             "x\u{180E}y",
             "lone tag \u{E0041}",
+            "soft\u{00AD}hyphen",
+            "a\u{206A}b",
+            "a\u{034F}b",
+            "a\u{1BCA0}b",
         ] {
             let message = check_line("name", value, 64).unwrap_err().to_string();
             assert!(
@@ -190,14 +225,32 @@ mod tests {
         // The flag of Scotland: black flag, tags g b s c t, cancel tag.
         let scotland = "\u{1F3F4}\u{E0067}\u{E0062}\u{E0073}\u{E0063}\u{E0074}\u{E007F}";
         assert!(check_line("subject", &format!("Minutes {scotland}"), 64).is_ok());
-        let after_cancel = format!("{scotland}\u{E0067}");
-        assert!(check_line("subject", &after_cancel, 64).is_err());
+        assert!(check_line("subject", "\u{1F3F4} black flag", 64).is_ok());
+        let tags = |text: &str| -> String {
+            text.chars()
+                .map(|c| char::from_u32(0xE0000 + u32::from(c)).unwrap())
+                .collect()
+        };
+        for malformed in [
+            format!("{scotland}\u{E0067}"),
+            format!("\u{1F3F4}{}\u{E007F}", tags("gbschiddenpayloadtext")),
+            format!("\u{1F3F4}{}\u{E007F}", tags("GBSCT")),
+            format!("\u{1F3F4}{}", tags("gbsct")),
+            "\u{1F3F4}\u{E007F}".to_owned(),
+        ] {
+            assert!(
+                check_line("subject", &malformed, 64).is_err(),
+                "{malformed:?}"
+            );
+        }
     }
 
     #[test]
     fn blank_ignores_marks() {
         assert!(is_blank("\u{200E}"));
         assert!(is_blank(" \u{200F} "));
+        assert!(is_blank("\u{0301}"));
+        assert!(is_blank("\u{2800}\u{FE0F}"));
         assert!(!is_blank("\u{05D0}"));
     }
 

@@ -84,7 +84,7 @@ pub(super) fn open(dir: &Path, options: &EmbeddedOptions) -> Result<Opened, Ledg
             .iter()
             .map(|(chain, head)| (*chain, head.next))
             .collect();
-        let trees = super::tree::load_trees(&shared, &sizes);
+        let trees = super::tree::load_trees(&shared, &sizes)?;
         *shared.trees.get_mut().expect("trees lock poisoned") = trees;
     }
 

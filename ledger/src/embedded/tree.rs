@@ -228,27 +228,20 @@ pub(crate) fn accumulator_at(
 
 /// Loads each chain's tree at its head, first indexing what an older ledger lacks.
 ///
-/// A chain whose tree cannot be loaded, because events are missing or damaged, is
-/// left out with a warning: the ledger still opens so that verification can locate
-/// the damage, and appends to that chain fail.
+/// # Errors
+///
+/// [`LedgerError::Corrupt`] when a chain's events are missing or its stored nodes do
+/// not give the root of its last checkpoint: appending would extend or sign a wrong
+/// tree. A read-only open loads no trees, so verification still locates the damage.
 pub(crate) fn load_trees(
     shared: &Shared,
     heads: &HashMap<ChainId, Position>,
-) -> HashMap<ChainId, MerkleAccumulator> {
+) -> Result<HashMap<ChainId, MerkleAccumulator>, LedgerError> {
     let mut trees = HashMap::with_capacity(heads.len());
     for (&chain, &head) in heads {
-        match load_tree(shared, chain, head) {
-            Ok(tree) => {
-                trees.insert(chain, tree);
-            }
-            Err(error) => tracing::warn!(
-                chain = %chain,
-                error = %error,
-                "cannot load the Merkle tree; appends to this chain fail until it is repaired"
-            ),
-        }
+        trees.insert(chain, load_tree(shared, chain, head)?);
     }
-    trees
+    Ok(trees)
 }
 
 fn load_tree(
@@ -282,6 +275,7 @@ fn load_tree(
     }
 
     let mut tree = accumulator_at(shared, chain, indexed)?;
+    check_against_checkpoint(shared, chain, &tree)?;
     if tree.len() < head.get() {
         tracing::info!(chain = %chain, from = tree.len(), to = %head, "indexing the Merkle tree");
     }
@@ -304,6 +298,77 @@ fn load_tree(
             .map_err(|error| LedgerError::from_rocksdb("index the Merkle tree", error))?;
     }
     Ok(tree)
+}
+
+/// Checks the tree that the stored nodes give against the chain's last signed
+/// checkpoint, so that a damaged node is never signed into a new checkpoint.
+///
+/// The stored nodes must give the checkpoint's root at its tree size. From there, the
+/// recorded hashes of the events after it, which are few because checkpoints are
+/// frequent, must lead to the same root as `tree`. A chain without a checkpoint has no
+/// signed root to compare with and is not checked.
+fn check_against_checkpoint(
+    shared: &Shared,
+    chain: ChainId,
+    tree: &MerkleAccumulator,
+) -> Result<(), LedgerError> {
+    let Some(position) = super::checkpoints::last_checkpoint(&shared.db, &shared.dir, chain)?
+    else {
+        return Ok(());
+    };
+    let corrupt = |reason: String| LedgerError::Corrupt {
+        dir: shared.dir.clone(),
+        reason,
+    };
+    let raw = super::read::read_raw(shared, chain, position, 1)?
+        .into_iter()
+        .next()
+        .filter(|raw| raw.position == position)
+        .ok_or_else(|| corrupt(format!("chain {chain} has no event at position {position}")))?;
+    let signed = match consign_schemas::Envelope::decode(&raw.bytes).map(|envelope| envelope.event)
+    {
+        Ok(consign_schemas::events::Event::CheckpointSigned(signed)) => signed,
+        _ => {
+            return Err(corrupt(format!(
+                "the last checkpoint of chain {chain} is recorded at position {position}, \
+                 which holds no checkpoint"
+            )));
+        }
+    };
+    if signed.tree_size > tree.len() {
+        // The index does not reach the checkpoint yet; it is built from the events.
+        return Ok(());
+    }
+
+    let mismatch = || {
+        corrupt(format!(
+            "the Merkle index of chain {chain} does not give the root that the checkpoint \
+             at position {position} signed; run `consign ledger verify`"
+        ))
+    };
+    let mut rebuilt = accumulator_at(shared, chain, signed.tree_size)?;
+    if rebuilt.root() != signed.root_hash {
+        return Err(mismatch());
+    }
+    while rebuilt.len() < tree.len() {
+        let limit = usize::try_from(tree.len() - rebuilt.len())
+            .unwrap_or(usize::MAX)
+            .min(INDEX_BATCH);
+        let hashes = read_hashes(shared, chain, Position::new(rebuilt.len()), limit)?;
+        if hashes.is_empty() {
+            return Err(corrupt(format!(
+                "chain {chain} has no event at position {}",
+                rebuilt.len()
+            )));
+        }
+        for hash in &hashes {
+            rebuilt.push(hash);
+        }
+    }
+    if rebuilt.root() != tree.root() {
+        return Err(mismatch());
+    }
+    Ok(())
 }
 
 impl EmbeddedLedger {
