@@ -53,8 +53,8 @@ fn export_keeps_similar_named_file() {
         0o644,
         "the bundle is for third parties to read"
     );
-    let kept = std::fs::read_to_string(&neighbour).unwrap();
-    assert_eq!(kept, "notes of the auditor");
+    let neighbour_text = std::fs::read_to_string(&neighbour).unwrap();
+    assert_eq!(neighbour_text, "notes of the auditor");
     let names: Vec<String> = std::fs::read_dir(work.path())
         .unwrap()
         .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())

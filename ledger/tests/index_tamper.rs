@@ -60,24 +60,11 @@ fn key_of(request: u64) -> IdempotencyKey {
     IdempotencyKey::new(format!("request-{request}")).unwrap()
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 /// Copies the template's data directory and changes the copy through raw RocksDB
 /// access, as someone with access to the disk could.
 fn tampered(tamper: impl FnOnce(&DB)) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    copy_dir(&template().join("data"), dir.path());
+    common::copy_dir(&template().join("data"), dir.path());
     let db = DB::open_cf(
         &Options::default(),
         dir.path().join("ledger"),

@@ -28,19 +28,6 @@ fn template() -> &'static Path {
         .path()
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 fn key(position: u64) -> Vec<u8> {
     let mut key = CHAIN.get().to_be_bytes().to_vec();
     key.extend_from_slice(&position.to_be_bytes());
@@ -50,7 +37,7 @@ fn key(position: u64) -> Vec<u8> {
 /// Copies the template ledger and changes the copy with `tamper` through raw RocksDB access.
 fn tampered(tamper: impl FnOnce(&DB, &rocksdb::ColumnFamily)) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    copy_dir(template(), dir.path());
+    common::copy_dir(template(), dir.path());
     let path: PathBuf = dir.path().join("ledger");
     let db = DB::open_cf(
         &Options::default(),

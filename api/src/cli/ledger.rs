@@ -379,45 +379,8 @@ pub(super) fn verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
              them against the events"
         )?;
     }
-    if whole {
-        let bar = progress::counter("index entries read");
-        let checked = ledger.check_indexes(&|entries| bar.set_position(entries));
-        bar.finish_and_clear();
-        let entries = match checked {
-            Ok(entries) => entries,
-            Err(error) if error.is_corruption() => {
-                let dir = ledger.dir().display();
-                writeln!(
-                    stdout,
-                    "ledger in {dir} is BROKEN: {}",
-                    damage(Some(&ledger), &error)
-                )?;
-                return Ok(Outcome::CheckFailed);
-            }
-            Err(error) => return Err(error).context("the index check failed"),
-        };
-
-        let bar = progress::bar(total, "events");
-        bar.set_message("indexes against events");
-        let compared = ledger.check_index_contents(&|events| bar.set_position(events));
-        bar.finish_and_clear();
-        match compared {
-            Ok(_) => writeln!(
-                stdout,
-                "indexes: {entries} entries read, checksums match, and the heads, Merkle nodes, \
-                 idempotency and checkpoint entries agree with the events"
-            )?,
-            Err(error) if error.is_corruption() => {
-                let dir = ledger.dir().display();
-                writeln!(
-                    stdout,
-                    "ledger in {dir} is BROKEN: {}",
-                    damage(Some(&ledger), &error)
-                )?;
-                return Ok(Outcome::CheckFailed);
-            }
-            Err(error) => return Err(error).context("the index comparison failed"),
-        }
+    if whole && !check_indexes(&ledger, total, &mut stdout)? {
+        return Ok(Outcome::CheckFailed);
     }
 
     let seconds = started.elapsed().as_secs_f64();
@@ -434,6 +397,56 @@ pub(super) fn verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
         total as f64 / seconds.max(1e-9)
     )?;
     Ok(Outcome::Success)
+}
+
+/// Reads the indexes with their checksums, then compares them with the `events`
+/// events, and prints the outcome. Returns false when either step found damage.
+fn check_indexes(
+    ledger: &EmbeddedLedger,
+    events: u64,
+    stdout: &mut impl Write,
+) -> anyhow::Result<bool> {
+    let bar = progress::counter("index entries read");
+    let read = ledger.check_indexes(&|entries| bar.set_position(entries));
+    bar.finish_and_clear();
+    let entries = match read {
+        Ok(entries) => entries,
+        Err(error) => return report_damage(ledger, error, "the index check failed", stdout),
+    };
+
+    let bar = progress::bar(events, "events");
+    bar.set_message("indexes against events");
+    let compared = ledger.check_index_contents(&|done| bar.set_position(done));
+    bar.finish_and_clear();
+    if let Err(error) = compared {
+        return report_damage(ledger, error, "the index comparison failed", stdout);
+    }
+    writeln!(
+        stdout,
+        "indexes: {entries} entries read, checksums match, and the heads, Merkle nodes, \
+         idempotency and checkpoint entries agree with the events"
+    )?;
+    Ok(true)
+}
+
+/// Prints a corruption `error` as damage and returns false, or returns any other
+/// error with `context`.
+fn report_damage(
+    ledger: &EmbeddedLedger,
+    error: LedgerError,
+    context: &'static str,
+    stdout: &mut impl Write,
+) -> anyhow::Result<bool> {
+    if !error.is_corruption() {
+        return Err(error).context(context);
+    }
+    let dir = ledger.dir().display();
+    writeln!(
+        stdout,
+        "ledger in {dir} is BROKEN: {}",
+        damage(Some(ledger), &error)
+    )?;
+    Ok(false)
 }
 
 /// Describes damage found by verify, with the events of a damaged table file and the

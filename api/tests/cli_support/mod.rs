@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// The binary under test, without a data directory from the environment and with
-/// warnings only in its log.
+/// Builds a command for the binary under test, without a data directory from the
+/// environment and with warnings only in its log.
 pub fn consign() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_consign"));
     command
