@@ -7,7 +7,7 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use consign_ledger::Clock;
@@ -288,6 +288,25 @@ async fn replay_shows_delivery_at_each_cutoff() {
     assert!(text.contains("bob@recipients.test: downloaded"), "{text}");
     assert!(text.contains("report.pdf"), "{text}");
     assert!(text.contains("postmark:   issued at position"), "{text}");
+
+    // A reader that closes the pipe before the state is printed, as `| head` does,
+    // ends the replay without an error.
+    for extra in [&[][..], &["--json"][..]] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_consign"))
+            .env_remove("CONSIGN_DATA_DIR")
+            .args(["audit", "replay", "--data-dir", data_dir.to_str().unwrap()])
+            .args(["--delivery", &delivery, "--as-of", "now"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("consign runs");
+        drop(child.stdout.take());
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{extra:?}: {stderr}");
+        assert!(stderr.is_empty(), "{extra:?}: {stderr}");
+    }
 
     // Errors name the value and the fix, and exit with status 2.
     let unknown = "0192e0a4-7b1c-7000-8000-000000000001";

@@ -24,6 +24,17 @@ pub enum Outcome {
     CheckFailed,
 }
 
+/// Ends a command whose result is what it prints. A reader that closes the pipe early,
+/// as `| head` does, has taken what it wanted, so a broken pipe is no error there.
+/// Checks such as `ledger verify` keep the error, since their exit status is their
+/// result.
+fn printed(result: std::io::Result<()>) -> anyhow::Result<Outcome> {
+    match result {
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(Outcome::Success),
+        other => other.map(|()| Outcome::Success).map_err(Into::into),
+    }
+}
+
 /// consign: certified electronic delivery on a hash-chained event ledger.
 ///
 /// Exit status: 0 on success, 1 when a check such as `ledger verify` finds a

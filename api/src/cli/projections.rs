@@ -124,12 +124,11 @@ fn status(args: StatusArgs) -> anyhow::Result<Outcome> {
     }
     let store = open_view_store(&args.data.data_dir, &ledger)?;
     let report = report(&ledger, &store, &views)?;
-    if args.json {
-        print_json(&report)?;
+    super::printed(if args.json {
+        print_json(&report)
     } else {
-        print_table(&report)?;
-    }
-    Ok(Outcome::Success)
+        print_table(&report)
+    })
 }
 
 /// Returns the view named `name`, or every view when no name is given.
@@ -248,7 +247,7 @@ fn report(
 }
 
 /// Prints one row per view and chain, with columns aligned.
-fn print_table(report: &[ViewStatus]) -> anyhow::Result<()> {
+fn print_table(report: &[ViewStatus]) -> std::io::Result<()> {
     let mut rows = vec![
         [
             "VIEW", "CHAIN", "POSITION", "HEAD", "LAG", "ENTRIES", "STATE",
@@ -290,7 +289,7 @@ fn print_table(report: &[ViewStatus]) -> anyhow::Result<()> {
 }
 
 /// Prints one JSON object per view: its digest, entry count, total lag and chains.
-fn print_json(report: &[ViewStatus]) -> anyhow::Result<()> {
+fn print_json(report: &[ViewStatus]) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
     for view in report {
         let chains: Vec<_> = view

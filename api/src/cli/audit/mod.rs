@@ -180,12 +180,11 @@ fn replay(args: &ReplayArgs) -> anyhow::Result<Outcome> {
     let state = Replayed::new(delivery, chain, cutoff, &counted, tracking);
 
     let mut out = std::io::stdout().lock();
-    if args.json {
-        writeln!(out, "{}", state.to_json())?;
+    super::printed(if args.json {
+        writeln!(out, "{}", state.to_json())
     } else {
-        state.print(&mut out)?;
-    }
-    Ok(Outcome::Success)
+        state.print(&mut out)
+    })
 }
 
 /// Reads the delivery's events at the positions the audit view lists, after catching
