@@ -19,7 +19,7 @@ mod verify;
 pub mod workload;
 
 pub use clock::{Clock, ManualClock};
-pub use embedded::{EmbeddedLedger, EmbeddedOptions, Subscription, TreeHead};
+pub use embedded::{EmbeddedLedger, EmbeddedOptions, IndexComparison, Subscription, TreeHead};
 pub use error::LedgerError;
 pub use record::{AppendRequest, Appended, AppendedEvent, NewEvent, RawEvent, StoredEvent};
-pub use verify::{BreakReason, ChainBreak, ChainChecks, ChainReport, ChainVerifier};
+pub use verify::{AcceptedEvent, BreakReason, ChainBreak, ChainChecks, ChainReport, ChainVerifier};

@@ -13,7 +13,8 @@ use std::sync::Arc;
 
 use consign_schemas::events::Event;
 use consign_schemas::{
-    ChainId, Envelope, EventHash, Hash32, Position, Timestamp, genesis_hash, hash_stored_event,
+    ChainId, Envelope, EventHash, Hash32, IdempotencyKey, Position, Timestamp, genesis_hash,
+    hash_stored_event,
 };
 use rayon::prelude::*;
 
@@ -160,6 +161,18 @@ pub struct ChainReport {
     pub first_break: Option<ChainBreak>,
 }
 
+/// An event that passed every check, as [`ChainVerifier::feed_observed`] shows it to
+/// its observer, in position order.
+#[derive(Debug)]
+pub struct AcceptedEvent<'a> {
+    pub position: Position,
+    pub hash: EventHash,
+    pub idempotency_key: Option<&'a IdempotencyKey>,
+    /// True for a `CheckpointSigned` event.
+    pub checkpoint: bool,
+    pub time: Timestamp,
+}
+
 /// One event's own checks, independent of its neighbours.
 struct Checked {
     position: Position,
@@ -171,12 +184,15 @@ struct Checked {
     computed: Option<EventHash>,
     /// The tree size, root, key id, signature and time of a checkpoint event.
     checkpoint: Option<(u64, Hash32, String, Vec<u8>, Timestamp)>,
+    /// The idempotency key and time of an event that decoded.
+    key_and_time: Option<(Option<IdempotencyKey>, Timestamp)>,
 }
 
 fn check_one(chain: ChainId, raw: &RawEvent) -> Checked {
     let mut decoded_previous = None;
     let mut computed_hash = None;
     let mut checkpoint = None;
+    let mut key_and_time = None;
     let mut result = || {
         let recorded = raw.recorded_hash.ok_or(BreakReason::MissingHash)?;
         let computed = hash_stored_event(&raw.bytes);
@@ -188,6 +204,7 @@ fn check_one(chain: ChainId, raw: &RawEvent) -> Checked {
             reason: error.to_string(),
         })?;
         decoded_previous = Some(envelope.previous);
+        key_and_time = Some((envelope.idempotency_key, envelope.time));
         if let Event::CheckpointSigned(signed) = envelope.event {
             checkpoint = Some((
                 signed.tree_size,
@@ -212,6 +229,7 @@ fn check_one(chain: ChainId, raw: &RawEvent) -> Checked {
         previous: decoded_previous,
         computed: computed_hash,
         checkpoint,
+        key_and_time,
     }
 }
 
@@ -243,6 +261,8 @@ pub struct ChainVerifier {
     /// A tree size and root saved from an earlier checkpoint, which the chain must
     /// still contain.
     saved: Option<(u64, Hash32)>,
+    /// Set once an observer of [`Self::feed_observed`] returned an error.
+    observer_failed: bool,
 }
 
 impl ChainVerifier {
@@ -260,6 +280,7 @@ impl ChainVerifier {
             tree: (from == Position::ZERO).then(MerkleAccumulator::new),
             keys: None,
             saved: None,
+            observer_failed: false,
         }
     }
 
@@ -289,20 +310,60 @@ impl ChainVerifier {
         self.first_break.is_some()
     }
 
+    /// True once a break is found or an observer failed: further input is ignored.
+    pub fn is_stopped(&self) -> bool {
+        self.is_broken() || self.observer_failed
+    }
+
     /// Checks the next stored events, which must come in increasing position order.
     pub fn feed(&mut self, raws: &[RawEvent]) {
-        if self.is_broken() {
-            return;
+        let accept_all = |_: &AcceptedEvent<'_>| Ok::<(), std::convert::Infallible>(());
+        let Ok(()) = self.feed_observed(raws, accept_all);
+    }
+
+    /// Checks like [`Self::feed`] and shows each event that passed to `observer`, so
+    /// that a caller can compare its own records with the events in the same pass. The
+    /// first error of `observer` stops the feed and is returned; the verifier then
+    /// takes no more input.
+    ///
+    /// # Errors
+    ///
+    /// The error of `observer`.
+    pub fn feed_observed<E>(
+        &mut self,
+        raws: &[RawEvent],
+        mut observer: impl FnMut(&AcceptedEvent<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        if self.is_broken() || self.observer_failed {
+            return Ok(());
         }
         let chain = self.chain;
         let checked: Vec<Checked> = raws.par_iter().map(|raw| check_one(chain, raw)).collect();
 
-        for item in checked {
+        for mut item in checked {
+            let position = item.position;
+            let checkpoint = item.checkpoint.is_some();
+            let key_and_time = item.key_and_time.take();
             if let Err(reason) = self.link(item) {
                 self.first_break = Some(reason);
-                return;
+                return Ok(());
+            }
+            let Some((key, time)) = key_and_time else {
+                continue;
+            };
+            let accepted = AcceptedEvent {
+                position,
+                hash: self.previous,
+                idempotency_key: key.as_ref(),
+                checkpoint,
+                time,
+            };
+            if let Err(error) = observer(&accepted) {
+                self.observer_failed = true;
+                return Err(error);
             }
         }
+        Ok(())
     }
 
     fn link(&mut self, item: Checked) -> Result<(), ChainBreak> {

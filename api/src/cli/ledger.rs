@@ -7,7 +7,8 @@ use std::time::Instant;
 use anyhow::Context;
 use consign_ledger::workload::{self, AtSimulatedTime, WorkloadConfig};
 use consign_ledger::{
-    BreakReason, ChainChecks, EmbeddedLedger, EmbeddedOptions, LedgerError, ManualClock, RawEvent,
+    BreakReason, ChainChecks, EmbeddedLedger, EmbeddedOptions, IndexComparison, LedgerError,
+    ManualClock, RawEvent,
 };
 use consign_schemas::{ChainId, Envelope, Position, Timestamp, hash_stored_event};
 use serde_json::json;
@@ -287,6 +288,10 @@ pub(super) fn verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
         );
     }
 
+    // The indexes beside the chains are compared with the events only when the whole
+    // ledger is checked, in the same pass as the chains.
+    let whole = args.chain.is_none() && args.from == 0 && args.to.is_none();
+    let mut comparison = whole.then(|| ledger.compare_indexes()).transpose()?;
     let started = Instant::now();
     let mut total = 0u64;
     let mut stdout = std::io::stdout().lock();
@@ -312,13 +317,14 @@ pub(super) fn verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
                 .filter(|saved| saved.chain == chain)
                 .map(|saved| (saved.checkpoint.tree_size, saved.checkpoint.root)),
         };
-        let report = match ledger.verify_chain_with(
-            chain,
-            Position::new(args.from),
-            to,
-            checks,
-            &|checked| bar.set_position(checked),
-        ) {
+        let progress = |checked| bar.set_position(checked);
+        let verified = match &mut comparison {
+            Some(comparison) => comparison.verify_chain(chain, checks, &progress),
+            None => {
+                ledger.verify_chain_with(chain, Position::new(args.from), to, checks, &progress)
+            }
+        };
+        let report = match verified {
             Ok(report) => report,
             Err(error) if error.is_corruption() => {
                 bar.finish_and_clear();
@@ -370,17 +376,17 @@ pub(super) fn verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
         )?;
     }
 
-    // The indexes beside the chains are read whole only when the whole ledger is checked.
-    let whole = args.chain.is_none() && args.from == 0 && args.to.is_none();
-    if !whole {
-        writeln!(
+    match comparison {
+        None => writeln!(
             stdout,
             "indexes: not checked; only a verify without --chain, --from and --to checks \
              them against the events"
-        )?;
-    }
-    if whole && !check_indexes(&ledger, total, &mut stdout)? {
-        return Ok(Outcome::CheckFailed);
+        )?,
+        Some(comparison) => {
+            if !check_indexes(&ledger, comparison, &mut stdout)? {
+                return Ok(Outcome::CheckFailed);
+            }
+        }
     }
 
     let seconds = started.elapsed().as_secs_f64();
@@ -399,11 +405,12 @@ pub(super) fn verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-/// Reads the indexes with their checksums, then compares them with the `events`
-/// events, and prints the outcome. Returns false when either step found damage.
+/// Reads the indexes with their checksums, then ends the `comparison` of the indexes
+/// with the events, and prints the outcome. Returns false when either step found
+/// damage.
 fn check_indexes(
     ledger: &EmbeddedLedger,
-    events: u64,
+    comparison: IndexComparison<'_>,
     stdout: &mut impl Write,
 ) -> anyhow::Result<bool> {
     let bar = progress::counter("index entries read");
@@ -414,11 +421,7 @@ fn check_indexes(
         Err(error) => return report_damage(ledger, error, "the index check failed", stdout),
     };
 
-    let bar = progress::bar(events, "events");
-    bar.set_message("indexes against events");
-    let compared = ledger.check_index_contents(&|done| bar.set_position(done));
-    bar.finish_and_clear();
-    if let Err(error) = compared {
+    if let Err(error) = comparison.finish() {
         return report_damage(ledger, error, "the index comparison failed", stdout);
     }
     writeln!(

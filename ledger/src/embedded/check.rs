@@ -10,7 +10,7 @@ use super::tree::merkle_family;
 use crate::error::LedgerError;
 use crate::keys;
 use crate::record::RawEvent;
-use crate::verify::{ChainChecks, ChainReport, ChainVerifier};
+use crate::verify::{AcceptedEvent, ChainChecks, ChainReport, ChainVerifier};
 
 /// Events read per chunk; the next chunk is read while the current one is checked.
 const CHUNK: usize = 16_384;
@@ -47,6 +47,25 @@ impl EmbeddedLedger {
         checks: ChainChecks,
         progress: &dyn Fn(u64),
     ) -> Result<ChainReport, LedgerError> {
+        self.verify_chain_observed(chain, from, to, checks, progress, |_| Ok(()))
+    }
+
+    /// Verifies like [`Self::verify_chain_with`] and shows each event that passed to
+    /// `observer`, in position order. The first error of `observer` ends the
+    /// verification and is returned.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::verify_chain`], and the error of `observer`.
+    pub fn verify_chain_observed(
+        &self,
+        chain: ChainId,
+        from: Position,
+        to: Option<Position>,
+        checks: ChainChecks,
+        progress: &dyn Fn(u64),
+        mut observer: impl FnMut(&AcceptedEvent<'_>) -> Result<(), LedgerError> + Send,
+    ) -> Result<ChainReport, LedgerError> {
         let head = self.next_position(chain)?;
         let end = to.unwrap_or(head).min(head);
         let limit_to_end = to.is_some();
@@ -76,12 +95,16 @@ impl EmbeddedLedger {
 
         let mut checked = 0u64;
         let mut current = read_chunk(from)?;
-        while !current.is_empty() && !verifier.is_broken() {
+        while !current.is_empty() && !verifier.is_stopped() {
             let next_start = current
                 .last()
                 .map(|raw| raw.position.next())
                 .unwrap_or(from);
-            let (next, ()) = rayon::join(|| read_chunk(next_start), || verifier.feed(&current));
+            let (next, observed) = rayon::join(
+                || read_chunk(next_start),
+                || verifier.feed_observed(&current, &mut observer),
+            );
+            observed?;
             checked += current.len() as u64;
             progress(checked);
             current = next?;

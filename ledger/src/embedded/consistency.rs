@@ -3,7 +3,8 @@
 //! A chain can verify while an index entry beside it is wrong. A head entry with
 //! another last hash breaks the chain at the next append. A wrong Merkle node gives
 //! proofs that fail, and a lost idempotency entry lets a retried request append twice.
-//! Once the chains verified, this pass reads every event again and compares:
+//! An [`IndexComparison`] verifies each chain and, in the same pass over its events,
+//! compares:
 //!
 //! - each chain's head entry with its last event (hash and time);
 //! - every stored Merkle node with the root of the events it covers, and finds nodes
@@ -12,11 +13,7 @@
 //! - each chain's last-checkpoint entry with its last `CheckpointSigned` event;
 //! - and finds events and entries of chains the ledger does not have.
 
-use consign_schemas::events::Event;
-use consign_schemas::{
-    ChainId, Envelope, Hash32, IdempotencyKey, Position, Timestamp, genesis_hash,
-};
-use rayon::prelude::*;
+use consign_schemas::{ChainId, Envelope, Hash32, IdempotencyKey, Position, Timestamp};
 use rocksdb::{Direction, IteratorMode};
 
 use super::EmbeddedLedger;
@@ -25,17 +22,35 @@ use super::open::{events_family, idempotency_family, meta_family};
 use super::read::read_raw;
 use super::tree::{STORED_LEVEL, indexed_size_key, merkle_family, node_key};
 use crate::error::LedgerError;
-use crate::keys;
+use crate::keys::{self, Head};
 use crate::merkle::MerkleAccumulator;
+use crate::verify::{AcceptedEvent, ChainChecks, ChainReport};
 
 /// An idempotency entry: the chain, first position and event count of its append.
 type Entry = (ChainId, Position, u32);
 
-/// Events read per chunk.
-const CHUNK: usize = 16_384;
+/// A comparison of the ledger's indexes with its events, fed by verifying every chain
+/// from its start with [`IndexComparison::verify_chain`], then ended with
+/// [`IndexComparison::finish`].
+#[derive(Debug)]
+pub struct IndexComparison<'a> {
+    ledger: &'a EmbeddedLedger,
+    /// True in a copy of a Kafka ledger. There the same idempotency key can be used on
+    /// two chains whose sequencers run in different processes, and the copy keeps one
+    /// entry, so an event's key only has to have an entry.
+    upstream: bool,
+    /// Events that carry an idempotency key, over the chains compared so far.
+    keyed: u64,
+}
 
 /// Facts that one chain's pass collects from its events.
 struct ChainScan {
+    chain: ChainId,
+    head: Head,
+    /// Events the Merkle index covers.
+    indexed: u64,
+    tree: MerkleAccumulator,
+    last_hash: Hash32,
     /// Position of the last `CheckpointSigned` event.
     last_checkpoint: Option<Position>,
     /// Events that carry an idempotency key.
@@ -44,38 +59,50 @@ struct ChainScan {
     latest: Option<Timestamp>,
     /// The idempotency entry looked up last, reused for the events of one append.
     entry: Option<(IdempotencyKey, Option<Entry>)>,
-    /// Events read.
-    read: u64,
 }
 
 impl EmbeddedLedger {
-    /// Compares the head, Merkle, idempotency and checkpoint entries with the events,
-    /// as the module documentation lists, and returns the number of events read.
-    /// Run it after the chains verified, because it trusts the events' recorded
-    /// hashes. `progress` receives the number of events read so far.
+    /// Starts comparing the indexes with the events.
     ///
     /// # Errors
     ///
-    /// [`LedgerError::Corrupt`] naming the first entry that disagrees, and storage
-    /// failures.
-    pub fn check_index_contents(&self, progress: &dyn Fn(u64)) -> Result<u64, LedgerError> {
+    /// Storage failures.
+    pub fn compare_indexes(&self) -> Result<IndexComparison<'_>, LedgerError> {
         let db = &self.shared.db;
         let upstream = db
             .get_cf(meta_family(db), super::upstream::UPSTREAM_KEY)
             .map_err(|error| LedgerError::from_rocksdb("read", error))?
             .is_some();
+        Ok(IndexComparison {
+            ledger: self,
+            upstream,
+            keyed: 0,
+        })
+    }
 
+    /// Verifies every chain and compares the indexes with the events, as the module
+    /// documentation lists. Returns the number of events read. `progress` receives
+    /// the number of events read so far.
+    ///
+    /// # Errors
+    ///
+    /// [`LedgerError::Corrupt`] naming the first break of a chain or the first entry
+    /// that disagrees, and storage failures.
+    pub fn check_index_contents(&self, progress: &dyn Fn(u64)) -> Result<u64, LedgerError> {
+        let mut comparison = self.compare_indexes()?;
         let mut read = 0u64;
-        let mut keyed = 0u64;
-        for number in 0..self.shared.chain_count {
-            let scan = self.check_chain_entries(ChainId::new(number), upstream, read, progress)?;
-            read += scan.read;
-            keyed += scan.keyed;
+        for chain in self.chains() {
+            let report = comparison.verify_chain(chain, ChainChecks::default(), &|done| {
+                progress(read + done);
+            })?;
+            if let Some(found) = report.first_break {
+                return Err(self.corrupt(format!(
+                    "{found}; run `consign ledger verify` for the whole report"
+                )));
+            }
+            read += report.verified;
         }
-        if !upstream {
-            self.check_idempotency_entries(keyed)?;
-        }
-        self.check_foreign_chains()?;
+        comparison.finish()?;
         progress(read);
         Ok(read)
     }
@@ -86,102 +113,114 @@ impl EmbeddedLedger {
             reason,
         }
     }
+}
 
-    /// Checks one chain's head, Merkle, checkpoint and idempotency entries against
-    /// its events. `before` counts the events read before this chain, for `progress`.
+impl IndexComparison<'_> {
+    /// Verifies `chain` from its start with `checks`, as
+    /// [`EmbeddedLedger::verify_chain_with`] does, and compares the chain's head,
+    /// Merkle, checkpoint and idempotency entries with its events in the same pass.
+    /// A chain that breaks is reported in the returned report, and the entries after
+    /// the break are not compared.
     ///
-    /// In a copy of a Kafka ledger (`upstream`), the same idempotency key can be used
-    /// on two chains whose sequencers run in different processes, and the copy keeps
-    /// one entry: there an event's key only has to have an entry.
-    fn check_chain_entries(
-        &self,
+    /// # Errors
+    ///
+    /// [`LedgerError::Corrupt`] naming the first entry that disagrees with the events,
+    /// and storage failures.
+    pub fn verify_chain(
+        &mut self,
         chain: ChainId,
-        upstream: bool,
-        before: u64,
+        checks: ChainChecks,
         progress: &dyn Fn(u64),
-    ) -> Result<ChainScan, LedgerError> {
-        let db = &self.shared.db;
-        let head = self.head(chain)?;
-        let indexed = self.indexed_size(chain, head.next)?;
-        let mut tree = MerkleAccumulator::new();
+    ) -> Result<ChainReport, LedgerError> {
+        let (ledger, upstream) = (self.ledger, self.upstream);
+        let head = ledger.head(chain)?;
         let mut scan = ChainScan {
+            chain,
+            indexed: ledger.indexed_size(chain, head.next)?,
+            head,
+            tree: MerkleAccumulator::new(),
+            last_hash: consign_schemas::genesis_hash(chain),
             last_checkpoint: None,
             keyed: 0,
             latest: None,
             entry: None,
-            read: 0,
         };
-        let mut last_hash = genesis_hash(chain);
-
-        let mut position = Position::ZERO;
-        while position < head.next {
-            let limit = (head.next.get() - position.get()).min(CHUNK as u64) as usize;
-            let raws = read_raw(&self.shared, chain, position, limit)?;
-            if raws.is_empty() {
-                return Err(
-                    self.corrupt(format!("chain {chain} has no event at position {position}"))
-                );
-            }
-            // Each event decodes on its own, so a chunk decodes in parallel.
-            let decoded: Vec<_> = raws
-                .par_iter()
-                .map(|raw| {
-                    let envelope = Envelope::decode(&raw.bytes).ok()?;
-                    let checkpoint = matches!(envelope.event, Event::CheckpointSigned(_));
-                    Some((
-                        raw.recorded_hash?,
-                        envelope.idempotency_key,
-                        checkpoint,
-                        envelope.time,
-                    ))
-                })
-                .collect();
-            for (raw, decoded) in raws.iter().zip(decoded) {
-                let Some((hash, key, checkpoint, time)) = decoded else {
-                    return Err(self.corrupt(format!(
-                        "event {} of chain {chain} does not decode; run `consign ledger verify`",
-                        raw.position
-                    )));
-                };
-                if tree.len() < indexed {
-                    self.push_checked(&mut tree, chain, &hash)?;
-                }
-                if let Some(key) = key {
-                    scan.keyed += 1;
-                    self.check_event_key(chain, raw.position, key, upstream, &mut scan)?;
-                }
-                if checkpoint {
-                    scan.last_checkpoint = Some(raw.position);
-                }
-                position = raw.position.next();
-                last_hash = hash;
-                scan.latest = scan.latest.max(Some(time));
-                scan.read += 1;
-                if scan.read.is_multiple_of(65_536) {
-                    progress(before + scan.read);
-                }
-            }
+        let report = ledger.verify_chain_observed(
+            chain,
+            Position::ZERO,
+            None,
+            checks,
+            progress,
+            |event| ledger.observe(&mut scan, upstream, event),
+        )?;
+        if report.first_break.is_none() {
+            ledger.end_chain(&scan)?;
+            self.keyed += scan.keyed;
         }
+        Ok(report)
+    }
 
-        if head.last_hash != last_hash {
+    /// Ends the comparison with the checks that span the chains: the idempotency
+    /// entries against the events carrying keys, and entries of chains the ledger does
+    /// not have. Call it after every chain verified.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::verify_chain`].
+    pub fn finish(self) -> Result<(), LedgerError> {
+        if !self.upstream {
+            self.ledger.check_idempotency_entries(self.keyed)?;
+        }
+        self.ledger.check_foreign_chains()
+    }
+}
+
+impl EmbeddedLedger {
+    /// Compares the entries that name one verified event with it.
+    fn observe(
+        &self,
+        scan: &mut ChainScan,
+        upstream: bool,
+        event: &AcceptedEvent<'_>,
+    ) -> Result<(), LedgerError> {
+        if scan.tree.len() < scan.indexed {
+            self.push_checked(&mut scan.tree, scan.chain, &event.hash)?;
+        }
+        if let Some(key) = event.idempotency_key {
+            scan.keyed += 1;
+            self.check_event_key(scan.chain, event.position, key, upstream, scan)?;
+        }
+        if event.checkpoint {
+            scan.last_checkpoint = Some(event.position);
+        }
+        scan.last_hash = event.hash;
+        scan.latest = scan.latest.max(Some(event.time));
+        Ok(())
+    }
+
+    /// Compares the chain's head, last-checkpoint and Merkle entries with what its
+    /// verified events showed.
+    fn end_chain(&self, scan: &ChainScan) -> Result<(), LedgerError> {
+        let chain = scan.chain;
+        if scan.head.last_hash != scan.last_hash {
             return Err(self.corrupt(format!(
                 "the head entry of chain {chain} records the last hash {}, but the event at \
-                 its end hashes to {last_hash}",
-                head.last_hash
+                 its end hashes to {}",
+                scan.head.last_hash, scan.last_hash
             )));
         }
         if let Some(latest) = scan.latest
-            && head.last_time != latest
+            && scan.head.last_time != latest
         {
             return Err(self.corrupt(format!(
                 "the head entry of chain {chain} records the latest time as {} µs after 1970, \
                  but the latest event of the chain has {} µs",
-                head.last_time.as_micros(),
+                scan.head.last_time.as_micros(),
                 latest.as_micros()
             )));
         }
 
-        let recorded = last_checkpoint(db, &self.shared.dir, chain)?;
+        let recorded = last_checkpoint(&self.shared.db, &self.shared.dir, chain)?;
         if recorded != scan.last_checkpoint {
             let describe = |found: Option<Position>| {
                 found.map_or_else(|| "none".to_owned(), |position| position.to_string())
@@ -193,8 +232,7 @@ impl EmbeddedLedger {
                 describe(scan.last_checkpoint)
             )));
         }
-        self.check_stored_nodes(chain, indexed)?;
-        Ok(scan)
+        self.check_stored_nodes(chain, scan.indexed)
     }
 
     /// Returns how many events of `chain` the Merkle index covers, checked against the
@@ -310,15 +348,15 @@ impl EmbeddedLedger {
         &self,
         chain: ChainId,
         position: Position,
-        key: IdempotencyKey,
+        key: &IdempotencyKey,
         upstream: bool,
         scan: &mut ChainScan,
     ) -> Result<(), LedgerError> {
-        let cached = scan.entry.as_ref().filter(|(cached, _)| *cached == key);
+        let cached = scan.entry.as_ref().filter(|(cached, _)| cached == key);
         let entry = match cached {
             Some((_, entry)) => *entry,
             None => {
-                let entry = self.idempotency_entry(&key)?;
+                let entry = self.idempotency_entry(key)?;
                 scan.entry = Some((key.clone(), entry));
                 entry
             }

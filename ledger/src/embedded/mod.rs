@@ -38,6 +38,7 @@ use crate::keys::Head;
 use crate::merkle::MerkleAccumulator;
 use crate::record::{AppendRequest, Appended};
 
+pub use consistency::IndexComparison;
 pub use subscribe::Subscription;
 pub use tree::TreeHead;
 pub(crate) use upstream::{Forward, Published, Publisher};
