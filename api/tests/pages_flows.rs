@@ -1,6 +1,7 @@
 //! The page flows that the browser test does not cover, with a real HTTP client
 //! against a server on loopback: editing and using mailing lists, withdrawing, the
-//! billing report as of earlier ledger positions, and the auditor's search errors.
+//! billing report as of earlier ledger positions, and the auditor's search errors and
+//! pages of results.
 
 mod pages_support;
 mod support;
@@ -393,5 +394,63 @@ async fn audit_search_by_each_criterion() {
         "a sender is no auditor"
     );
 
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_search_pages_through_results() {
+    let work = tempfile::tempdir().unwrap();
+    let data_dir = work.path().join("data");
+    let generated = std::process::Command::new(env!("CARGO_BIN_EXE_consign"))
+        .env_remove("CONSIGN_DATA_DIR")
+        .args(["ledger", "generate", "--deliveries", "250", "--no-sync"])
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .output()
+        .unwrap();
+    assert!(generated.status.success(), "{generated:?}");
+    open_account(&data_dir, "audrey", Role::Auditor).await;
+    let server = Server::start(&data_dir, Clock::system(), &[]).await;
+    let auditor = PageSession::login(&server, "audrey").await;
+
+    // The generated deliveries are all submitted after 2026-01-01: 200 on the first
+    // page, which links to the other 50.
+    let first = wait_for_page(
+        &server,
+        &auditor,
+        "/audit?from=2026-01-01",
+        "200 deliveries on this page, and more match.",
+    )
+    .await;
+    let marker = "href=\"/audit?cursor=";
+    let start = first.find(marker).expect("a link to the next page") + "href=\"".len();
+    let end = start + first[start..].find('"').unwrap();
+    let link = first[start..end].replace("&amp;", "&");
+    assert!(link.ends_with("&from=2026%2D01%2D01"), "{link}");
+    let second = auditor.get(&server, &link).await;
+    assert_eq!(second.status(), 200);
+    let second = second.text().await.unwrap();
+    assert!(
+        second.contains("50 deliveries on this page, the last."),
+        "{second}"
+    );
+    assert!(!second.contains(marker), "{second}");
+
+    let delivery_links = |html: &str| -> std::collections::BTreeSet<String> {
+        html.match_indices("href=\"/audit/deliveries/")
+            .map(|(at, _)| html[at..at + 60].to_owned())
+            .collect()
+    };
+    let (first_links, second_links) = (delivery_links(&first), delivery_links(&second));
+    assert_eq!(first_links.len(), 200);
+    assert_eq!(second_links.len(), 50);
+    assert!(first_links.is_disjoint(&second_links));
+
+    let foreign = auditor
+        .get(&server, &link.replace("from=2026%2D01%2D01", "sender=audrey"))
+        .await;
+    assert_eq!(foreign.status(), 422);
+    let html = foreign.text().await.unwrap();
+    assert!(html.contains("invalid list cursor"), "{html}");
     server.stop().await;
 }

@@ -360,6 +360,42 @@ async fn views_serve_senders_billing_and_auditors() {
     .await;
     assert_eq!(status, 200, "{found}");
     assert_eq!(found["deliveries"].as_array().unwrap().len(), 2, "{found}");
+    assert_eq!(found["next_cursor"], serde_json::Value::Null, "{found}");
+
+    // Pages of one delivery: the first carries a cursor, the second the other
+    // delivery and none.
+    let search = "/api/audit/search?recipient=bob@recipients.test&limit=1";
+    let (status, first) = get_json(&server, &audrey, search).await;
+    assert_eq!(status, 200, "{first}");
+    let cursor = first["next_cursor"]
+        .as_str()
+        .expect("a next page")
+        .to_owned();
+    let (status, second) = get_json(&server, &audrey, &format!("{search}&cursor={cursor}")).await;
+    assert_eq!(status, 200, "{second}");
+    assert_eq!(second["next_cursor"], serde_json::Value::Null, "{second}");
+    let mut paged = vec![
+        first["deliveries"][0].as_str().unwrap(),
+        second["deliveries"][0].as_str().unwrap(),
+    ];
+    paged.sort_unstable();
+    let mut all: Vec<&str> = found["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|id| id.as_str().unwrap())
+        .collect();
+    all.sort_unstable();
+    assert_eq!(paged, all);
+    for bad in [
+        format!("from=2026-01-01T00:00:00Z&cursor={cursor}"),
+        "recipient=bob@recipients.test&cursor=zz".to_owned(),
+    ] {
+        let (status, rejected) =
+            get_json(&server, &audrey, &format!("/api/audit/search?{bad}")).await;
+        assert_eq!(status, 422, "{bad}: {rejected}");
+        assert_eq!(rejected["field"], "cursor", "{bad}: {rejected}");
+    }
     let (status, _) = get_json(&server, &ada, &format!("/api/audit/deliveries/{delivery}")).await;
     assert_eq!(status, 403);
     for (query, field) in [

@@ -16,7 +16,7 @@ use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use consign_projections::audit::{self, AuditSearch};
+use consign_projections::audit::{self, AuditSearch, SearchCursor};
 use consign_projections::billing::{self, Month, UsageQuery};
 use consign_projections::tracking::{
     self, DeliveryFilter, DeliveryTracking, ListCursor, TrackingStatus,
@@ -584,10 +584,13 @@ pub struct SearchParams {
     from: Option<String>,
     before: Option<String>,
     limit: Option<usize>,
+    cursor: Option<String>,
 }
 
 /// `GET /api/audit/search`: deliveries by sender, recipient address, document BLAKE3
-/// hash, or submission time range; exactly one criterion.
+/// hash, or submission time range; exactly one criterion. A page that does not hold
+/// the last match carries `next_cursor`, which the same search takes as `cursor` for
+/// the next page.
 pub async fn search(
     State(core): State<Arc<Core>>,
     caller: Caller,
@@ -645,8 +648,27 @@ pub async fn search(
         ));
     };
     let limit = check_limit(params.limit, 100, MAX_SEARCH_RESULTS)?;
-    let found = audit::search(&core.views, criterion, limit)?;
-    Ok(Json(json!({ "deliveries": found })))
+    let cursor = params
+        .cursor
+        .as_deref()
+        .map(|text| {
+            text.parse::<SearchCursor>()
+                .map_err(|error| ApiError::invalid("cursor", error.to_string()))
+        })
+        .transpose()?;
+    let page =
+        audit::search_page(&core.views, criterion, cursor.as_ref(), limit).map_err(|error| {
+            match error {
+                ProjectionError::InvalidCursor { .. } => {
+                    ApiError::invalid("cursor", error.to_string())
+                }
+                other => other.into(),
+            }
+        })?;
+    Ok(Json(json!({
+        "deliveries": page.deliveries,
+        "next_cursor": page.next.map(|cursor| cursor.to_string()),
+    })))
 }
 
 /// `GET /api/views/status`: each view's position, lag and state digest, while serving.

@@ -11,14 +11,15 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use consign_projections::audit::{self, AuditSearch};
+use consign_projections::ProjectionError;
+use consign_projections::audit::{self, AuditSearch, SearchCursor};
 use consign_schemas::events::Role;
 use consign_schemas::{ContentHash, DeliveryId, Position, Timestamp};
 use serde::Deserialize;
 
 use super::form::{FormError, error_summary, text_input};
 use super::layout::{Section, html_response, page, time_element};
-use super::session::{PageCaller, PageError};
+use super::session::{PageCaller, PageError, urlencode};
 use crate::app::deliveries::status_name;
 use crate::app::views::checked_history;
 use crate::app::{ApiError, Core};
@@ -27,7 +28,7 @@ use crate::web::html::escape;
 /// Maximum wait for the audit view to show a delivery that the model already has.
 const VIEW_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Maximum deliveries a search shows.
+/// Maximum deliveries a page of search results shows.
 const MAX_RESULTS: usize = 200;
 
 /// Query fields of the search form and the inputs that show their errors.
@@ -47,9 +48,42 @@ pub(crate) struct SearchQuery {
     document: Option<String>,
     from: Option<String>,
     before: Option<String>,
+    /// The next page's cursor, as the previous page's link gives it.
+    cursor: Option<String>,
 }
 
 impl SearchQuery {
+    /// Returns the link to the page of this search after `next`.
+    fn next_page_link(&self, next: &SearchCursor) -> String {
+        let mut href = format!("/audit?cursor={}", urlencode(&next.to_string()));
+        for (name, value) in [
+            ("sender", &self.sender),
+            ("recipient", &self.recipient),
+            ("document", &self.document),
+            ("from", &self.from),
+            ("before", &self.before),
+        ] {
+            if let Some(value) = given(value) {
+                let _ = write!(href, "&{name}={}", urlencode(value));
+            }
+        }
+        href
+    }
+
+    /// Returns the page's cursor.
+    ///
+    /// # Errors
+    ///
+    /// [`ApiError::Invalid`] for a cursor that is not one a page handed out.
+    fn cursor(&self) -> Result<Option<SearchCursor>, ApiError> {
+        given(&self.cursor)
+            .map(|text| {
+                text.parse::<SearchCursor>()
+                    .map_err(|error| ApiError::invalid("cursor", error.to_string()))
+            })
+            .transpose()
+    }
+
     /// Returns the criterion, or `None` for an empty form.
     ///
     /// # Errors
@@ -147,12 +181,19 @@ pub(crate) async fn search(
     Query(query): Query<SearchQuery>,
 ) -> Result<Response, PageError> {
     caller.require(&[Role::Auditor, Role::Admin])?;
-    let outcome = match query.criterion(&core) {
-        Ok(Some(criterion)) => audit::search(&core.views, &criterion, MAX_RESULTS)
-            .map(Some)
-            .map_err(ApiError::from),
-        Ok(None) => Ok(None),
-        Err(error) => Err(error),
+    let outcome = match (query.criterion(&core), query.cursor()) {
+        (Ok(Some(criterion)), Ok(cursor)) => {
+            audit::search_page(&core.views, &criterion, cursor.as_ref(), MAX_RESULTS)
+                .map(Some)
+                .map_err(|error| match error {
+                    ProjectionError::InvalidCursor { .. } => {
+                        ApiError::invalid("cursor", error.to_string())
+                    }
+                    other => other.into(),
+                })
+        }
+        (Ok(None), Ok(_)) => Ok(None),
+        (Err(error), _) | (_, Err(error)) => Err(error),
     };
     let (found, error) = match outcome {
         Ok(found) => (found, None),
@@ -163,7 +204,20 @@ pub(crate) async fn search(
     body.push_str(&error_summary(error.as_ref()));
     push_form(&mut body, &query, error.as_ref());
     if let Some(found) = &found {
-        push_results(&mut body, &core, found);
+        push_results(
+            &mut body,
+            &core,
+            &found.deliveries,
+            query.cursor.is_some(),
+            found.next.is_some(),
+        );
+        if let Some(next) = &found.next {
+            let _ = writeln!(
+                body,
+                "<p><a class=\"button secondary\" href=\"{}\">Next {MAX_RESULTS} deliveries</a></p>",
+                escape(&query.next_page_link(next))
+            );
+        }
     }
     let status = error
         .as_ref()
@@ -222,22 +276,21 @@ fn push_form(body: &mut String, query: &SearchQuery, error: Option<&FormError>) 
     body.push_str("</fieldset>\n<div class=\"actions\"><button type=\"submit\">Search</button></div>\n</form>\n");
 }
 
-fn push_results(body: &mut String, core: &Core, found: &[DeliveryId]) {
-    let _ = writeln!(
-        body,
-        "<h2>Results</h2>\n<p>{} {} found{}.</p>",
-        found.len(),
-        if found.len() == 1 {
-            "delivery"
-        } else {
-            "deliveries"
-        },
-        if found.len() == MAX_RESULTS {
-            ", the first shown"
-        } else {
-            ""
-        }
-    );
+/// Lists the deliveries of one page of results. `later` is true on the pages after
+/// the first, and `more` when a next page follows.
+fn push_results(body: &mut String, core: &Core, found: &[DeliveryId], later: bool, more: bool) {
+    let noun = if found.len() == 1 {
+        "delivery"
+    } else {
+        "deliveries"
+    };
+    let count = found.len();
+    let summary = match (later, more) {
+        (false, false) => format!("{count} {noun} found."),
+        (_, true) => format!("{count} {noun} on this page, and more match."),
+        (true, false) => format!("{count} {noun} on this page, the last."),
+    };
+    let _ = writeln!(body, "<h2>Results</h2>\n<p>{summary}</p>");
     if found.is_empty() {
         return;
     }

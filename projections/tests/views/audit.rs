@@ -2,7 +2,9 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use consign_projections::audit::{AuditEntry, AuditSearch, history, search};
+use consign_projections::audit::{
+    AuditEntry, AuditSearch, SearchCursor, history, search, search_page,
+};
 use consign_projections::{ALL_VIEWS, catch_up};
 use consign_schemas::{DeliveryId, Event, Timestamp};
 
@@ -122,4 +124,50 @@ fn search_indexes_find_deliveries() {
     assert!(!in_range.is_empty());
     assert_eq!(found(&range), in_range);
     assert_eq!(search(&store, &range, 3).unwrap().len(), 3);
+
+    // Pages of 3 cover every match of each search once, and only the last page has
+    // no cursor.
+    for query in [
+        AuditSearch::Sender(sample.sender),
+        AuditSearch::DocumentHash(hash),
+        range.clone(),
+    ] {
+        let mut paged = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = search_page(&store, &query, cursor.as_ref(), 3).unwrap();
+            assert!(page.deliveries.len() <= 3);
+            paged.extend(page.deliveries.iter().copied());
+            match page.next {
+                Some(next) => {
+                    assert_eq!(page.deliveries.len(), 3, "{query:?}");
+                    // The text form goes through a URL and back.
+                    cursor = Some(next.to_string().parse::<SearchCursor>().unwrap());
+                }
+                None => break,
+            }
+        }
+        let distinct: BTreeSet<_> = paged.iter().copied().collect();
+        assert_eq!(distinct.len(), paged.len(), "{query:?} repeats a delivery");
+        assert_eq!(distinct, found(&query), "{query:?}");
+    }
+
+    // A cursor of one search is rejected by a search with another criterion.
+    let first = search_page(&store, &range, None, 1).unwrap();
+    let cursor = first.next.expect("the range has more than one match");
+    let error = search_page(
+        &store,
+        &AuditSearch::Sender(sample.sender),
+        Some(&cursor),
+        3,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            consign_projections::ProjectionError::InvalidCursor { .. }
+        ),
+        "{error:?}"
+    );
+    assert!("not hex".parse::<SearchCursor>().is_err());
 }

@@ -30,7 +30,7 @@ use crate::keys::{key, time_key};
 use crate::projection::Projection;
 use crate::store::ViewState;
 
-pub use search::{AuditSearch, history, search};
+pub use search::{AuditSearch, SearchCursor, SearchPage, history, search, search_page};
 
 const ENTRY: u8 = b'e';
 const PENDING_UPLOAD: u8 = b'p';

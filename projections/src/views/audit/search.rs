@@ -1,5 +1,8 @@
 //! Reading the audit view: a delivery's history and the search indexes.
 
+use std::fmt;
+use std::str::FromStr;
+
 use consign_schemas::{
     AccountId, ChainId, ContentHash, DeliveryId, EventKind, Position, Timestamp,
 };
@@ -28,6 +31,43 @@ pub enum AuditSearch {
     SubmittedBetween { from: Timestamp, before: Timestamp },
 }
 
+/// One page of search results.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SearchPage {
+    /// Matching deliveries, each once.
+    pub deliveries: Vec<DeliveryId>,
+    /// The cursor to give the next search with the same criterion, or `None` when
+    /// this page contains the last match.
+    pub next: Option<SearchCursor>,
+}
+
+/// A position in one search's results: the index key of the last delivery on a page.
+///
+/// Its text form is the key in hexadecimal digits, for use in a URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SearchCursor(Vec<u8>);
+
+impl fmt::Display for SearchCursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(&self.0))
+    }
+}
+
+impl FromStr for SearchCursor {
+    type Err = ProjectionError;
+
+    /// Parses the text form. Whether the cursor belongs to a search is checked by
+    /// [`search_page`].
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match hex::decode(text) {
+            Ok(bytes) if !bytes.is_empty() => Ok(Self(bytes)),
+            _ => Err(ProjectionError::InvalidCursor {
+                text: text.to_owned(),
+            }),
+        }
+    }
+}
+
 /// Returns up to `limit` deliveries that match `search`, each once.
 ///
 /// # Errors
@@ -39,6 +79,22 @@ pub fn search(
     search: &AuditSearch,
     limit: usize,
 ) -> Result<Vec<DeliveryId>, ProjectionError> {
+    Ok(search_page(store, search, None, limit)?.deliveries)
+}
+
+/// Returns up to `limit` deliveries that match `search` after the cursor `after`, each
+/// once, and the cursor of the next page when more match.
+///
+/// # Errors
+///
+/// As [`search`], and [`ProjectionError::InvalidCursor`] when `after` comes from a
+/// search with another criterion.
+pub fn search_page(
+    store: &ViewStore,
+    search: &AuditSearch,
+    after: Option<&SearchCursor>,
+    limit: usize,
+) -> Result<SearchPage, ProjectionError> {
     let (lower, upper, delivery_offset) = match search {
         AuditSearch::Sender(sender) => {
             let prefix = key(BY_SENDER, &[sender.as_bytes()]);
@@ -58,7 +114,10 @@ pub fn search(
         }
         AuditSearch::SubmittedBetween { from, before } => {
             if from >= before {
-                return Ok(Vec::new());
+                return Ok(SearchPage {
+                    deliveries: Vec::new(),
+                    next: None,
+                });
             }
             let lower = key(BY_TIME, &[&time_key(*from)]);
             let upper = key(BY_TIME, &[&time_key(*before)]);
@@ -66,24 +125,49 @@ pub fn search(
         }
     };
 
-    let mut deliveries: Vec<DeliveryId> = Vec::new();
+    let lower = match after {
+        None => lower,
+        Some(SearchCursor(key)) => {
+            let within = *key >= lower && upper.as_ref().is_none_or(|upper| key < upper);
+            if !within {
+                return Err(ProjectionError::InvalidCursor {
+                    text: hex::encode(key),
+                });
+            }
+            // The smallest key after the cursor's own.
+            let mut next = key.clone();
+            next.push(0);
+            next
+        }
+    };
+
+    let mut page = SearchPage {
+        deliveries: Vec::new(),
+        next: None,
+    };
+    let mut last_key = Vec::new();
     let reader = store.reader();
     for entry in reader.scan(Audit::NAME, lower, upper, Direction::Forward)? {
-        if deliveries.len() >= limit {
-            break;
-        }
         let (key, _) = entry?;
         let delivery = field::<16>(&key, delivery_offset)
             .map(DeliveryId::from_bytes)
             .ok_or_else(|| {
                 ProjectionError::corrupt(Audit::NAME, &key, "index key has no delivery")
             })?;
-        // A delivery with two documents of one hash has two index keys in a row.
-        if deliveries.last() != Some(&delivery) {
-            deliveries.push(delivery);
+        // A delivery with two documents of one hash has two index keys in a row, and
+        // the cursor passes both.
+        if page.deliveries.last() == Some(&delivery) {
+            last_key = key.to_vec();
+            continue;
         }
+        if page.deliveries.len() >= limit {
+            page.next = Some(SearchCursor(last_key));
+            break;
+        }
+        page.deliveries.push(delivery);
+        last_key = key.to_vec();
     }
-    Ok(deliveries)
+    Ok(page)
 }
 
 /// Returns the history of `delivery` in ledger order; empty for an unknown delivery.
