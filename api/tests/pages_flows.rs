@@ -249,6 +249,16 @@ async fn billing_report_as_of_earlier_positions() {
     )
     .await;
     let positions = report_positions(&first);
+    // The page's CSV link is pinned to the positions the page shows.
+    let marker = "id=\"csv-download\" href=\"";
+    let start = first.find(marker).expect("a CSV link") + marker.len();
+    let end = start + first[start..].find('"').unwrap();
+    let csv_link = first[start..end].replace("&amp;", "&");
+    let pinned = positions.replace(':', "%3A").replace(',', "%2C");
+    assert!(
+        csv_link.ends_with(&format!("&as_of={pinned}")),
+        "{csv_link}"
+    );
     submit_delivery(
         &server,
         &api_token,
@@ -302,6 +312,8 @@ async fn billing_report_as_of_earlier_positions() {
     };
     assert_eq!(deliveries_of(&current), ["2"], "{current}");
     assert_eq!(deliveries_of(&as_of), ["1"], "{as_of}");
+    let from_link = billing.get(&server, &csv_link).await.text().await.unwrap();
+    assert_eq!(deliveries_of(&from_link), ["1"], "{from_link}");
     assert!(
         as_of.starts_with(&format!(
             "# ledger positions (chain:next position): {}",
@@ -447,7 +459,10 @@ async fn audit_search_pages_through_results() {
     assert!(first_links.is_disjoint(&second_links));
 
     let foreign = auditor
-        .get(&server, &link.replace("from=2026%2D01%2D01", "sender=audrey"))
+        .get(
+            &server,
+            &link.replace("from=2026%2D01%2D01", "sender=audrey"),
+        )
         .await;
     assert_eq!(foreign.status(), 422);
     let html = foreign.text().await.unwrap();

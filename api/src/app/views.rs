@@ -364,7 +364,7 @@ pub(crate) async fn usage_report(
 ) -> Result<billing::BillingReport, ApiError> {
     match as_of {
         Some(as_of) => {
-            let positions = parse_positions(as_of)?;
+            let positions = parse_positions(as_of, core.ledger.chain_count())?;
             let core = Arc::clone(core);
             tokio::task::spawn_blocking(move || {
                 billing::billing_as_of(&core.ledger, &positions, &query)
@@ -382,12 +382,43 @@ pub(crate) async fn usage_report(
     }
 }
 
-/// Parses `CHAIN:POSITION,CHAIN:POSITION,...`.
-fn parse_positions(text: &str) -> Result<Positions, ApiError> {
+/// Parses `CHAIN:POSITION,CHAIN:POSITION,...`, which must name each of the ledger's
+/// `chains` once: a chain left out would count none of its events.
+fn parse_positions(text: &str, chains: u32) -> Result<Positions, ApiError> {
     let mut positions = BTreeMap::new();
-    for part in text.split(',').filter(|part| !part.is_empty()) {
+    for part in text.split(',') {
         let (chain, position) = parse_point("as_of", part)?;
-        positions.insert(chain, position);
+        if positions.insert(chain, position).is_some() {
+            return Err(ApiError::invalid(
+                "as_of",
+                format!(
+                    "as_of {} names chain {chain} twice; give one position per chain, as a \
+                     report's positions list them",
+                    quoted(text)
+                ),
+            ));
+        }
+    }
+    let missing: Vec<String> = (0..chains)
+        .map(ChainId::new)
+        .filter(|chain| !positions.contains_key(chain))
+        .map(|chain| chain.to_string())
+        .collect();
+    if !missing.is_empty() && positions.keys().all(|chain| chain.get() < chains) {
+        return Err(ApiError::invalid(
+            "as_of",
+            format!(
+                "as_of {} has no position for {} {} of the {chains} chains; give one \
+                 position per chain, as a report's positions list them",
+                quoted(text),
+                if missing.len() == 1 {
+                    "chain"
+                } else {
+                    "chains"
+                },
+                missing.join(", ")
+            ),
+        ));
     }
     Ok(positions)
 }
@@ -720,4 +751,29 @@ pub(crate) fn check_period(query: &UsageQuery) -> Result<(), ApiError> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn as_of_needs_each_chain_once() {
+        let parsed = parse_positions("0:5,1:2", 2).unwrap();
+        assert_eq!(parsed[&ChainId::new(0)], Position::new(5));
+        assert_eq!(parsed[&ChainId::new(1)], Position::new(2));
+
+        let missing = parse_positions("0:5", 3).unwrap_err().to_string();
+        assert!(
+            missing.contains("has no position for chains 1, 2 of the 3 chains"),
+            "{missing}"
+        );
+        let twice = parse_positions("0:5,1:2,0:3", 2).unwrap_err().to_string();
+        assert!(twice.contains("names chain 0 twice"), "{twice}");
+        let empty = parse_positions("0:5,,1:2", 2).unwrap_err().to_string();
+        assert!(
+            empty.contains("as_of \"\" is not CHAIN:POSITION"),
+            "{empty}"
+        );
+    }
 }

@@ -252,7 +252,7 @@ fn push_report(body: &mut String, core: &Core, params: &BillingParams, report: &
         body,
         "<div class=\"actions\"><a class=\"button\" id=\"csv-download\" href=\"/billing/usage.csv?{}\" download>Download CSV</a>\
          <a href=\"/billing?{}\">Link to exactly this report</a></div>",
-        escape(&params.query_string()),
+        escape(&exact.query_string()),
         escape(&exact.query_string()),
     );
     if report.rows.is_empty() {
