@@ -653,3 +653,50 @@ async fn form_errors_name_the_field() {
 
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undecodable_paths_get_the_usual_errors() {
+    let work = tempfile::tempdir().unwrap();
+    let server = start(&work).await;
+    let token = server.login("ada").await;
+
+    for path in [
+        "/api/deliveries/%ff",
+        "/api/tracking/deliveries/%ff%fe",
+        "/api/audit/deliveries/%ff",
+    ] {
+        let response = server
+            .client
+            .get(server.url(path))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{path}");
+        assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert!(
+            body["message"].as_str().unwrap().contains("not UTF-8 text"),
+            "{path}: {body}"
+        );
+    }
+
+    let link = server
+        .client
+        .get(server.url("/d/%00%ff"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(link.status(), 404);
+    let html = link.text().await.unwrap();
+    assert!(html.contains("Link not found"), "{html}");
+
+    let page = server
+        .client
+        .get(server.url("/sent/%ff"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 404);
+    server.stop().await;
+}

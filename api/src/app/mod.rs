@@ -47,10 +47,11 @@ pub(crate) mod views;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::Request;
 use axum::extract::{DefaultBodyLimit, OriginalUri};
-use axum::http::HeaderValue;
-use axum::middleware::map_response;
-use axum::response::Response;
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{Next, from_fn, map_response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 
 pub use accounts::{ACCOUNT_CHAIN, CLI_ACTOR, NewAccount, account_request, login_taken};
@@ -115,7 +116,33 @@ pub fn router(core: Arc<Core>) -> Router {
         .route("/d/{token}", get(recipient::page).post(recipient::password))
         .route("/d/{token}/documents/{document}", get(recipient::download))
         .merge(crate::pages::router())
+        .layer(from_fn(undecodable_path))
         .with_state(core)
+}
+
+/// Answers a request whose path does not percent-decode to UTF-8 text, which no
+/// route's parameters take: a JSON error under `/api`, the unknown-link page under
+/// `/d/`, and 404 elsewhere.
+async fn undecodable_path(request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    if percent_encoding::percent_decode_str(path)
+        .decode_utf8()
+        .is_ok()
+    {
+        return next.run(request).await;
+    }
+    tracing::debug!(path, "request path is not UTF-8 text");
+    if path.starts_with("/api/") {
+        let error = ApiError::bad_request(format!(
+            "the path {path} has percent-encoded bytes that are not UTF-8 text; encode ids \
+             and names as UTF-8 before percent-encoding them"
+        ));
+        return with_api_headers(error.into_response()).await;
+    }
+    if path.starts_with("/d/") {
+        return recipient::unknown_link();
+    }
+    StatusCode::NOT_FOUND.into_response()
 }
 
 /// Sets the headers that keep a browser from reading an API response as another type

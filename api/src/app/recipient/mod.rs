@@ -174,7 +174,8 @@ pub(crate) async fn unavailable(
     )))
 }
 
-fn unknown_link() -> Response {
+/// Returns the page for a link that names no delivery.
+pub(crate) fn unknown_link() -> Response {
     let page = StatusPage::UnknownLink;
     page_response(page.status_code(), html::status_page(&page))
 }
