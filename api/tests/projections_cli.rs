@@ -472,3 +472,52 @@ fn killed_rebuilds_resume_exactly() {
     }
     assert_eq!(digests(&resumed), clean);
 }
+
+#[test]
+fn damaged_view_store_names_the_fix() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    generate(dir, 300, 1);
+    rebuild(dir, None);
+    let healthy = digests(&status_table(dir));
+
+    // Move the views into table files, then damage the largest one.
+    let views = dir.join("views");
+    let families = rocksdb::DB::list_cf(&rocksdb::Options::default(), &views).unwrap();
+    let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), &views, &families).unwrap();
+    for family in &families {
+        db.flush_cf(db.cf_handle(family).unwrap()).unwrap();
+    }
+    drop(db);
+    let largest = std::fs::read_dir(&views)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|extension| extension == "sst"))
+        .max_by_key(|path| std::fs::metadata(path).unwrap().len())
+        .expect("the views have table files");
+    let mut bytes = std::fs::read(&largest).unwrap();
+    let middle = bytes.len() / 4;
+    for byte in &mut bytes[middle..middle + 16] {
+        *byte ^= 0x5a;
+    }
+    std::fs::write(&largest, bytes).unwrap();
+
+    let damaged = run(&["projections", "status", "--data-dir", dir.to_str().unwrap()]);
+    let stderr = text(&damaged.stderr);
+    assert_eq!(damaged.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("its files are damaged"), "{stderr}");
+    assert!(
+        stderr.contains("delete the view store directory"),
+        "{stderr}"
+    );
+
+    // The fix the message names works.
+    std::fs::remove_dir_all(&views).unwrap();
+    run_ok(&[
+        "projections",
+        "catch-up",
+        "--data-dir",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(digests(&status_table(dir)), healthy);
+}

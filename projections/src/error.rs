@@ -44,6 +44,16 @@ pub enum ProjectionError {
     },
 
     #[error(
+        "view store {operation} failed because its files are damaged: {reason}; the views are \
+         derived from the ledger, so delete the view store directory (DATA_DIR/views) and run \
+         `consign projections catch-up` or start `consign serve` to rebuild them"
+    )]
+    Damaged {
+        operation: &'static str,
+        reason: String,
+    },
+
+    #[error(
         "view store {operation} failed because the disk is full: {reason}; free disk space and \
          retry"
     )]
@@ -132,6 +142,8 @@ impl ProjectionError {
         let reason = error.into_string();
         if reason.contains("No space left on device") {
             ProjectionError::DiskFull { operation, reason }
+        } else if reason.starts_with("Corruption") {
+            ProjectionError::Damaged { operation, reason }
         } else {
             ProjectionError::Storage { operation, reason }
         }
