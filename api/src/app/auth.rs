@@ -46,12 +46,13 @@ impl Caller {
         if roles.contains(&self.account.role) {
             return Ok(());
         }
+        let names: Vec<&str> = roles.iter().map(|role| role_name(*role)).collect();
+        let needed = match names.split_last() {
+            Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+            _ => names.concat(),
+        };
         Err(ApiError::Forbidden {
-            needed: roles
-                .iter()
-                .map(|role| role_name(*role))
-                .collect::<Vec<_>>()
-                .join(" or "),
+            needed,
             actual: role_name(self.account.role).to_owned(),
         })
     }

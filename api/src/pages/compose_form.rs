@@ -141,9 +141,10 @@ fn push_lists(
         let _ = writeln!(
             body,
             "<div class=\"check\"><input id=\"list-{index}\" name=\"lists\" type=\"checkbox\" \
-             value=\"{}\"{checked}> <label for=\"list-{index}\">{} ({members} members)</label></div>",
+             value=\"{}\"{checked}> <label for=\"list-{index}\">{} ({members} {})</label></div>",
             escape(name),
             escape(name),
+            if *members == 1 { "member" } else { "members" },
         );
     }
     body.push_str("</fieldset>\n");
