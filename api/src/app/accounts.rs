@@ -15,6 +15,7 @@ use consign_schemas::events::{AccountOpened, Mailbox, MailingListDefined, Role};
 use consign_schemas::{AccountId, Actor, ChainId, Event, IdempotencyKey, SystemComponent};
 use serde::Deserialize;
 use serde_json::json;
+use unicode_normalization::UnicodeNormalization;
 
 use super::auth::{Caller, role_name};
 use super::body::ApiJson;
@@ -55,7 +56,10 @@ pub fn account_request(
     password_hash: String,
     actor: Actor,
 ) -> Result<(AccountId, AppendRequest), ApiError> {
-    check_login(&account.login)?;
+    // The login is kept in NFC form, so that a name typed with combining marks matches
+    // the same name typed with precomposed letters.
+    let login: String = account.login.nfc().collect();
+    check_login(&login)?;
     check_line("display_name", &account.display_name, 200)?;
     if account.display_name.trim().is_empty() {
         return Err(ApiError::invalid(
@@ -65,20 +69,34 @@ pub fn account_request(
     }
     let mailbox = parse_mailbox("email", &RecipientInput::Address(account.email.clone()))?;
     passwords::check_account_password("password", &account.password)?;
-    if model.account_by_login(&account.login).is_some() {
-        return Err(login_taken(&account.login));
+    if model.account_by_login(&login).is_some() {
+        return Err(login_taken(&login));
+    }
+    // Logins that differ only in case folding or compatibility forms, such as "ﬁle"
+    // and "file" or "Straße" and "STRASSE", would look alike in the audit pages.
+    if let Some(existing) = model
+        .accounts()
+        .find(|existing| caseless::compatibility_caseless_match_str(&existing.login, &login))
+    {
+        return Err(ApiError::Conflict {
+            message: format!(
+                "the login {} reads the same as the existing login {}; choose another",
+                quoted(&login),
+                quoted(&existing.login)
+            ),
+        });
     }
 
     let id = AccountId::random();
     let event = Event::AccountOpened(AccountOpened {
         account: id,
-        login: account.login.trim().to_owned(),
+        login: login.clone(),
         display_name: account.display_name.clone(),
         email: mailbox.address,
         role: account.role,
         password_hash,
     });
-    let key = IdempotencyKey::new(format!("account/{}", Model::login_key(&account.login)))
+    let key = IdempotencyKey::new(format!("account/{}", Model::login_key(&login)))
         .map_err(|error| ApiError::invalid("login", error.to_string()))?;
     let request = AppendRequest::new(ACCOUNT_CHAIN, vec![NewEvent { actor, event }])
         .with_idempotency_key(key);
@@ -132,7 +150,7 @@ pub async fn create(
         StatusCode::CREATED,
         Json(json!({
             "account": id,
-            "login": account.login.trim(),
+            "login": account.login.nfc().collect::<String>(),
             "role": role_name(account.role),
             "position": appended.events[0].position,
         })),

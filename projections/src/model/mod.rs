@@ -19,6 +19,7 @@ use consign_schemas::events::Mailbox;
 use consign_schemas::{
     AccountId, ChainId, DeliveryId, DocumentId, EventHash, Position, RecipientId, Timestamp,
 };
+use unicode_normalization::UnicodeNormalization;
 
 pub use types::{
     Account, Availability, Delivery, Document, EventRef, Notification, NotificationStatus,
@@ -62,9 +63,10 @@ impl Model {
         self.next.get(&chain).copied().unwrap_or(Position::new(0))
     }
 
-    /// Normalises a login for lookup: logins compare without regard to case.
+    /// Normalises a login for lookup: logins compare in Unicode NFC form and without
+    /// regard to case.
     pub fn login_key(login: &str) -> String {
-        login.trim().to_lowercase()
+        login.trim().nfc().collect::<String>().to_lowercase()
     }
 
     pub fn account(&self, id: AccountId) -> Option<&Account> {
