@@ -159,6 +159,19 @@ async fn views_serve_senders_billing_and_auditors() {
     assert_eq!(status, 200, "{reproduced}");
     assert_eq!(reproduced["rows"], before["rows"]);
 
+    // A billing code filter is trimmed as submissions trim the code; a blank one is
+    // rejected.
+    let coded = format!("/api/billing/usage?from={month}&to={month}&billing_code=");
+    let (status, exact) = get_json(&server, &bill, &format!("{coded}LEGAL-7")).await;
+    assert_eq!(status, 200, "{exact}");
+    assert!(!exact["rows"].as_array().unwrap().is_empty(), "{exact}");
+    let (status, padded) = get_json(&server, &bill, &format!("{coded}%20LEGAL-7%20")).await;
+    assert_eq!(status, 200, "{padded}");
+    assert_eq!(padded["rows"], exact["rows"]);
+    let (status, blank) = get_json(&server, &bill, &format!("{coded}%20")).await;
+    assert_eq!(status, 422, "{blank}");
+    assert_eq!(blank["field"], "billing_code", "{blank}");
+
     let csv = server
         .client
         .get(server.url(&format!(

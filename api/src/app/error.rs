@@ -50,8 +50,8 @@ pub enum ApiError {
     )]
     CookieCannotWrite,
 
-    #[error("{what} not found")]
-    NotFound { what: String },
+    #[error("{message}")]
+    NotFound { message: String },
 
     #[error("{message}")]
     Conflict { message: String },
@@ -82,8 +82,19 @@ impl ApiError {
         }
     }
 
+    /// Returns the 404 for `what`, such as `delivery "ID"`.
     pub fn not_found(what: impl Into<String>) -> Self {
-        Self::NotFound { what: what.into() }
+        Self::NotFound {
+            message: format!("{} not found", what.into()),
+        }
+    }
+
+    /// Returns a 404 with the whole `message`, for a resource that does not exist for a
+    /// reason the message gives.
+    pub fn not_found_because(message: impl Into<String>) -> Self {
+        Self::NotFound {
+            message: message.into(),
+        }
     }
 
     /// Returns the 413 for a document larger than `max_document_bytes`. `document` names

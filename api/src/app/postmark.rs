@@ -116,12 +116,12 @@ pub async fn receipt(
     }
     let Some(postmark) = record.postmark.as_ref() else {
         let reason = if record.options.postmark {
-            "not issued yet; retry in a few seconds"
+            "it is not issued yet; retry in a few seconds"
         } else {
-            "the submission did not ask for one with \"postmark\": true"
+            "its submission did not ask for one with \"postmark\": true"
         };
-        return Err(ApiError::not_found(format!(
-            "postmark of delivery {id:?} ({reason})"
+        return Err(ApiError::not_found_because(format!(
+            "delivery {id:?} has no postmark: {reason}"
         )));
     };
     let issued = &postmark.event;

@@ -67,6 +67,24 @@ fn parse_point(field: &str, text: &str) -> Result<(ChainId, Position), ApiError>
     })
 }
 
+/// Trims a `billing_code` filter, as submissions trim the code they record.
+///
+/// # Errors
+///
+/// [`ApiError::Invalid`] for a blank code, which no delivery records.
+fn billing_code_filter(code: Option<&str>) -> Result<Option<String>, ApiError> {
+    let Some(code) = code.map(str::trim) else {
+        return Ok(None);
+    };
+    if code.is_empty() {
+        return Err(ApiError::invalid(
+            "billing_code",
+            "billing_code is blank; leave it out to include every billing code",
+        ));
+    }
+    Ok(Some(code.to_owned()))
+}
+
 /// Waits until `view` has applied `after`, if given.
 async fn wait_after(core: &Core, view: &str, after: Option<&str>) -> Result<(), ApiError> {
     let Some(after) = after else {
@@ -174,7 +192,7 @@ pub async fn list(
             .as_deref()
             .map(|text| parse_time("before", text))
             .transpose()?,
-        billing_code: params.billing_code,
+        billing_code: billing_code_filter(params.billing_code.as_deref())?,
         recipient_address: params.recipient,
     };
     check_range(filter.submitted_from, filter.submitted_before)?;
@@ -317,7 +335,7 @@ pub async fn usage(
     let query = UsageQuery {
         from: month("from", &params.from)?,
         to: month("to", &params.to)?,
-        billing_code: params.billing_code.clone(),
+        billing_code: billing_code_filter(params.billing_code.as_deref())?,
     };
     check_period(&query)?;
     let csv = match params.format.as_deref() {
