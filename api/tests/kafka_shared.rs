@@ -1,7 +1,8 @@
 //! Two `consign serve` processes on one Kafka topic share a document folder
 //! (`--blob-dir`) and a key folder (`--keys-dir`). A recipient whose link leads to the
 //! server that did not take the upload opens the delivery there, enters the password
-//! and downloads the documents, plain and encrypted at rest, byte for byte.
+//! and downloads the documents, plain and encrypted at rest, byte for byte. One
+//! Idempotency-Key sent to both servers at once makes one delivery.
 //!
 //! The broker comes from `CONSIGN_KAFKA_BROKERS`, which the README's test command sets
 //! after starting one; under CI a missing broker fails the test.
@@ -55,6 +56,41 @@ async fn submit(
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(status, 201, "{body}");
     body["delivery"].as_str().unwrap().to_owned()
+}
+
+/// Submits one small delivery with `Idempotency-Key: key` through `base`, and returns
+/// its id and whether the answer replayed an earlier submission.
+async fn submit_keyed(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    key: &str,
+) -> (String, bool) {
+    let metadata = serde_json::json!({
+        "recipients": ["keyed@recipients.test"],
+        "subject": "Keyed",
+    });
+    let form = Form::new()
+        .part("metadata", Part::text(metadata.to_string()))
+        .part(
+            "document",
+            Part::bytes(b"keyed".to_vec()).file_name("a.txt"),
+        );
+    let response = client
+        .post(format!("{base}/api/deliveries"))
+        .bearer_auth(token)
+        .header("Idempotency-Key", key)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert!(status == 201 || status == 200, "{status}: {body}");
+    (
+        body["delivery"].as_str().unwrap().to_owned(),
+        body["replayed"].as_bool().unwrap_or(false),
+    )
 }
 
 /// Waits for the e-mail to `recipient` in either server's outbox and returns the
@@ -217,6 +253,23 @@ async fn second_server_serves_shared_documents() {
             blake3::hash(&fetched),
             blake3::hash(content),
             "{recipient} got other bytes from the second server"
+        );
+    }
+
+    // The same Idempotency-Key sent to both servers at once makes one delivery: the
+    // key maps to one chain, whose sequencer finds the first by its key. Sessions are
+    // per server, so the second needs its own login.
+    let second_token = login(&client, &second.base).await;
+    for round in 0..4 {
+        let key = format!("both-servers-{round}");
+        let (at_first, at_second) = tokio::join!(
+            submit_keyed(&client, &first.base, &token, &key),
+            submit_keyed(&client, &second.base, &second_token, &key),
+        );
+        assert_eq!(at_first.0, at_second.0, "{key} made two deliveries");
+        assert!(
+            at_first.1 != at_second.1,
+            "{key}: exactly one answer replays the other ({at_first:?}, {at_second:?})"
         );
     }
 

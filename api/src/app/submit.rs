@@ -26,7 +26,7 @@ use consign_notifier::token_hash;
 use consign_schemas::events::{
     DeliveryOptions, DeliveryReleased, DeliverySubmitted, DocumentUploaded, RecipientEntry, Role,
 };
-use consign_schemas::{Actor, DeliveryId, DocumentId, Event, IdempotencyKey, RecipientId};
+use consign_schemas::{Actor, ChainId, DeliveryId, DocumentId, Event, IdempotencyKey, RecipientId};
 use serde_json::json;
 
 use super::auth::Caller;
@@ -376,6 +376,28 @@ fn local_delivery_id(core: &Core) -> DeliveryId {
         .unwrap_or(first)
 }
 
+/// Returns a new delivery id on the chain that `key` maps to. Every server maps a key
+/// to the same chain, so a retry sent to another server reaches the same sequencer,
+/// which finds the first submission by its key. A delivery on a chain of another
+/// process is forwarded to it, like any append there.
+fn keyed_delivery_id(core: &Core, key: &IdempotencyKey) -> DeliveryId {
+    let digest = blake3::hash(key.as_str().as_bytes());
+    let mut prefix = [0u8; 8];
+    prefix.copy_from_slice(&digest.as_bytes()[..8]);
+    let chains = u64::from(core.ledger.chain_count());
+    let chain = ChainId::new(
+        u32::try_from(u64::from_be_bytes(prefix) % chains).expect("a remainder below a u32"),
+    );
+    // A random id lands on the chain with probability 1/n, so this ends after about n
+    // tries.
+    loop {
+        let delivery = DeliveryId::random();
+        if core.chain_of(delivery) == chain {
+            return delivery;
+        }
+    }
+}
+
 /// Appends the submission. Returns the response body and whether the idempotency key
 /// replayed an earlier submission, whose documents were stored already.
 pub(crate) async fn record(
@@ -385,7 +407,10 @@ pub(crate) async fn record(
     uploads: &[Upload],
     idempotency: Option<IdempotencyKey>,
 ) -> Result<(serde_json::Value, bool), ApiError> {
-    let delivery = local_delivery_id(core);
+    let delivery = match &idempotency {
+        Some(key) => keyed_delivery_id(core, key),
+        None => local_delivery_id(core),
+    };
     let chain = core.chain_of(delivery);
     let actor = Actor::Account(caller.account.id);
     let plan_password = plan.password.clone();
