@@ -333,5 +333,54 @@ async fn second_server_serves_shared_documents() {
     for key in ["postmark", "documents.kek", "links.key"] {
         assert!(!empty_keys.join(key).exists(), "{key} was created");
     }
+
+    // A complete key folder of another topic does not match the signatures of this
+    // one: the server refuses to start before it writes anything.
+    let other_keys = work.path().join("other-keys");
+    std::fs::create_dir(&other_keys).unwrap();
+    let mut other = ServeProcess::start_with(
+        &work.path().join("other"),
+        &brokers,
+        &kafka_support::unique_topic("other"),
+        "0",
+        &["--keys-dir".to_owned(), other_keys.display().to_string()],
+    );
+    other.wait_healthy(&client).await;
+    drop(other);
+    let heads = [
+        first.next_position(&client, 0).await,
+        first.next_position(&client, 1).await,
+    ];
+    let mut fourth = std::process::Command::new(kafka_support::BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--kafka", &brokers])
+        .args(["--kafka-topic", &topic, "--kafka-sequence", "1"])
+        .arg("--data-dir")
+        .arg(work.path().join("fourth"))
+        .arg("--keys-dir")
+        .arg(&other_keys)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while fourth.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            fourth.kill().unwrap();
+            panic!("a server with another topic's keys started");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let rejected = fourth.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&rejected.stderr);
+    assert!(!rejected.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("which the key folder") && stderr.contains("does not have"),
+        "{stderr}"
+    );
+    let after = [
+        first.next_position(&client, 0).await,
+        first.next_position(&client, 1).await,
+    ];
+    assert_eq!(after, heads, "the rejected server wrote to the topic");
     drop(first);
 }

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use anyhow::Context;
-use consign_ledger::kafka::topic_has_records;
+use consign_ledger::kafka::{recent_checkpoint_keys, topic_has_records};
 use consign_ledger::postmark::PostmarkKeys;
 use consign_notifier::LinkKey;
 
@@ -90,7 +90,8 @@ pub(super) struct ServerKeys {
 /// # Errors
 ///
 /// A key that cannot be read or created, and, on Kafka, missing keys on a topic that
-/// already has events (see [`reject_new_keys_on_used_topic`]).
+/// already has events, or keys that did not sign its recent checkpoints (see
+/// [`reject_new_keys_on_used_topic`]).
 pub(super) async fn load_or_create_keys(
     args: &ServeArgs,
     keys: &Path,
@@ -138,8 +139,14 @@ async fn load_or_create_keys_in(
     .context("the key loading task failed")?
 }
 
-/// Stops a Kafka server that would create keys for a topic that other servers already
-/// write. Its links, sealed documents and signatures would not match theirs.
+/// Records read from the end of each partition to find the keys of its latest
+/// checkpoints.
+const CHECKED_TAIL: i64 = 4096;
+
+/// Stops a Kafka server whose keys would not match those of the servers already
+/// writing the topic: one that would create keys, or one whose key folder lacks the
+/// key that signed the topic's recent checkpoints. Its links, sealed documents and
+/// signatures would not match theirs.
 fn reject_new_keys_on_used_topic(brokers: &str, topic: &str, keys: &Path) -> anyhow::Result<()> {
     let postmark_current = format!("{POSTMARK_KEYS}/current");
     let missing: Vec<String> = [postmark_current.as_str(), DOCUMENTS_KEK, LINKS_KEY]
@@ -147,17 +154,35 @@ fn reject_new_keys_on_used_topic(brokers: &str, topic: &str, keys: &Path) -> any
         .filter(|name| !keys.join(name).exists())
         .map(|name| keys.join(name).display().to_string())
         .collect();
-    if missing.is_empty() {
+    if !missing.is_empty() {
+        if topic_has_records(brokers, topic)? {
+            anyhow::bail!(
+                "topic {topic} already has events, but the key folder {} lacks {}; give \
+                 --keys-dir the key folder of the servers already on the topic (or a copy \
+                 of it), so that this server's links, encrypted documents and signatures \
+                 match theirs",
+                keys.display(),
+                missing.join(", ")
+            );
+        }
         return Ok(());
     }
-    if topic_has_records(brokers, topic)? {
+
+    let known = PostmarkKeys::load_public(&keys.join(POSTMARK_KEYS))?;
+    let signed = recent_checkpoint_keys(brokers, topic, CHECKED_TAIL)?;
+    let foreign: Vec<&str> = signed
+        .iter()
+        .filter(|id| !known.contains_key(*id))
+        .map(String::as_str)
+        .collect();
+    if !foreign.is_empty() {
         anyhow::bail!(
-            "topic {topic} already has events, but the key folder {} lacks {}; give \
-             --keys-dir the key folder of the servers already on the topic (or a copy of \
-             it), so that this server's links, encrypted documents and signatures match \
-             theirs",
-            keys.display(),
-            missing.join(", ")
+            "the checkpoints on topic {topic} are signed with {}, which the key folder {} \
+             does not have, so it is not the key folder of the servers already on the topic; \
+             give --keys-dir their folder (or a copy of it), so that this server's links, \
+             encrypted documents and signatures match theirs",
+            foreign.join(", "),
+            keys.display()
         );
     }
     Ok(())

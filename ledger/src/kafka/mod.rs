@@ -24,4 +24,4 @@ pub use sequencer::POSITION_HEADER;
 pub use topic::{
     EVENTS_TOPIC, KafkaSetupError, TopicCheck, ensure_events_topic, topic_has_records,
 };
-pub use verify::{TopicReport, verify_topic};
+pub use verify::{TopicReport, recent_checkpoint_keys, verify_topic};

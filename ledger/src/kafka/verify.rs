@@ -4,9 +4,11 @@
 //! The n-th record must be the event at position n of the chain. Its bytes decode, it
 //! names the chain and position, and it links to the hash of the record before it. Checkpoint roots and signatures are checked as in the embedded store.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
-use consign_schemas::{ChainId, Position, hash_stored_event};
+use consign_schemas::events::Event;
+use consign_schemas::{ChainId, Envelope, Position, hash_stored_event};
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -80,6 +82,76 @@ pub fn verify_topic(
         reports.push(report);
     }
     Ok(reports)
+}
+
+/// Returns the ids of the keys that signed the checkpoints among the last `tail`
+/// committed records of each partition of `topic`. A chain's newest checkpoint is
+/// normally among them, since the sequencer signs one soon after each group. A server
+/// compares them with its key folder before it writes to the topic.
+///
+/// # Errors
+///
+/// [`KafkaSetupError::Unreachable`] when the cluster cannot be read.
+pub fn recent_checkpoint_keys(
+    brokers: &str,
+    topic: &str,
+    tail: i64,
+) -> Result<BTreeSet<String>, KafkaSetupError> {
+    let unreachable = |cause| KafkaSetupError::Unreachable {
+        brokers: brokers.to_owned(),
+        cause,
+    };
+    let consumer: BaseConsumer<EndIsNoError> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "consign-key-check")
+        .set("isolation.level", "read_committed")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .create_with_context(EndIsNoError)
+        .map_err(unreachable)?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), READ_TIMEOUT)
+        .map_err(unreachable)?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|found| found.name() == topic && found.error().is_none())
+        .flat_map(|found| found.partitions().iter().map(|partition| partition.id()))
+        .collect();
+
+    let mut keys = BTreeSet::new();
+    for partition in partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, partition, READ_TIMEOUT)
+            .map_err(unreachable)?;
+        if high <= low {
+            continue;
+        }
+        let mut assignment = TopicPartitionList::new();
+        assignment
+            .add_partition_offset(topic, partition, Offset::Offset(low.max(high - tail)))
+            .map_err(unreachable)?;
+        consumer.assign(&assignment).map_err(unreachable)?;
+        loop {
+            match consumer.poll(READ_TIMEOUT) {
+                None => return Err(unreachable(KafkaError::NoMessageReceived)),
+                Some(Err(KafkaError::PartitionEOF(_))) => break,
+                Some(Err(error)) => return Err(unreachable(error)),
+                Some(Ok(message)) => {
+                    let envelope = message
+                        .payload()
+                        .and_then(|bytes| Envelope::decode(bytes).ok());
+                    if let Some(Event::CheckpointSigned(signed)) =
+                        envelope.map(|envelope| envelope.event)
+                    {
+                        keys.insert(signed.key_id);
+                    }
+                }
+            }
+        }
+        consumer.unassign().map_err(unreachable)?;
+    }
+    Ok(keys)
 }
 
 /// Consumer context that does not log reaching a partition's end as an error: the
