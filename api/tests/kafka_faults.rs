@@ -206,6 +206,36 @@ async fn leader_change_in_three_brokers_loses_nothing() {
     let cluster = Cluster::start(3, 19700);
     let topic = kafka_support::unique_topic("leader");
     let work = tempfile::tempdir().unwrap();
+
+    // A topic with one copy of each partition loses events with its broker, so a
+    // server refuses it on a cluster of three.
+    let single = kafka_support::unique_topic("single-copy");
+    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+        rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &cluster.brokers)
+            .create()
+            .unwrap();
+    let new_topic =
+        rdkafka::admin::NewTopic::new(&single, 1, rdkafka::admin::TopicReplication::Fixed(1));
+    let created = admin
+        .create_topics([&new_topic], &rdkafka::admin::AdminOptions::new())
+        .await
+        .unwrap();
+    assert!(created.iter().all(Result::is_ok), "{created:?}");
+    let mut refused = std::process::Command::new(kafka_support::BIN);
+    refused
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--kafka",
+            &cluster.brokers,
+        ])
+        .args(["--kafka-topic", &single])
+        .arg("--data-dir")
+        .arg(work.path().join("single"));
+    let stderr = kafka_support::refused_start(refused).await;
+    assert!(stderr.contains("partition 0 has 1 replicas"), "{stderr}");
     let (first, second) = two_servers(work.path(), &cluster.brokers, &topic).await;
 
     let load = Load::start(&[&first.base, &second.base], 2);

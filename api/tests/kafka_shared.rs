@@ -351,28 +351,15 @@ async fn second_server_serves_shared_documents() {
         first.next_position(&client, 0).await,
         first.next_position(&client, 1).await,
     ];
-    let mut fourth = std::process::Command::new(kafka_support::BIN)
+    let mut fourth = std::process::Command::new(kafka_support::BIN);
+    fourth
         .args(["serve", "--listen", "127.0.0.1:0", "--kafka", &brokers])
         .args(["--kafka-topic", &topic, "--kafka-sequence", "1"])
         .arg("--data-dir")
         .arg(work.path().join("fourth"))
         .arg("--keys-dir")
-        .arg(&other_keys)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while fourth.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            fourth.kill().unwrap();
-            panic!("a server with another topic's keys started");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let rejected = fourth.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&rejected.stderr);
-    assert!(!rejected.status.success(), "{stderr}");
+        .arg(&other_keys);
+    let stderr = kafka_support::refused_start(fourth).await;
     assert!(
         stderr.contains("which the key folder") && stderr.contains("does not have"),
         "{stderr}"
@@ -382,5 +369,30 @@ async fn second_server_serves_shared_documents() {
         first.next_position(&client, 1).await,
     ];
     assert_eq!(after, heads, "the rejected server wrote to the topic");
+
+    // Commands that only read do not create a mistyped topic: the second run finds
+    // it missing as the first did.
+    let typo = kafka_support::unique_topic("typo");
+    for _ in 0..2 {
+        let dumped = std::process::Command::new(kafka_support::BIN)
+            .args([
+                "ledger",
+                "dump",
+                "--kafka",
+                &brokers,
+                "--kafka-topic",
+                &typo,
+            ])
+            .arg("--data-dir")
+            .arg(work.path().join("reader"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&dumped.stderr);
+        assert_eq!(dumped.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains(&format!("cannot use topic {typo}: it does not exist")),
+            "{stderr}"
+        );
+    }
     drop(first);
 }

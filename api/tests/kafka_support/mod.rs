@@ -276,18 +276,26 @@ fn spawn_serve(
         .append(true)
         .open(log)
         .unwrap();
-    Command::new(BIN)
+    let mut command = Command::new(BIN);
+    command
         .args(["serve", "--chains", "2", "--listen"])
         .arg(format!("127.0.0.1:{port}"))
         .arg("--data-dir")
         .arg(data_dir)
         .args(["--kafka", brokers, "--kafka-topic", topic])
         .args(chain_arguments(sequence))
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap()
+        .args(extra);
+    // The servers of one topic share a key folder, as the README requires, unless the
+    // test gives its own.
+    if !extra.iter().any(|argument| argument == "--keys-dir") {
+        let keys = data_dir
+            .parent()
+            .expect("a data directory inside the test's folder")
+            .join(format!("keys-{topic}"));
+        std::fs::create_dir_all(&keys).unwrap();
+        command.arg("--keys-dir").arg(keys);
+    }
+    command.stdout(Stdio::null()).stderr(log).spawn().unwrap()
 }
 
 /// Returns the value of the `chain=` field of a log line.
@@ -600,4 +608,26 @@ fn script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../scripts/kafka")
         .join(name)
+}
+
+/// Runs `command`, a `consign serve` that must refuse to start, and returns its
+/// standard error. A server that still runs after a minute is killed and fails the test.
+pub async fn refused_start(mut command: Command) -> String {
+    let mut child = command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("the server started: {command:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!output.status.success(), "{stderr}");
+    stderr
 }

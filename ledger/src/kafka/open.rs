@@ -175,7 +175,8 @@ pub async fn wait_replicated(
 
 /// Opens the ledger on Kafka with its copy in `dir`.
 ///
-/// Creates or checks the events and commands topics, opens the copy, starts the feeder from the offsets
+/// Creates or checks the events and commands topics (a process that sequences no chain
+/// only checks them), opens the copy, starts the feeder from the offsets
 /// stored with the copy, and starts the sequencers of `kafka.sequence` in the
 /// background: appends to a chain fail with [`LedgerError::Unavailable`] until its
 /// sequencer is ready (see [`KafkaStatus::wait_ready`]).
@@ -191,10 +192,22 @@ pub async fn open_kafka_ledger(
 ) -> Result<(EmbeddedLedger, KafkaStatus), KafkaOpenError> {
     // An existing topic gives the chain count; an explicit count that differs is
     // rejected by the topic check below.
-    let mut chains = match (
-        options.chains,
-        existing_partitions(&kafka.brokers, &kafka.topic).await?,
-    ) {
+    let existing = existing_partitions(&kafka.brokers, &kafka.topic).await?;
+    // A process that sequences no chain only reads what others write, so a topic name
+    // that does not exist is a mistake, not a new ledger.
+    let reader = !kafka.balance && kafka.sequence.as_ref().is_some_and(Vec::is_empty);
+    if reader && existing.is_none() {
+        return Err(KafkaSetupError::Unusable {
+            topic: kafka.topic.clone(),
+            reason: format!(
+                "it does not exist at {}; check --kafka-topic, or start `consign serve \
+                 --kafka` first, which creates it",
+                kafka.brokers
+            ),
+        }
+        .into());
+    }
+    let mut chains = match (options.chains, existing) {
         (Some(chains), _) => chains,
         (None, Some(partitions)) => partitions,
         (None, None) => 1,
@@ -210,6 +223,21 @@ pub async fn open_kafka_ledger(
         }
     }
     let commands = commands_topic(&kafka.topic);
+    if reader
+        && existing_partitions(&kafka.brokers, &commands)
+            .await?
+            .is_none()
+    {
+        return Err(KafkaSetupError::Unusable {
+            topic: commands,
+            reason: format!(
+                "it does not exist at {}, although topic {} does; start `consign serve \
+                 --kafka` on that topic first, which creates it",
+                kafka.brokers, kafka.topic
+            ),
+        }
+        .into());
+    }
     ensure_events_topic(&kafka.brokers, &commands, chains).await?;
 
     let progress = Arc::new(Progress::default());

@@ -107,6 +107,25 @@ pub async fn ensure_events_topic(
                     expected: chains,
                 });
             }
+            // A partition with fewer copies than the cluster allows loses acknowledged
+            // events with the one broker that holds it.
+            if let Some(partition) = found
+                .partitions()
+                .iter()
+                .find(|partition| partition.replicas().len() < replication)
+            {
+                return Err(KafkaSetupError::Unusable {
+                    topic: topic.to_owned(),
+                    reason: format!(
+                        "partition {} has {} replicas, but on this cluster of {brokers_count} \
+                         brokers consign needs {replication}, so that no acknowledged event \
+                         is lost with one broker; raise the replication factor with Kafka's \
+                         kafka-reassign-partitions tool or choose another topic",
+                        partition.id(),
+                        partition.replicas().len()
+                    ),
+                });
+            }
             TopicCheck::Checked
         }
         None => {

@@ -26,6 +26,10 @@ const CHUNK: usize = 4096;
 /// Maximum wait for the next record before the read is abandoned.
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Longest read of the partitions' last records in [`recent_checkpoint_keys`], which
+/// runs while a starting server holds the lock on the shared key folder.
+const TAIL_READ_LIMIT: Duration = Duration::from_secs(10);
+
 /// The outcome of verifying one partition.
 #[derive(Clone, Debug)]
 pub struct TopicReport {
@@ -85,9 +89,10 @@ pub fn verify_topic(
 }
 
 /// Returns the ids of the keys that signed the checkpoints among the last `tail`
-/// committed records of each partition of `topic`. A chain's newest checkpoint is
-/// normally among them, since the sequencer signs one soon after each group. A server
-/// compares them with its key folder before it writes to the topic.
+/// committed records of each partition of `topic`, read for at most
+/// [`TAIL_READ_LIMIT`]. A chain's newest checkpoint is normally among them, since the
+/// sequencer signs one soon after each group. A server compares them with its key
+/// folder before it writes to the topic.
 ///
 /// # Errors
 ///
@@ -120,6 +125,7 @@ pub fn recent_checkpoint_keys(
         .collect();
 
     let mut keys = BTreeSet::new();
+    let deadline = std::time::Instant::now() + TAIL_READ_LIMIT;
     for partition in partitions {
         let (low, high) = consumer
             .fetch_watermarks(topic, partition, READ_TIMEOUT)
@@ -132,7 +138,9 @@ pub fn recent_checkpoint_keys(
             .add_partition_offset(topic, partition, Offset::Offset(low.max(high - tail)))
             .map_err(unreachable)?;
         consumer.assign(&assignment).map_err(unreachable)?;
-        loop {
+        // Other servers may append while this reads, so the read ends at the offset
+        // the watermark named, or at the deadline, rather than at the moving end.
+        while std::time::Instant::now() < deadline {
             match consumer.poll(READ_TIMEOUT) {
                 None => return Err(unreachable(KafkaError::NoMessageReceived)),
                 Some(Err(KafkaError::PartitionEOF(_))) => break,
@@ -145,6 +153,9 @@ pub fn recent_checkpoint_keys(
                         envelope.map(|envelope| envelope.event)
                     {
                         keys.insert(signed.key_id);
+                    }
+                    if message.offset() + 1 >= high {
+                        break;
                     }
                 }
             }
