@@ -125,10 +125,22 @@ async fn postmark_verifies_before_and_after_rotation() {
         signed.windows(32).any(|window| window == submission_hash),
         "the signed message holds the submission hash"
     );
+
+    // A key that another server sharing the key folder generates is published at once,
+    // before this server restarts, so that checkpoints it signs verify here.
+    let new_key = PostmarkKeys::generate(&work.path().join("keys").join("postmark")).unwrap();
+    let published = get_json(&server, None, "/.well-known/consign-postmark-keys.json").await;
+    let ids: Vec<&str> = published["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|key| key["key_id"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&new_key.as_str()), "{published}");
+    assert_eq!(published["current"], receipt["key_id"], "{published}");
     server.stop().await;
 
-    // Rotate, restart: new postmarks use the new key, the old one still verifies.
-    let new_key = PostmarkKeys::generate(&work.path().join("keys").join("postmark")).unwrap();
+    // After a restart, new postmarks use the new key, and the old one still verifies.
     let server = Server::start(work.path(), Clock::system(), &[]).await;
     let token = server.login("ada").await;
     let second = submit_postmarked(&server, &token).await;

@@ -241,6 +241,20 @@ impl PostmarkKeys {
             .collect()
     }
 
+    /// Returns every public key by id, as [`Self::public_keys`] does, together with the
+    /// `.pub` files in the key folder now. Servers that share a folder thus publish and
+    /// check a key that another server generated after they loaded theirs.
+    pub fn published_keys(&self) -> BTreeMap<String, [u8; 32]> {
+        let mut keys = self.public_keys();
+        match Self::load_public(&self.dir) {
+            Ok(on_disk) => keys.extend(on_disk),
+            Err(error) => {
+                tracing::warn!(dir = %self.dir.display(), %error, "cannot read the public keys of the key folder");
+            }
+        }
+        keys
+    }
+
     /// Checks a signature with the key it names.
     ///
     /// # Errors

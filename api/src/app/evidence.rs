@@ -68,7 +68,7 @@ pub async fn bundle(
         return Err(not_found());
     }
     let positions: Vec<Position> = entries.iter().map(|entry| entry.position).collect();
-    let keys = core.postmark_keys.public_keys();
+    let keys = core.postmark_keys.published_keys();
     let bundle = export_bundle(&core.ledger, delivery, chain, &positions, &keys)
         .await
         .map_err(|error| match error {

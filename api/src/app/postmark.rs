@@ -134,7 +134,7 @@ pub async fn receipt(
     };
     let public_key = core
         .postmark_keys
-        .public_keys()
+        .published_keys()
         .get(&issued.key_id)
         .map(hex::encode);
     let signed_message = hex::encode(postmark_message(&fields));
@@ -279,7 +279,7 @@ fn signed_document_names(
 pub async fn public_keys(State(core): State<Arc<Core>>) -> Json<Value> {
     let keys: Vec<Value> = core
         .postmark_keys
-        .public_keys()
+        .published_keys()
         .iter()
         .map(|(id, key)| json!({ "key_id": id, "algorithm": "Ed25519", "public_key": hex::encode(key) }))
         .collect();
