@@ -219,6 +219,14 @@ async fn second_server_serves_shared_documents() {
     create_sender(work.path(), &brokers, &topic);
     let token = login(&client, &first.base).await;
 
+    // A second account with the login is rejected for the login, not blamed on the
+    // servers.
+    let again = kafka_support::run_create_sender(work.path(), &brokers, &topic);
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert_eq!(again.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("is taken"), "{stderr}");
+    assert!(!stderr.contains("none recorded it"), "{stderr}");
+
     let plain = document(300_000, 1);
     let sealed = document(700_000, 2);
     submit(
@@ -394,5 +402,37 @@ async fn second_server_serves_shared_documents() {
             "{stderr}"
         );
     }
+
+    // The copy of a two-chain topic opened on a one-chain topic is named as the copy
+    // of another ledger, without advice about --chains, which was not given.
+    let single = kafka_support::unique_topic("single");
+    let generated = std::process::Command::new(kafka_support::BIN)
+        .args(["ledger", "generate", "--deliveries", "0", "--chains", "1"])
+        .args(["--kafka", &brokers, "--kafka-topic", &single])
+        .arg("--data-dir")
+        .arg(work.path().join("single"))
+        .output()
+        .unwrap();
+    assert!(generated.status.success(), "{generated:?}");
+    let dumped = std::process::Command::new(kafka_support::BIN)
+        .args([
+            "ledger",
+            "dump",
+            "--kafka",
+            &brokers,
+            "--kafka-topic",
+            &single,
+        ])
+        .arg("--data-dir")
+        .arg(work.path().join("other"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&dumped.stderr);
+    assert_eq!(dumped.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("so it is the copy of another ledger"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("--chains"), "{stderr}");
     drop(first);
 }

@@ -7,7 +7,7 @@ use std::io::BufRead;
 
 use anyhow::{Context, bail};
 use clap::ValueEnum;
-use consign_ledger::{EmbeddedLedger, EmbeddedOptions};
+use consign_ledger::{EmbeddedLedger, EmbeddedOptions, LedgerError};
 use consign_projections::model::Model;
 use consign_schemas::Position;
 use consign_schemas::events::Role;
@@ -93,6 +93,10 @@ pub fn create(args: CreateArgs) -> anyhow::Result<Outcome> {
             super::backend::Role::Follow,
         )?;
         append_account(&ledger, &account).map_err(|error| {
+            // A rejected account (a taken login) is no failure to reach the server.
+            if error.downcast_ref::<LedgerError>().is_none() {
+                return error;
+            }
             error.context(format!(
                 "the account was handed to the server that sequences chain {ACCOUNT_CHAIN} on \
                  Kafka, and none recorded it; start `consign serve --kafka` first, then run \

@@ -316,6 +316,16 @@ fn chain_arguments(sequence: &str) -> Vec<&str> {
 /// Opens the sender account through Kafka: the command hands it to the server that
 /// sequences the account chain, so one of the servers must be running.
 pub fn create_sender(work: &Path, brokers: &str, topic: &str) {
+    let output = run_create_sender(work, brokers, topic);
+    assert!(
+        output.status.success(),
+        "account create failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Runs `account create --kafka` for the sender and returns what it printed.
+pub fn run_create_sender(work: &Path, brokers: &str, topic: &str) -> std::process::Output {
     let mut create = Command::new(BIN)
         .args(["account", "create", "--login", LOGIN, "--role", "sender"])
         .args(["--email", "ada@consign.test", "--password-stdin"])
@@ -329,12 +339,7 @@ pub fn create_sender(work: &Path, brokers: &str, topic: &str) {
     let mut stdin = create.stdin.take().unwrap();
     stdin.write_all(format!("{PASSWORD}\n").as_bytes()).unwrap();
     drop(stdin);
-    let output = create.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "account create failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    create.wait_with_output().unwrap()
 }
 
 /// Logs in, waiting until the server's copy contains the account.

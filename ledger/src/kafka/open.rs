@@ -8,7 +8,7 @@
 //! the topic.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -63,6 +63,16 @@ pub enum KafkaOpenError {
     Setup(#[from] KafkaSetupError),
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+    #[error(
+        "the copy in {dir} has {stored} chains, but topic {topic} has {partitions} \
+         partitions, so it is the copy of another ledger; give this topic a new --data-dir"
+    )]
+    CopyOfAnotherLedger {
+        dir: PathBuf,
+        stored: u32,
+        topic: String,
+        partitions: u32,
+    },
     #[error("cannot start reading topic {topic} at {brokers}: {reason}")]
     Consumer {
         brokers: String,
@@ -207,6 +217,7 @@ pub async fn open_kafka_ledger(
         }
         .into());
     }
+    let chains_given = options.chains.is_some();
     let mut chains = match (options.chains, existing) {
         (Some(chains), _) => chains,
         (None, Some(partitions)) => partitions,
@@ -269,7 +280,19 @@ pub async fn open_kafka_ledger(
         ..options
     };
     let publisher = Box::new(SequencerPublisher(Arc::clone(&sequencers)));
-    let ledger = EmbeddedLedger::open_with(dir, options, Some(publisher))?;
+    let ledger = match EmbeddedLedger::open_with(dir, options, Some(publisher)) {
+        Ok(ledger) => ledger,
+        // The count came from the topic, not from --chains.
+        Err(LedgerError::ChainCountMismatch { dir, stored, .. }) if !chains_given => {
+            return Err(KafkaOpenError::CopyOfAnotherLedger {
+                dir,
+                stored,
+                topic: kafka.topic.clone(),
+                partitions: chains,
+            });
+        }
+        Err(error) => return Err(error.into()),
+    };
     ledger.claim_upstream(&format!("kafka:{}", kafka.topic))?;
 
     let mut resume = BTreeMap::new();

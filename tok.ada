@@ -1,0 +1,1 @@
+{"error":"bad_credentials","message":"the login or the password is wrong"}
