@@ -398,6 +398,35 @@ async fn admin_opens_account() {
         );
     }
 
+    // Lookalike logins sent at the same moment: exactly one is recorded.
+    let racing = [
+        "file-race",
+        "\u{fb01}le-race",
+        "FILE-RACE",
+        "\u{ff46}ile-race",
+    ];
+    let responses = futures::future::join_all(racing.iter().enumerate().map(|(index, login)| {
+        let email = format!("race{index}@consign.test");
+        let root = root.clone();
+        let server = &server;
+        async move { open_account_with_email(server, &root, login, &email).await }
+    }))
+    .await;
+    let statuses: Vec<u16> = responses
+        .iter()
+        .map(|response| response.status().as_u16())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|status| **status == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|status| **status == 409).count(),
+        3,
+        "{statuses:?}"
+    );
+
     // A login typed with a combining accent is kept in NFC form, so the precomposed
     // spelling signs in to it and cannot open a second account.
     let decomposed =

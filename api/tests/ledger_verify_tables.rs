@@ -119,6 +119,20 @@ fn changed_index_entries_fail_verify() {
         "{stdout}"
     );
 
+    // A reader that closes the pipe early does not change the outcome: the check
+    // still runs to its end and exits with status 1.
+    let mut child = cli_support::consign()
+        .args(["ledger", "verify", "--data-dir", data.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let closed = child.wait_with_output().unwrap();
+    let stderr = text(&closed.stderr);
+    assert_eq!(closed.status.code(), Some(1), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+
     // A second idempotency entry naming the events of an existing one, which only
     // the count over all chains shows.
     std::fs::remove_dir_all(&data).unwrap();

@@ -96,11 +96,41 @@ pub fn account_request(
         role: account.role,
         password_hash,
     });
-    let key = IdempotencyKey::new(format!("account/{}", Model::login_key(&login)))
+    let key = IdempotencyKey::new(account_key(&login))
         .map_err(|error| ApiError::invalid("login", error.to_string()))?;
     let request = AppendRequest::new(ACCOUNT_CHAIN, vec![NewEvent { actor, event }])
         .with_idempotency_key(key);
     Ok((id, request))
+}
+
+/// Returns the idempotency key of the account with `login`: `account/` and the login's
+/// skeleton, or the skeleton's BLAKE3 hash when the skeleton would make the key longer
+/// than [`IdempotencyKey::MAX_LEN`] (compatibility decomposition can expand a letter
+/// into many).
+fn account_key(login: &str) -> String {
+    let key = format!("account/{}", login_skeleton(login));
+    if key.len() <= IdempotencyKey::MAX_LEN {
+        return key;
+    }
+    format!("account/blake3-{}", blake3::hash(key.as_bytes()).to_hex())
+}
+
+/// Returns the form in which logins that read alike are equal: compatibility
+/// decomposition and full case folding, as Unicode's compatibility caseless match
+/// defines. For an ASCII login it is the login in lowercase, the key of earlier
+/// versions. The account is appended under it, so two such logins sent at the same
+/// moment cannot both be recorded.
+fn login_skeleton(login: &str) -> String {
+    use caseless::Caseless;
+
+    login
+        .chars()
+        .nfd()
+        .default_case_fold()
+        .nfkd()
+        .default_case_fold()
+        .nfkd()
+        .collect()
 }
 
 pub fn login_taken(login: &str) -> ApiError {
@@ -319,3 +349,26 @@ pub async fn get_lists(
 
 /// Actor of accounts opened on the command line.
 pub const CLI_ACTOR: Actor = Actor::System(SystemComponent::Administration);
+
+#[cfg(test)]
+mod tests {
+    use super::account_key;
+
+    #[test]
+    fn lookalike_logins_share_a_key() {
+        assert_eq!(account_key("Carol"), "account/carol");
+        assert_eq!(account_key("\u{fb01}le"), account_key("file"));
+        assert_eq!(account_key("Stra\u{df}e"), account_key("STRASSE"));
+        assert_eq!(account_key("e\u{301}cole"), account_key("\u{e9}cole"));
+        assert_ne!(account_key("file"), account_key("files"));
+
+        // A long expansion is hashed to stay within the key's limit.
+        let long = "\u{fdfa}".repeat(64);
+        let key = account_key(&long);
+        assert!(
+            key.len() <= consign_schemas::IdempotencyKey::MAX_LEN,
+            "{key}"
+        );
+        assert!(key.starts_with("account/blake3-"), "{key}");
+    }
+}

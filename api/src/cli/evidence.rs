@@ -269,7 +269,7 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
     };
     let report = verify_bundle(&bytes);
 
-    let mut stdout = std::io::stdout().lock();
+    let mut stdout = super::CheckOutput::new();
     for check in &report.checks {
         let mark = if check.passed { "ok  " } else { "FAIL" };
         writeln!(

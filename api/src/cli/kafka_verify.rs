@@ -36,7 +36,7 @@ pub(super) fn verify(args: &VerifyArgs) -> anyhow::Result<Outcome> {
     .with_context(|| format!("cannot read topic {topic} at {brokers}"))?;
     bar.finish_and_clear();
 
-    let mut stdout = std::io::stdout().lock();
+    let mut stdout = super::CheckOutput::new();
     let mut total = 0;
     let mut broken = false;
     for topic_report in &reports {

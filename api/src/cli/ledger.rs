@@ -73,7 +73,8 @@ pub(super) fn public_keys(
     let dir = keys_dir.join(super::backend::POSTMARK_KEYS);
     let reason = match consign_ledger::postmark::PostmarkKeys::load_public(&dir) {
         Ok(keys) => {
-            println!(
+            let _ = writeln!(
+                super::CheckOutput::new(),
                 "checkpoint signatures are checked with the public keys in {}",
                 dir.display()
             );
@@ -85,7 +86,10 @@ pub(super) fn public_keys(
         Err(error) => error.to_string(),
     };
     if without_signatures {
-        println!("checkpoint signatures are NOT checked (--without-signatures): {reason}");
+        let _ = writeln!(
+            super::CheckOutput::new(),
+            "checkpoint signatures are NOT checked (--without-signatures): {reason}"
+        );
         return Ok(None);
     }
     if !has_checkpoints {
@@ -167,7 +171,8 @@ pub(super) fn verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
     let ledger = match EmbeddedLedger::open(&args.data.data_dir, read_only()) {
         Ok(ledger) => ledger,
         Err(error) if error.is_corruption() => {
-            println!(
+            let _ = writeln!(
+                super::CheckOutput::new(),
                 "ledger in {} is BROKEN: {}",
                 args.data.data_dir.display(),
                 damage(None, &error)
@@ -294,7 +299,7 @@ pub(super) fn verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
     let mut comparison = whole.then(|| ledger.compare_indexes()).transpose()?;
     let started = Instant::now();
     let mut total = 0u64;
-    let mut stdout = std::io::stdout().lock();
+    let mut stdout = super::CheckOutput::new();
     for chain in chains {
         let head = ledger.next_position(chain)?;
         if args.from > head.get() {

@@ -26,12 +26,57 @@ pub enum Outcome {
 
 /// Ends a command whose result is what it prints. A reader that closes the pipe early,
 /// as `| head` does, has taken what it wanted, so a broken pipe is no error there.
-/// Checks such as `ledger verify` keep the error, since their exit status is their
-/// result.
+/// Checks such as `ledger verify` write through [`CheckOutput`] instead, since their
+/// exit status is their result.
 fn printed(result: std::io::Result<()>) -> anyhow::Result<Outcome> {
     match result {
         Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(Outcome::Success),
         other => other.map(|()| Outcome::Success).map_err(Into::into),
+    }
+}
+
+/// Standard output of a check whose exit status is its result. Once the reader has
+/// closed the pipe, as `| head` does, later output is dropped, so that the check still
+/// runs to its end and exits with its outcome.
+pub(crate) struct CheckOutput {
+    out: std::io::StdoutLock<'static>,
+    closed: bool,
+}
+
+impl CheckOutput {
+    pub(crate) fn new() -> Self {
+        Self {
+            out: std::io::stdout().lock(),
+            closed: false,
+        }
+    }
+}
+
+impl std::io::Write for CheckOutput {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.closed {
+            return Ok(buf.len());
+        }
+        match self.out.write(buf) {
+            Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.closed = true;
+                Ok(buf.len())
+            }
+            other => other,
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        match self.out.flush() {
+            Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.closed = true;
+                Ok(())
+            }
+            other => other,
+        }
     }
 }
 

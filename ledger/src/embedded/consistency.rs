@@ -372,8 +372,9 @@ impl EmbeddedLedger {
             }
             Some((entry_chain, first, count)) => Err(self.corrupt(format!(
                 "event {position} of chain {chain} carries the idempotency key {:?}, whose \
-                 entry names {count} events from position {first} of chain {entry_chain}",
-                key.as_str()
+                 entry names {} from position {first} of chain {entry_chain}",
+                key.as_str(),
+                events(u64::from(count))
             ))),
             None => Err(self.corrupt(format!(
                 "event {position} of chain {chain} carries the idempotency key {:?}, which has \
@@ -435,8 +436,9 @@ impl EmbeddedLedger {
             let after = end < head && carries(end)?;
             if !all || before || after {
                 return Err(self.corrupt(format!(
-                    "the idempotency entry for {name:?} names {count} events from position \
-                     {first} of chain {chain}, which are not the events carrying that key"
+                    "the idempotency entry for {name:?} names {} from position \
+                     {first} of chain {chain}, which are not the events carrying that key",
+                    events(u64::from(count))
                 )));
             }
         }
@@ -549,6 +551,15 @@ impl EmbeddedLedger {
                 "event {position} of chain {chain} does not decode: {error}"
             ))
         })
+    }
+}
+
+/// Writes a count of events, such as "1 event" or "3 events".
+fn events(count: u64) -> String {
+    if count == 1 {
+        "1 event".to_owned()
+    } else {
+        format!("{count} events")
     }
 }
 
