@@ -58,8 +58,18 @@ async fn submit(
     body["delivery"].as_str().unwrap().to_owned()
 }
 
+/// Runs `ledger dump` on `topic` with its copy in `data_dir`, and returns its output.
+fn dump(brokers: &str, topic: &str, data_dir: &Path) -> std::process::Output {
+    std::process::Command::new(kafka_support::BIN)
+        .args(["ledger", "dump", "--kafka", brokers, "--kafka-topic", topic])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .unwrap()
+}
+
 /// Submits one small delivery with `Idempotency-Key: key` through `base`, and returns
-/// its id and whether the answer replayed an earlier submission.
+/// its id and whether the response replayed an earlier submission.
 async fn submit_keyed(
     client: &reqwest::Client,
     base: &str,
@@ -382,19 +392,7 @@ async fn second_server_serves_shared_documents() {
     // it missing as the first did.
     let typo = kafka_support::unique_topic("typo");
     for _ in 0..2 {
-        let dumped = std::process::Command::new(kafka_support::BIN)
-            .args([
-                "ledger",
-                "dump",
-                "--kafka",
-                &brokers,
-                "--kafka-topic",
-                &typo,
-            ])
-            .arg("--data-dir")
-            .arg(work.path().join("reader"))
-            .output()
-            .unwrap();
+        let dumped = dump(&brokers, &typo, &work.path().join("reader"));
         let stderr = String::from_utf8_lossy(&dumped.stderr);
         assert_eq!(dumped.status.code(), Some(2), "{stderr}");
         assert!(
@@ -414,19 +412,7 @@ async fn second_server_serves_shared_documents() {
         .output()
         .unwrap();
     assert!(generated.status.success(), "{generated:?}");
-    let dumped = std::process::Command::new(kafka_support::BIN)
-        .args([
-            "ledger",
-            "dump",
-            "--kafka",
-            &brokers,
-            "--kafka-topic",
-            &single,
-        ])
-        .arg("--data-dir")
-        .arg(work.path().join("other"))
-        .output()
-        .unwrap();
+    let dumped = dump(&brokers, &single, &work.path().join("other"));
     let stderr = String::from_utf8_lossy(&dumped.stderr);
     assert_eq!(dumped.status.code(), Some(2), "{stderr}");
     assert!(

@@ -15,12 +15,7 @@ fn damaged_table_names_its_events() {
     let data = work.path().join("data");
     generate(&data, 500);
     // A ledger this small still has its events in the write-ahead log only.
-    let db = rocksdb::DB::open_cf(
-        &rocksdb::Options::default(),
-        data.join("ledger"),
-        ["events", "idempotency", "meta", "merkle"],
-    )
-    .unwrap();
+    let db = raw_ledger(&data);
     db.flush_cf(db.cf_handle("events").unwrap()).unwrap();
     drop(db);
 

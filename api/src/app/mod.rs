@@ -120,9 +120,9 @@ pub fn router(core: Arc<Core>) -> Router {
         .with_state(core)
 }
 
-/// Answers a request whose path does not percent-decode to UTF-8 text, which no
-/// route's parameters take: a JSON error under `/api`, the unknown-link page under
-/// `/d/`, and 404 elsewhere.
+/// Returns the response to a request whose path does not percent-decode to UTF-8
+/// text, which no route's parameters take: a JSON error under `/api`, the
+/// unknown-link page under `/d/`, and 404 elsewhere.
 async fn undecodable_path(request: Request, next: Next) -> Response {
     let path = request.uri().path();
     if percent_encoding::percent_decode_str(path)

@@ -697,27 +697,36 @@ pub async fn search(
         ));
     };
     let limit = check_limit(params.limit, 100, MAX_SEARCH_RESULTS)?;
-    let cursor = params
-        .cursor
-        .as_deref()
-        .map(|text| {
-            text.parse::<SearchCursor>()
-                .map_err(|error| ApiError::invalid("cursor", error.to_string()))
-        })
-        .transpose()?;
-    let page =
-        audit::search_page(&core.views, criterion, cursor.as_ref(), limit).map_err(|error| {
-            match error {
-                ProjectionError::InvalidCursor { .. } => {
-                    ApiError::invalid("cursor", error.to_string())
-                }
-                other => other.into(),
-            }
-        })?;
+    let page = audit_search_page(&core, criterion, params.cursor.as_deref(), limit)?;
     Ok(Json(json!({
         "deliveries": page.deliveries,
         "next_cursor": page.next.map(|cursor| cursor.to_string()),
     })))
+}
+
+/// Returns up to `limit` deliveries matching `criterion` after the text form of
+/// `cursor`, for the API and the auditor's page.
+///
+/// # Errors
+///
+/// [`ApiError::Invalid`] on `cursor` for a malformed cursor or one of another search,
+/// and the view's errors.
+pub(crate) fn audit_search_page(
+    core: &Core,
+    criterion: &AuditSearch,
+    cursor: Option<&str>,
+    limit: usize,
+) -> Result<audit::SearchPage, ApiError> {
+    let invalid = |error: ProjectionError| ApiError::invalid("cursor", error.to_string());
+    let cursor = cursor
+        .map(|text| text.parse::<SearchCursor>().map_err(invalid))
+        .transpose()?;
+    audit::search_page(&core.views, criterion, cursor.as_ref(), limit).map_err(
+        |error| match error {
+            ProjectionError::InvalidCursor { .. } => invalid(error),
+            other => other.into(),
+        },
+    )
 }
 
 /// `GET /api/views/status`: each view's position, lag and state digest, while serving.

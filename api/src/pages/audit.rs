@@ -11,7 +11,6 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use consign_projections::ProjectionError;
 use consign_projections::audit::{self, AuditSearch, SearchCursor};
 use consign_schemas::events::Role;
 use consign_schemas::{ContentHash, DeliveryId, Position, Timestamp};
@@ -21,7 +20,7 @@ use super::form::{FormError, error_summary, text_input};
 use super::layout::{Section, html_response, page, time_element};
 use super::session::{PageCaller, PageError, urlencode};
 use crate::app::deliveries::status_name;
-use crate::app::views::checked_history;
+use crate::app::views::{audit_search_page, checked_history};
 use crate::app::{ApiError, Core};
 use crate::web::html::escape;
 
@@ -68,20 +67,6 @@ impl SearchQuery {
             }
         }
         href
-    }
-
-    /// Returns the page's cursor.
-    ///
-    /// # Errors
-    ///
-    /// [`ApiError::Invalid`] for a cursor that is not one a page handed out.
-    fn cursor(&self) -> Result<Option<SearchCursor>, ApiError> {
-        given(&self.cursor)
-            .map(|text| {
-                text.parse::<SearchCursor>()
-                    .map_err(|error| ApiError::invalid("cursor", error.to_string()))
-            })
-            .transpose()
     }
 
     /// Returns the criterion, or `None` for an empty form.
@@ -181,19 +166,15 @@ pub(crate) async fn search(
     Query(query): Query<SearchQuery>,
 ) -> Result<Response, PageError> {
     caller.require(&[Role::Auditor, Role::Admin])?;
-    let outcome = match (query.criterion(&core), query.cursor()) {
-        (Ok(Some(criterion)), Ok(cursor)) => {
-            audit::search_page(&core.views, &criterion, cursor.as_ref(), MAX_RESULTS)
-                .map(Some)
-                .map_err(|error| match error {
-                    ProjectionError::InvalidCursor { .. } => {
-                        ApiError::invalid("cursor", error.to_string())
-                    }
-                    other => other.into(),
-                })
-        }
-        (Ok(None), Ok(_)) => Ok(None),
-        (Err(error), _) | (_, Err(error)) => Err(error),
+    let cursor = given(&query.cursor);
+    let outcome = match query.criterion(&core) {
+        Ok(Some(criterion)) => audit_search_page(&core, &criterion, cursor, MAX_RESULTS).map(Some),
+        // A cursor without a criterion is still checked, so a damaged link is named.
+        Ok(None) => match cursor.map(str::parse::<SearchCursor>) {
+            Some(Err(error)) => Err(ApiError::invalid("cursor", error.to_string())),
+            _ => Ok(None),
+        },
+        Err(error) => Err(error),
     };
     let (found, error) = match outcome {
         Ok(found) => (found, None),

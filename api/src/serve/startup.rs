@@ -91,7 +91,7 @@ pub(super) struct ServerKeys {
 ///
 /// A key that cannot be read or created, and, on Kafka, missing keys on a topic that
 /// already has events, or keys that did not sign its recent checkpoints (see
-/// [`reject_new_keys_on_used_topic`]).
+/// [`check_keys_against_topic`]).
 pub(super) async fn load_or_create_keys(
     args: &ServeArgs,
     keys: &Path,
@@ -125,7 +125,7 @@ async fn load_or_create_keys_in(
             .with_context(|| format!("cannot lock the key folder {}", keys.display()))?;
 
         if let Some((brokers, topic)) = kafka {
-            reject_new_keys_on_used_topic(&brokers, &topic, &keys)?;
+            check_keys_against_topic(&brokers, &topic, &keys)?;
         }
         let loaded = ServerKeys {
             postmark: load_or_create_postmark_keys(&keys.join(POSTMARK_KEYS))?,
@@ -147,7 +147,7 @@ const CHECKED_TAIL: i64 = 4096;
 /// writing the topic: one that would create keys, or one whose key folder lacks the
 /// key that signed the topic's recent checkpoints. Its links, sealed documents and
 /// signatures would not match theirs.
-fn reject_new_keys_on_used_topic(brokers: &str, topic: &str, keys: &Path) -> anyhow::Result<()> {
+fn check_keys_against_topic(brokers: &str, topic: &str, keys: &Path) -> anyhow::Result<()> {
     let postmark_current = format!("{POSTMARK_KEYS}/current");
     let missing: Vec<String> = [postmark_current.as_str(), DOCUMENTS_KEK, LINKS_KEY]
         .into_iter()

@@ -108,7 +108,7 @@ pub async fn ensure_events_topic(
                 });
             }
             // A partition with fewer copies than the cluster allows loses acknowledged
-            // events with the one broker that holds it.
+            // events when the broker that has its only copy is lost.
             if let Some(partition) = found
                 .partitions()
                 .iter()

@@ -26,8 +26,9 @@ const CHUNK: usize = 4096;
 /// Maximum wait for the next record before the read is abandoned.
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Longest read of the partitions' last records in [`recent_checkpoint_keys`], which
-/// runs while a starting server holds the lock on the shared key folder.
+/// Maximum duration of the read of the partitions' last records in
+/// [`recent_checkpoint_keys`]. A starting server keeps the shared key folder locked
+/// during it.
 const TAIL_READ_LIMIT: Duration = Duration::from_secs(10);
 
 /// The outcome of verifying one partition.
@@ -55,14 +56,7 @@ pub fn verify_topic(
         brokers: brokers.to_owned(),
         cause,
     };
-    let consumer: BaseConsumer<EndIsNoError> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "consign-verify")
-        .set("isolation.level", "read_committed")
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .create_with_context(EndIsNoError)
-        .map_err(unreachable)?;
+    let consumer = end_reader(brokers, "consign-verify").map_err(unreachable)?;
     let metadata = consumer
         .fetch_metadata(None, READ_TIMEOUT)
         .map_err(unreachable)?;
@@ -106,14 +100,7 @@ pub fn recent_checkpoint_keys(
         brokers: brokers.to_owned(),
         cause,
     };
-    let consumer: BaseConsumer<EndIsNoError> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "consign-key-check")
-        .set("isolation.level", "read_committed")
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .create_with_context(EndIsNoError)
-        .map_err(unreachable)?;
+    let consumer = end_reader(brokers, "consign-key-check").map_err(unreachable)?;
     let metadata = consumer
         .fetch_metadata(Some(topic), READ_TIMEOUT)
         .map_err(unreachable)?;
@@ -163,6 +150,18 @@ pub fn recent_checkpoint_keys(
         consumer.unassign().map_err(unreachable)?;
     }
     Ok(keys)
+}
+
+/// Creates a consumer of committed records that reports each partition's end, in
+/// `group` without committing offsets.
+fn end_reader(brokers: &str, group: &str) -> Result<BaseConsumer<EndIsNoError>, KafkaError> {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("isolation.level", "read_committed")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .create_with_context(EndIsNoError)
 }
 
 /// Consumer context that does not log reaching a partition's end as an error: the
