@@ -39,6 +39,9 @@ use crate::record::{AppendRequest, Appended, NewEvent};
 /// Maximum wait for a forwarded append to reach the local copy.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Maximum wait for Kafka to confirm a forwarded append's command.
+const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Most commands appended together by the intake.
 const INTAKE_BATCH: usize = 1024;
 
@@ -117,15 +120,30 @@ impl Forwarder {
             .key(&record_key)
             .payload(&payload)
             .headers(headers);
-        self.producer
-            .send(record, FORWARD_TIMEOUT)
-            .await
-            .map_err(|(error, _)| LedgerError::Unavailable {
-                chain,
-                reason: format!(
-                    "Kafka did not take the request for the chain's sequencer: {error}"
-                ),
-            })?;
+        // The producer retries for minutes while the brokers are down, so the request
+        // gets 503 after SEND_TIMEOUT, as an append of a chain sequenced here does.
+        let sent = tokio::time::timeout(SEND_TIMEOUT, self.producer.send(record, SEND_TIMEOUT));
+        match sent.await {
+            Ok(Ok(_)) => {}
+            Ok(Err((error, _))) => {
+                return Err(LedgerError::Unavailable {
+                    chain,
+                    reason: format!(
+                        "Kafka did not take the request for the chain's sequencer: {error}"
+                    ),
+                });
+            }
+            Err(_) => {
+                return Err(LedgerError::Unavailable {
+                    chain,
+                    reason: format!(
+                        "Kafka did not confirm the request for the chain's sequencer within {} \
+                         s; it may still be recorded, so retry with the same idempotency key",
+                        SEND_TIMEOUT.as_secs()
+                    ),
+                });
+            }
+        }
 
         let deadline = Instant::now() + FORWARD_TIMEOUT;
         loop {
