@@ -365,10 +365,9 @@ async fn second_server_serves_shared_documents() {
     );
     other.wait_healthy(&client).await;
     drop(other);
-    let heads = [
-        first.next_position(&client, 0).await,
-        first.next_position(&client, 1).await,
-    ];
+    let heads = first
+        .settled_heads(&client, &[0, 1], Duration::from_secs(3))
+        .await;
     let mut fourth = std::process::Command::new(kafka_support::BIN);
     fourth
         .args(["serve", "--listen", "127.0.0.1:0", "--kafka", &brokers])
@@ -382,10 +381,9 @@ async fn second_server_serves_shared_documents() {
         stderr.contains("which the key folder") && stderr.contains("does not have"),
         "{stderr}"
     );
-    let after = [
-        first.next_position(&client, 0).await,
-        first.next_position(&client, 1).await,
-    ];
+    let after = first
+        .settled_heads(&client, &[0, 1], Duration::from_secs(3))
+        .await;
     assert_eq!(after, heads, "the rejected server wrote to the topic");
 
     // Commands that only read do not create a mistyped topic: the second run finds

@@ -200,6 +200,37 @@ impl ServeProcess {
         false
     }
 
+    /// Returns the next positions of `chains` once they have stayed the same for
+    /// `quiet`, so that e-mails and downloads still being recorded do not count as
+    /// writes of a later step. Panics when they keep moving for a minute.
+    pub async fn settled_heads(
+        &self,
+        client: &reqwest::Client,
+        chains: &[u32],
+        quiet: Duration,
+    ) -> Vec<Option<u64>> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut heads = Vec::new();
+        let mut since = Instant::now();
+        loop {
+            let mut now = Vec::with_capacity(chains.len());
+            for &chain in chains {
+                now.push(self.next_position(client, chain).await);
+            }
+            if now != heads {
+                heads = now;
+                since = Instant::now();
+            } else if since.elapsed() >= quiet {
+                return heads;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "chains {chains:?} kept growing for a minute: {heads:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Returns the last `lines` lines of the log, for a failure message.
     pub fn log_tail(&self, lines: usize) -> String {
         let log = self.log_text();
