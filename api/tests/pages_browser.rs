@@ -551,6 +551,15 @@ async fn sender_recipient_billing_and_auditor_in_chromium() {
         timeline.contains("SubmissionAcceptance"),
         "ETSI names shown"
     );
+    // Each row names the recipient and the document it concerns.
+    assert!(
+        timeline.contains("Recipient: bob@recipients.test"),
+        "{timeline}"
+    );
+    assert!(
+        timeline.contains("Document: Contract 2026.txt"),
+        "{timeline}"
+    );
     let rows = staff
         .find_all(Locator::Css("#timeline tbody tr"))
         .await

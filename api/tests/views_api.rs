@@ -295,6 +295,46 @@ async fn views_serve_senders_billing_and_auditors() {
     );
     assert_eq!(events[0]["type"], "DocumentUploaded");
 
+    // Each row names the recipient and the document it concerns, read from the event.
+    let of_type = |kind: &str| -> &serde_json::Value {
+        events.iter().find(|event| event["type"] == kind).unwrap()
+    };
+    assert_eq!(of_type("DocumentUploaded")["document"], "a.bin");
+    assert_eq!(
+        of_type("DocumentUploaded")["recipient"],
+        serde_json::Value::Null
+    );
+    assert_eq!(
+        of_type("DocumentUploaded")["detail"],
+        "1000 bytes, application/octet-stream"
+    );
+    let submitted_detail = of_type("DeliverySubmitted")["detail"].as_str().unwrap();
+    assert!(
+        submitted_detail.starts_with("to bob@recipients.test;"),
+        "{submitted_detail}"
+    );
+    assert_eq!(
+        of_type("DeliveryOpened")["recipient"],
+        "bob@recipients.test"
+    );
+    let downloaded = of_type("DocumentDownloaded");
+    assert_eq!(downloaded["recipient"], "bob@recipients.test");
+    assert_eq!(downloaded["document"], "a.bin");
+    assert_eq!(downloaded["detail"], "1000 bytes");
+    let receipt = of_type("ReceiptSent");
+    assert_eq!(receipt["recipient"], "bob@recipients.test");
+    assert!(
+        receipt["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("Message-ID "),
+        "{receipt}"
+    );
+    assert_eq!(
+        of_type("DeliveryReleased")["detail"],
+        serde_json::Value::Null
+    );
+
     // Each row names its ETSI EN 319 522 event, or null where none matches.
     let etsi_of = |kind: &str| -> Vec<serde_json::Value> {
         events

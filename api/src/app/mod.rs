@@ -27,6 +27,7 @@ mod core;
 pub(crate) mod deliveries;
 mod error;
 mod evidence;
+pub(crate) mod history;
 mod limits;
 mod media_type;
 mod names;

@@ -5,7 +5,7 @@
 //! submission returned): the read waits until the view has applied that event, so a
 //! client sees its own write at once.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,11 +22,8 @@ use consign_projections::tracking::{
     self, DeliveryFilter, DeliveryTracking, ListCursor, TrackingStatus,
 };
 use consign_projections::{Positions, ProjectionError};
-use consign_schemas::events::{NotificationKind, Role};
-use consign_schemas::{
-    ChainId, ContentHash, DeliveryId, Envelope, Event, EventKind, NotificationId, Position,
-    Timestamp,
-};
+use consign_schemas::events::Role;
+use consign_schemas::{ChainId, ContentHash, DeliveryId, Position, Timestamp};
 use futures::Stream;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -35,6 +32,7 @@ use super::auth::Caller;
 use super::body::query_params;
 use super::core::Core;
 use super::error::ApiError;
+use super::history::checked_history;
 use super::names::quoted;
 
 /// Maximum wait for `after`.
@@ -480,6 +478,9 @@ pub async fn history(
                 "type": entry.kind.name(),
                 "etsi": row.etsi,
                 "link_verified": row.link_verified,
+                "recipient": row.recipient,
+                "document": row.document,
+                "detail": row.detail,
             })
         })
         .collect();
@@ -500,128 +501,6 @@ pub async fn history(
             format!("format {} is not json or jsonl", quoted(other)),
         )),
     }
-}
-
-/// One event of a delivery's history, checked against the ledger.
-#[derive(Debug)]
-pub(crate) struct CheckedEntry {
-    pub(crate) entry: audit::AuditEntry,
-    /// The ETSI EN 319 522 event name, if the event is one.
-    pub(crate) etsi: Option<&'static str>,
-    /// See [`LedgerCheck::link_verified`].
-    pub(crate) link_verified: bool,
-}
-
-/// Reads a delivery's history from the audit view and checks each event against the
-/// ledger; empty for an unknown delivery.
-///
-/// # Errors
-///
-/// The view or the ledger cannot be read.
-pub(crate) fn checked_history(
-    core: &Core,
-    delivery: DeliveryId,
-) -> Result<Vec<CheckedEntry>, ApiError> {
-    let entries = audit::history(&core.views, delivery)?;
-    let mut rows = Vec::with_capacity(entries.len());
-    let mut receipt_notifications = HashSet::new();
-    for entry in entries {
-        let checked = check_in_ledger(
-            core,
-            entry.chain,
-            entry.position,
-            entry.hash,
-            entry.previous,
-        )?;
-        let etsi = etsi_name(
-            entry.kind,
-            checked.event.as_ref(),
-            &mut receipt_notifications,
-        );
-        rows.push(CheckedEntry {
-            entry,
-            etsi,
-            link_verified: checked.link_verified,
-        });
-    }
-    Ok(rows)
-}
-
-/// One history event as read back from the ledger.
-struct LedgerCheck {
-    /// Whether the stored bytes hash to the recorded hash, the event is the one the
-    /// view names, and its previous hash is the hash of the event before it (or the
-    /// chain's genesis value).
-    link_verified: bool,
-    /// The stored event, when it exists and decodes.
-    event: Option<Event>,
-}
-
-/// Reads one event of a history from the ledger and checks its link.
-fn check_in_ledger(
-    core: &Core,
-    chain: ChainId,
-    position: Position,
-    hash: consign_schemas::EventHash,
-    previous: consign_schemas::EventHash,
-) -> Result<LedgerCheck, ApiError> {
-    let start = Position::new(position.get().saturating_sub(1));
-    let raws = core.ledger.read_raw(chain, start, 2)?;
-    let Some(event) = raws.iter().find(|raw| raw.position == position) else {
-        return Ok(LedgerCheck {
-            link_verified: false,
-            event: None,
-        });
-    };
-    let computed = consign_schemas::hash_stored_event(&event.bytes);
-    let expected_previous = if position.get() == 0 {
-        Some(consign_schemas::genesis_hash(chain))
-    } else {
-        raws.iter()
-            .find(|raw| raw.position.get() + 1 == position.get())
-            .map(|raw| consign_schemas::hash_stored_event(&raw.bytes))
-    };
-    let link_verified = event.recorded_hash == Some(computed)
-        && computed == hash
-        && expected_previous == Some(previous);
-    let event = Envelope::decode(&event.bytes)
-        .ok()
-        .map(|envelope| envelope.event);
-    Ok(LedgerCheck {
-        link_verified,
-        event,
-    })
-}
-
-/// Returns the ETSI EN 319 522 name of one history event, given in ledger order.
-///
-/// `receipt_notifications` collects the receipt e-mails to the sender seen so far.
-/// Their `NotificationSent` and `NotificationFailed` get no name because they are not
-/// consignment notifications. An event that does not decode gets its kind's name.
-fn etsi_name(
-    kind: EventKind,
-    event: Option<&Event>,
-    receipt_notifications: &mut HashSet<NotificationId>,
-) -> Option<&'static str> {
-    match event {
-        Some(Event::NotificationAttempted(attempted))
-            if attempted.kind == NotificationKind::Receipt =>
-        {
-            receipt_notifications.insert(attempted.notification);
-        }
-        Some(Event::NotificationSent(sent))
-            if receipt_notifications.contains(&sent.notification) =>
-        {
-            return None;
-        }
-        Some(Event::NotificationFailed(failed))
-            if receipt_notifications.contains(&failed.notification) =>
-        {
-            return None;
-        }
-        _ => {}
-    }
-    kind.etsi_name()
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -20,7 +20,8 @@ use super::form::{FormError, error_summary, text_input};
 use super::layout::{Section, html_response, page, time_element};
 use super::session::{PageCaller, PageError, urlencode};
 use crate::app::deliveries::status_name;
-use crate::app::views::{audit_search_page, checked_history};
+use crate::app::history::checked_history;
+use crate::app::views::audit_search_page;
 use crate::app::{ApiError, Core};
 use crate::web::html::escape;
 
@@ -421,6 +422,20 @@ pub(crate) async fn timeline(
         let etsi = row.etsi.map_or_else(String::new, |name| {
             format!("<br><small>ETSI EN 319 522: {name}</small>")
         });
+        let mut facts = String::new();
+        if let Some(recipient) = &row.recipient {
+            let _ = write!(facts, "<br>Recipient: {}", escape(recipient));
+        }
+        if let Some(document) = &row.document {
+            let _ = write!(facts, "<br>Document: {}", escape(document));
+        }
+        if let Some(detail) = &row.detail {
+            let _ = write!(
+                facts,
+                "<br><small class=\"detail\">{}</small>",
+                escape(detail)
+            );
+        }
         let check = if row.link_verified {
             "<span class=\"status status-verified\">Verified</span>"
         } else {
@@ -429,7 +444,7 @@ pub(crate) async fn timeline(
         let _ = writeln!(
             body,
             "<tr><td data-label=\"Position\">{}:{}</td><td data-label=\"Time\">{}</td>\
-             <td data-label=\"Event\">{}{etsi}</td>\
+             <td data-label=\"Event\">{}{etsi}{facts}</td>\
              <td data-label=\"Hashes\"><code>{}</code><br><small>previous <code>{}</code></small></td>\
              <td data-label=\"Check\">{check}</td></tr>",
             entry.chain,

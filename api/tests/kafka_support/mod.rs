@@ -201,7 +201,7 @@ impl ServeProcess {
     }
 
     /// Returns the next positions of `chains` once they have stayed the same for
-    /// `quiet`, so that e-mails and downloads still being recorded do not count as
+    /// `quiet`, so that checkpoints and downloads still being recorded do not count as
     /// writes of a later step. Panics when they keep moving for a minute.
     pub async fn settled_heads(
         &self,
