@@ -15,11 +15,13 @@ use support::{Server, open_account};
 
 /// The routes under /api that `consign_api::app::router` serves, as in
 /// `api/src/app/mod.rs`, with lower-case methods as OpenAPI writes them.
-const ROUTES: [(&str, &str); 24] = [
+const ROUTES: [(&str, &str); 26] = [
     ("post", "/api/login"),
     ("post", "/api/logout"),
     ("get", "/api/me"),
+    ("post", "/api/me/password"),
     ("post", "/api/accounts"),
+    ("post", "/api/accounts/{login}/password"),
     ("get", "/api/lists"),
     ("put", "/api/lists/{name}"),
     ("delete", "/api/lists/{name}"),

@@ -87,14 +87,9 @@ impl FromRequestParts<Arc<Core>> for Caller {
         if from_cookie && !parts.method.is_safe() {
             return Err(ApiError::CookieCannotWrite);
         }
-        let account_id = core
-            .sessions
-            .account(&token)
-            .ok_or(ApiError::Unauthenticated)?;
         let account = core
-            .model()
-            .account(account_id)
-            .cloned()
+            .sessions
+            .account(&token, &core.model())
             .ok_or(ApiError::Unauthenticated)?;
         Ok(Caller { account })
     }
@@ -131,7 +126,7 @@ pub async fn login(
     ApiJson(request): ApiJson<LoginRequest>,
 ) -> Result<Response, ApiError> {
     let account = check_credentials(&core, ip, &request.login, request.password).await?;
-    let token = core.sessions.open(account.id);
+    let token = core.sessions.open(&account);
     tracing::info!(account = %account.id, role = role_name(account.role), "login");
     let body = Json(json!({
         "token": token,

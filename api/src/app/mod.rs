@@ -24,6 +24,7 @@ pub(crate) mod accounts;
 pub(crate) mod auth;
 pub(crate) mod body;
 mod core;
+pub(crate) mod credentials;
 pub(crate) mod deliveries;
 mod error;
 mod evidence;
@@ -57,6 +58,7 @@ use axum::routing::{get, post, put};
 
 pub use accounts::{ACCOUNT_CHAIN, CLI_ACTOR, NewAccount, account_request, login_taken};
 pub use core::{Core, CoreParts};
+pub use credentials::credential_request;
 pub use error::ApiError;
 pub use limits::{Limits, MailTransport, Transport};
 pub use passwords::{check_account_password, hash_blocking as hash_password};
@@ -67,7 +69,9 @@ pub fn router(core: Arc<Core>) -> Router {
         .route("/login", post(auth::login))
         .route("/logout", post(auth::logout))
         .route("/me", get(auth::me))
+        .route("/me/password", post(credentials::change_own))
         .route("/accounts", post(accounts::create))
+        .route("/accounts/{login}/password", post(credentials::reset))
         .route("/lists", get(accounts::get_lists))
         .route(
             "/lists/{name}",

@@ -1,7 +1,8 @@
-//! `consign account create`: opens an account on the command line, for the first
-//! administrator and for scripts. It needs the data directory to itself, so it runs
-//! while the server is stopped; with the server running, `POST /api/accounts` does the
-//! same for an administrator.
+//! `consign account create` and `consign account password`: open an account or set its
+//! password on the command line, for the first administrator, for an administrator who
+//! lost the password, and for scripts. They need the data directory to itself, so they
+//! run while the server is stopped. With the server running, `POST /api/accounts` and
+//! `POST /api/accounts/{login}/password` do the same for an administrator.
 
 use std::io::BufRead;
 
@@ -14,7 +15,8 @@ use consign_schemas::events::Role;
 
 use super::{DataDirArgs, Outcome};
 use crate::app::{
-    ACCOUNT_CHAIN, ApiError, CLI_ACTOR, NewAccount, account_request, hash_password, login_taken,
+    ACCOUNT_CHAIN, ApiError, CLI_ACTOR, NewAccount, account_request, check_account_password,
+    credential_request, hash_password, login_taken,
 };
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -58,6 +60,21 @@ pub struct CreateArgs {
     pub name: Option<String>,
 
     /// Read the password from the first line of standard input. Without it, the
+    /// password comes from the CONSIGN_ACCOUNT_PASSWORD environment variable.
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PasswordArgs {
+    #[command(flatten)]
+    pub data: DataDirArgs,
+
+    /// Login of the account whose password is set.
+    #[arg(long)]
+    pub login: String,
+
+    /// Read the new password from the first line of standard input. Without it, the
     /// password comes from the CONSIGN_ACCOUNT_PASSWORD environment variable.
     #[arg(long)]
     pub password_stdin: bool,
@@ -118,6 +135,55 @@ pub fn create(args: CreateArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome::Success)
 }
 
+/// Runs `consign account password`.
+///
+/// # Errors
+///
+/// No password was given, it is too short or too long, no account has the login, or
+/// the ledger cannot be opened or written.
+pub fn set_password(args: PasswordArgs) -> anyhow::Result<Outcome> {
+    let password = read_password(args.password_stdin)?;
+    check_account_password("password", &password).map_err(|error| {
+        let message = match error {
+            ApiError::Invalid { message, .. } => message,
+            other => other.to_string(),
+        };
+        anyhow::Error::msg(message.replacen("password", "the new password", 1))
+    })?;
+    let data_dir = &args.data.data_dir;
+    if args.data.kafka.is_none() && !data_dir.join("ledger/CURRENT").exists() {
+        bail!(
+            "{} has no ledger; pass the --data-dir of the server whose account you mean",
+            data_dir.display()
+        );
+    }
+    let ledger = if args.data.kafka.is_some() {
+        super::backend::open_ledger(
+            &args.data,
+            EmbeddedOptions::default(),
+            super::backend::Role::Follow,
+        )?
+    } else {
+        EmbeddedLedger::open(data_dir, EmbeddedOptions::default())
+            .with_context(|| format!("cannot open the ledger in {}", data_dir.display()))?
+    };
+
+    let model = account_model(&ledger)?;
+    let Some(account) = model.account_by_login(&args.login).cloned() else {
+        bail!(
+            "no account has the login {:?}; check the spelling, or open one with              `consign account create`",
+            args.login
+        );
+    };
+    let hash = hash_password(&password).map_err(anyhow::Error::msg)?;
+    let appended = ledger.append_blocking(credential_request(account.id, hash, CLI_ACTOR))?;
+    println!(
+        "set the password of account {} ({}) at position {}; its sessions have ended",
+        account.login, account.id, appended.events[0].position
+    );
+    Ok(Outcome::Success)
+}
+
 /// Opens `account` in the ledger at `data_dir`, which no other process may hold open,
 /// and returns its id and position on the account chain.
 ///
@@ -168,6 +234,19 @@ fn append_account(
     ledger: &EmbeddedLedger,
     account: &NewAccount,
 ) -> anyhow::Result<(consign_schemas::AccountId, Position)> {
+    let model = account_model(ledger)?;
+    let hash = hash_password(&account.password).map_err(anyhow::Error::msg)?;
+    let (id, request) =
+        account_request(&model, account, hash, CLI_ACTOR).map_err(anyhow::Error::msg)?;
+    let appended = ledger.append_blocking(request)?;
+    if appended.replayed {
+        bail!(login_taken(&account.login));
+    }
+    Ok((id, appended.events[0].position))
+}
+
+/// Folds the account chain into a model of the accounts and their logins.
+fn account_model(ledger: &EmbeddedLedger) -> anyhow::Result<Model> {
     let mut model = Model::new();
     let mut from = Position::new(0);
     loop {
@@ -178,15 +257,7 @@ fn append_account(
             model.apply(event)?;
         }
     }
-
-    let hash = hash_password(&account.password).map_err(anyhow::Error::msg)?;
-    let (id, request) =
-        account_request(&model, account, hash, CLI_ACTOR).map_err(anyhow::Error::msg)?;
-    let appended = ledger.append_blocking(request)?;
-    if appended.replayed {
-        bail!(login_taken(&account.login));
-    }
-    Ok((id, appended.events[0].position))
+    Ok(model)
 }
 
 fn read_password(from_stdin: bool) -> anyhow::Result<String> {

@@ -142,6 +142,8 @@ pub enum KeysCommand {
 pub enum AccountCommand {
     /// Open an account with a role.
     Create(account::CreateArgs),
+    /// Set the password of an account, ending its sessions.
+    Password(account::PasswordArgs),
 }
 
 /// Location of the embedded ledger.
@@ -264,6 +266,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Evidence(EvidenceCommand::Export(args)) => evidence::export(args),
         Command::Evidence(EvidenceCommand::Verify(args)) => evidence::verify(args),
         Command::Account(AccountCommand::Create(args)) => account::create(args),
+        Command::Account(AccountCommand::Password(args)) => account::set_password(args),
         Command::Keys(KeysCommand::Generate(args)) => keys::generate(args),
         Command::Projections(command) => projections::run(command),
         Command::Audit(command) => audit::run(command),

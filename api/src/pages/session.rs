@@ -106,8 +106,7 @@ impl FromRequestParts<Arc<Core>> for PageCaller {
 
     async fn from_request_parts(parts: &mut Parts, core: &Arc<Core>) -> Result<Self, Response> {
         let session = cookie_values(&parts.headers, SESSION_COOKIE).find_map(|token| {
-            let account = core.sessions.account(token)?;
-            let account = core.model().account(account).cloned()?;
+            let account = core.sessions.account(token, &core.model())?;
             Some((token.to_owned(), account))
         });
         let Some((session, account)) = session else {
@@ -246,7 +245,7 @@ pub(crate) async fn login(
 
     match check_credentials(&core, ip, &form.login, form.password).await {
         Ok(account) => {
-            let token = core.sessions.open(account.id);
+            let token = core.sessions.open(&account);
             tracing::info!(account = %account.id, role = role_name(account.role), "page login");
             let target = if next == "/" {
                 home_of(account.role).to_owned()
