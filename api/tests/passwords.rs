@@ -1,11 +1,13 @@
 //! Password changes against a running server and on the command line: an account
-//! changes its own password, an administrator sets another's, and every session opened
-//! with the old password ends.
+//! changes its own password (over the API and on its page), an administrator sets
+//! another's, and every session opened with the old password ends.
 
+mod pages_support;
 mod support;
 
 use consign_ledger::Clock;
 use consign_schemas::events::Role;
+use pages_support::{PageSession, set_cookie};
 use serde_json::{Value, json};
 use support::{Server, chain_heads, open_account, password_of};
 
@@ -179,6 +181,89 @@ async fn cli_sets_password_while_stopped() {
     );
     assert_eq!(
         login_status(&server, "root", "a long enough one 1").await,
+        200
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn password_page_changes_and_keeps_browser() {
+    let work = tempfile::tempdir().unwrap();
+    let data_dir = work.path().join("data");
+    open_account(&data_dir, "audrey", Role::Auditor).await;
+    let server = Server::start(&data_dir, Clock::system(), &[]).await;
+    let browser = PageSession::login(&server, "audrey").await;
+    let form = browser.get(&server, "/password").await;
+    assert_eq!(form.status(), 200);
+    let html = form.text().await.unwrap();
+    assert!(html.contains("type=\"password\""), "{html}");
+
+    // A wrong current password shows the error at its input and changes nothing.
+    let wrong = browser
+        .post(
+            &server,
+            "/password",
+            &[
+                ("csrf", &browser.csrf),
+                ("current_password", "not the password"),
+                ("new_password", "a new password 2"),
+            ],
+        )
+        .await;
+    assert_eq!(wrong.status(), 422);
+    let html = wrong.text().await.unwrap();
+    assert!(
+        html.contains("current_password is not the account"),
+        "{html}"
+    );
+    assert!(
+        !html.contains("a new password 2"),
+        "the page repeats a password"
+    );
+
+    // A form without the session's form token is rejected.
+    let forged = browser
+        .post(
+            &server,
+            "/password",
+            &[
+                ("current_password", password_of("audrey").as_str()),
+                ("new_password", "a new password 2"),
+            ],
+        )
+        .await;
+    assert_eq!(forged.status(), 403);
+
+    let changed = browser
+        .post(
+            &server,
+            "/password",
+            &[
+                ("csrf", &browser.csrf),
+                ("current_password", password_of("audrey").as_str()),
+                ("new_password", "a new password 2"),
+            ],
+        )
+        .await;
+    assert_eq!(changed.status(), 303);
+    assert_eq!(changed.headers()["location"], "/password?changed=1");
+    let (cookie, _) = set_cookie(&changed, "consign_session").expect("a new session cookie");
+
+    // The old cookie is sent back to the login page; the new one shows the notice.
+    let old = browser.get(&server, "/password").await;
+    assert_eq!(old.status(), 303);
+    let notice = server
+        .client
+        .get(server.url("/password?changed=1"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(notice.status(), 200);
+    let html = notice.text().await.unwrap();
+    assert!(html.contains("Your password was changed"), "{html}");
+    assert_eq!(
+        login_status(&server, "audrey", "a new password 2").await,
         200
     );
     server.stop().await;

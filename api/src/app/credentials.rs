@@ -3,6 +3,7 @@
 //! which every session opened with the old password is rejected (see
 //! [`super::sessions`]).
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::Json;
@@ -11,8 +12,9 @@ use axum::http::HeaderValue;
 use axum::http::header::SET_COOKIE;
 use axum::response::{IntoResponse, Response};
 use consign_ledger::{AppendRequest, NewEvent};
+use consign_projections::model::Account;
 use consign_schemas::events::{CredentialChanged, Role};
-use consign_schemas::{AccountId, Actor, Event};
+use consign_schemas::{AccountId, Actor, Event, Position};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -64,43 +66,7 @@ pub async fn change_own(
     body: Result<ApiJson<OwnPasswordChange>, ApiError>,
 ) -> Result<Response, ApiError> {
     let ApiJson(change) = body?;
-    passwords::check_account_password("new_password", &change.new_password)?;
-    if change.new_password == change.current_password {
-        return Err(ApiError::invalid(
-            "new_password",
-            "new_password is the current password; choose another",
-        ));
-    }
-
-    // The current password is checked under the login throttle, so a stolen session
-    // cannot be used to guess it faster than the login form allows.
-    let login = caller.account.login.clone();
-    match check_credentials(&core, ip, &login, change.current_password).await {
-        Ok(_) => {}
-        Err(ApiError::BadCredentials) => {
-            return Err(ApiError::invalid(
-                "current_password",
-                "current_password is not the account's password; nothing was changed",
-            ));
-        }
-        Err(other) => return Err(other),
-    }
-
-    let hash = passwords::hash(change.new_password).await?;
-    let id = caller.account.id;
-    let appended = core
-        .append(credential_request(id, hash, Actor::Account(id)))
-        .await?;
-    let position = appended.events[0].position;
-    let account = core
-        .model()
-        .account(id)
-        .cloned()
-        .ok_or_else(|| ApiError::Internal {
-            message: format!("account {id} is missing from the model after its password change"),
-        })?;
-    let token = core.sessions.open(&account);
-    tracing::info!(account = %id, %position, "password changed by the account");
+    let (token, position) = change_own_password(&core, ip, &caller.account, change).await?;
 
     let mut response = Json(json!({
         "token": token,
@@ -113,6 +79,59 @@ pub async fn change_own(
         HeaderValue::from_str(&session_cookie(&core, &token)).expect("the cookie is ASCII"),
     );
     Ok(response)
+}
+
+/// Changes the password of `account` after checking its current one, and returns a
+/// new session token and the position of the `CredentialChanged` event. Shared by the
+/// API and the account page.
+///
+/// # Errors
+///
+/// [`ApiError::Invalid`] for a wrong current password or an unfit new one,
+/// [`ApiError::Throttled`] after too many wrong guesses, and append failures.
+pub(crate) async fn change_own_password(
+    core: &Core,
+    ip: IpAddr,
+    account: &Account,
+    change: OwnPasswordChange,
+) -> Result<(String, Position), ApiError> {
+    passwords::check_account_password("new_password", &change.new_password)?;
+    if change.new_password == change.current_password {
+        return Err(ApiError::invalid(
+            "new_password",
+            "new_password is the current password; choose another",
+        ));
+    }
+
+    // The current password is checked under the login throttle, so a stolen session
+    // cannot be used to guess it faster than the login form allows.
+    match check_credentials(core, ip, &account.login, change.current_password).await {
+        Ok(_) => {}
+        Err(ApiError::BadCredentials) => {
+            return Err(ApiError::invalid(
+                "current_password",
+                "current_password is not the account's password; nothing was changed",
+            ));
+        }
+        Err(other) => return Err(other),
+    }
+
+    let hash = passwords::hash(change.new_password).await?;
+    let id = account.id;
+    let appended = core
+        .append(credential_request(id, hash, Actor::Account(id)))
+        .await?;
+    let position = appended.events[0].position;
+    let changed = core
+        .model()
+        .account(id)
+        .cloned()
+        .ok_or_else(|| ApiError::Internal {
+            message: format!("account {id} is missing from the model after its password change"),
+        })?;
+    let token = core.sessions.open(&changed);
+    tracing::info!(account = %id, %position, "password changed by the account");
+    Ok((token, position))
 }
 
 /// `POST /api/accounts/{login}/password`: an administrator sets the password of the

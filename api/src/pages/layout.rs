@@ -112,6 +112,7 @@ fn push_header(html: &mut String, viewer: Option<Viewer<'_>>, section: Section) 
         let _ = writeln!(
             html,
             "<div class=\"who\"><span>Logged in as <strong>{}</strong></span>\
+             <a href=\"/password\">Password</a>\
              <form method=\"post\" action=\"/logout\">\
              <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
              <button type=\"submit\">Log out</button></form></div>",

@@ -14,6 +14,7 @@
 //! | `GET, POST /lists`, `GET /lists/new`, `GET /lists/edit`, `POST /lists/remove` | sender | mailing lists |
 //! | `GET /billing`, `GET /billing/usage.csv` | billing, admin | usage and amounts |
 //! | `GET /audit`, `GET /audit/deliveries/{id}` | auditor, admin | search and timelines |
+//! | `GET, POST /password` | any account | its own password |
 //! | `GET /assets/consign.css`, `GET /assets/consign.js` | anyone | style and script |
 //!
 //! Security: every form carries the session's form token ([`session`]), every page
@@ -27,6 +28,7 @@ mod compose_form;
 mod form;
 mod layout;
 mod lists;
+mod password;
 mod sent;
 mod sent_detail;
 mod session;
@@ -63,6 +65,7 @@ pub(crate) fn router() -> Router<Arc<Core>> {
         .route("/lists/edit", get(lists::edit))
         .route("/billing", get(billing::show))
         .route("/billing/usage.csv", get(billing::csv))
+        .route("/password", get(password::show).post(password::change))
         .route("/audit", get(audit::search))
         .route("/audit/deliveries/{id}", get(audit::timeline))
         .layer(map_response(with_page_headers));
