@@ -1,1 +1,0 @@
-{"error":"bad_credentials","message":"the login or the password is wrong"}
