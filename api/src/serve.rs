@@ -40,7 +40,8 @@ mod startup;
 
 use health::Health;
 use startup::{
-    ServerKeys, check_listen_address, check_public_url_path, load_or_create_keys, prepare_outbox,
+    ServerKeys, check_keys_against_ledger, check_listen_address, check_public_url_path,
+    load_or_create_keys, prepare_outbox,
 };
 
 /// Time allowed, beyond one send, for another server to record the outcome of an
@@ -275,16 +276,20 @@ pub async fn run(
     // A ledger already in the data directory must open before the document store and
     // the keys are added beside it, so that a damaged one, or one with another chain
     // count than --chains, is left as it was.
+    if args.data.kafka.is_none() {
+        EmbeddedLedger::check_files(data_dir)
+            .with_context(|| format!("cannot open the ledger in {}", data_dir.display()))?;
+    }
     if args.data.kafka.is_none() && data_dir.join("ledger/CURRENT").exists() {
         let read_only = EmbeddedOptions {
             read_only: true,
             chains: args.chains,
             ..EmbeddedOptions::default()
         };
-        drop(
-            EmbeddedLedger::open(data_dir, read_only)
-                .with_context(|| format!("cannot open the ledger in {}", data_dir.display()))?,
-        );
+        let ledger = EmbeddedLedger::open(data_dir, read_only)
+            .with_context(|| format!("cannot open the ledger in {}", data_dir.display()))?;
+        check_keys_against_ledger(&ledger, &keys)?;
+        drop(ledger);
     }
     // The outbox may be outside the data directory, so it is created only after the
     // checks of an existing ledger, which leave everything as it was.

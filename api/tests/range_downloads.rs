@@ -293,23 +293,24 @@ async fn withdrawal_aborts_running_download() {
     server.stop().await;
 }
 
-/// A slow download is cut within seconds of the withdrawal, not at its end, so the
-/// recipient does not go on receiving a document that is no longer available.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn withdrawal_cuts_slow_download_promptly() {
-    const LARGE: usize = 64 << 20;
-    const RATE: f64 = 8.0 * 1024.0 * 1024.0;
-    let work = tempfile::tempdir().unwrap();
-    let (server, ada, _, delivery, url) = submitted_of(work.path(), LARGE).await;
-
-    let mut running = server.client.get(&url).send().await.unwrap();
+/// Starts a download of `url`, withdraws `delivery` once the first chunk arrived, and
+/// reads on at `rate` bytes per second. Returns whether the download failed, the
+/// bytes that arrived after the withdrawal, and the time until the download ended.
+async fn read_past_withdrawal(
+    server: &Server,
+    ada: &str,
+    delivery: &str,
+    url: &str,
+    rate: f64,
+) -> (bool, usize, Duration) {
+    let mut running = server.client.get(url).send().await.unwrap();
     assert_eq!(running.status(), 200);
-    let mut received = running.chunk().await.unwrap().expect("a first chunk").len();
+    running.chunk().await.unwrap().expect("a first chunk");
 
     let withdrawn = server
         .client
         .post(server.url(&format!("/api/deliveries/{delivery}/withdraw")))
-        .bearer_auth(&ada)
+        .bearer_auth(ada)
         .json(&json!({ "reason": "sent to the wrong firm" }))
         .send()
         .await
@@ -317,27 +318,87 @@ async fn withdrawal_cuts_slow_download_promptly() {
     assert_eq!(withdrawn.status(), 200);
     let withdrawn_at = std::time::Instant::now();
 
-    // Reading at 8 MiB/s, the whole document would take 8 s.
-    let outcome = loop {
+    let mut after = 0;
+    let failed = loop {
         match running.chunk().await {
             Ok(Some(chunk)) => {
-                received += chunk.len();
-                tokio::time::sleep(Duration::from_secs_f64(chunk.len() as f64 / RATE)).await;
+                after += chunk.len();
+                tokio::time::sleep(Duration::from_secs_f64(chunk.len() as f64 / rate)).await;
             }
-            Ok(None) => break Ok(()),
-            Err(error) => break Err(error),
+            Ok(None) => break false,
+            Err(_) => break true,
         }
     };
-    let elapsed = withdrawn_at.elapsed();
+    (failed, after, withdrawn_at.elapsed())
+}
+
+/// A slow download is cut within seconds of the withdrawal, not at its end, so the
+/// recipient does not go on receiving a document that is no longer available.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn withdrawal_cuts_slow_download_promptly() {
+    const LARGE: usize = 64 << 20;
+    let work = tempfile::tempdir().unwrap();
+    let (server, ada, _, delivery, url) = submitted_of(work.path(), LARGE).await;
+
+    // Reading at 8 MiB/s, the whole document would take 8 s.
+    let (failed, after, elapsed) =
+        read_past_withdrawal(&server, &ada, &delivery, &url, 8.0 * 1024.0 * 1024.0).await;
+    assert!(failed, "the download completed after the withdrawal");
     assert!(
-        outcome.is_err(),
-        "the download completed after the withdrawal"
-    );
-    assert!(
-        received < LARGE / 2,
-        "{received} of {LARGE} bytes arrived after {elapsed:?}"
+        after < LARGE / 2,
+        "{after} of {LARGE} bytes arrived after {elapsed:?}"
     );
     assert!(elapsed < Duration::from_secs(4), "cut after {elapsed:?}");
+
+    server.stop().await;
+}
+
+/// A client reading 200 KB/s gets little after a withdrawal: the server queues at most
+/// about 128 KiB unsent in the kernel, so it reads its next chunk, and sees the
+/// withdrawal, within about a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn withdrawal_cuts_very_slow_download() {
+    const LARGE: usize = 16 << 20;
+    let work = tempfile::tempdir().unwrap();
+    let (server, ada, _, delivery, url) = submitted_of(work.path(), LARGE).await;
+
+    let (failed, after, elapsed) =
+        read_past_withdrawal(&server, &ada, &delivery, &url, 200_000.0).await;
+    assert!(failed, "the download completed after the withdrawal");
+    assert!(after < 2_000_000, "{after} bytes arrived after {elapsed:?}");
+    assert!(elapsed < Duration::from_secs(10), "cut after {elapsed:?}");
+
+    server.stop().await;
+}
+
+/// A `HEAD` request on the delivery page gets its status and records no opening; the
+/// `GET` that follows records one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_request_records_no_opening() {
+    let work = tempfile::tempdir().unwrap();
+    let (server, ada, _, delivery, url) = submitted_of(work.path(), 1000).await;
+    let link = url.split("/documents/").next().unwrap().to_owned();
+    let opened_at = || async {
+        let detail: Value = server
+            .client
+            .get(server.url(&format!("/api/deliveries/{delivery}")))
+            .bearer_auth(&ada)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        detail["recipients"][0]["opened_at"].clone()
+    };
+
+    let head = server.client.head(&link).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(opened_at().await, Value::Null);
+
+    let get = server.client.get(&link).send().await.unwrap();
+    assert_eq!(get.status(), 200);
+    assert_ne!(opened_at().await, Value::Null);
 
     server.stop().await;
 }

@@ -309,3 +309,116 @@ async fn local_times_follow_the_documented_rules() {
     assert_eq!(body["field"], "deliver_at", "{body}");
     server.stop().await;
 }
+
+/// An expiration date that passes while the documents are still uploading rejects the
+/// submission, which would otherwise be recorded already expired, and records nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expiry_passed_during_upload_rejected() {
+    let work = tempfile::tempdir().unwrap();
+    let data_dir = work.path().join("data");
+    open_account(&data_dir, "ada", Role::Sender).await;
+    let clock = ManualClock::new(START);
+    let server = Server::start(&data_dir, clock.clock(), &[]).await;
+    let token = server.login("ada").await;
+
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+    let body = reqwest::Body::wrap_stream(tokio_stream_of(receiver));
+    let metadata = serde_json::json!({
+        "recipients": ["bob@recipients.test"],
+        "subject": "Expires during the upload",
+        "expires_at": at(HOUR),
+    });
+    let form = Form::new()
+        .part("metadata", Part::text(metadata.to_string()))
+        .part("document", Part::stream(body).file_name("slow.txt"));
+    let request = server
+        .client
+        .post(server.url("/api/deliveries"))
+        .bearer_auth(&token)
+        .multipart(form)
+        .send();
+    let feeder = async {
+        sender.send(Ok(vec![b'a'; 64 * 1024])).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        clock.advance(2 * HOUR);
+        sender.send(Ok(vec![b'b'; 64 * 1024])).await.unwrap();
+        drop(sender);
+    };
+    let (response, ()) = tokio::join!(request, feeder);
+    let response = response.unwrap();
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["field"], "expires_at", "{body}");
+    server.stop().await;
+
+    assert_eq!(count_events(&data_dir, EventKind::DeliverySubmitted), 0);
+    assert_eq!(count_events(&data_dir, EventKind::DocumentUploaded), 0);
+    assert_eq!(support::count_files(&data_dir.join("blobs/objects")), 0);
+    assert_eq!(support::count_files(&data_dir.join("blobs/tmp")), 0);
+}
+
+/// Turns a channel of chunks into the stream a request body reads.
+fn tokio_stream_of(
+    mut receiver: tokio::sync::mpsc::Receiver<Result<Vec<u8>, std::io::Error>>,
+) -> impl futures::Stream<Item = Result<Vec<u8>, std::io::Error>> {
+    futures::stream::poll_fn(move |context| receiver.poll_recv(context))
+}
+
+/// A server stopped while it records steps that fell due during its downtime stops at
+/// once, and the next start records every step once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_during_due_backlog_completes() {
+    const DELIVERIES: usize = 150;
+    let work = tempfile::tempdir().unwrap();
+    let data_dir = work.path().join("data");
+    open_account(&data_dir, "ada", Role::Sender).await;
+    let clock = ManualClock::new(START);
+    let server = Server::start(&data_dir, clock.clock(), &[]).await;
+    let token = server.login("ada").await;
+    for index in 0..DELIVERIES {
+        let submitted = submit(
+            &server,
+            &token,
+            &format!("r{index}@recipients.test"),
+            serde_json::json!({ "deliver_at": at(HOUR) }),
+        )
+        .await;
+        assert_eq!(submitted["status"], "scheduled", "{submitted}");
+    }
+    server.stop().await;
+
+    clock.advance(2 * HOUR);
+    let server = Server::start(&data_dir, clock.clock(), &[]).await;
+    let stopped = tokio::time::timeout(Duration::from_secs(30), server.stop()).await;
+    assert!(stopped.is_ok(), "the server did not stop within 30 s");
+
+    let server = Server::start(&data_dir, clock.clock(), &[]).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while count_scheduled(&server).await > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not every delivery was released"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    server.stop().await;
+    assert_eq!(
+        count_events(&data_dir, EventKind::DeliveryReleased),
+        DELIVERIES
+    );
+}
+
+/// Returns how many of ada's deliveries the tracking view shows still scheduled.
+async fn count_scheduled(server: &Server) -> usize {
+    let token = server.login("ada").await;
+    let response = server
+        .client
+        .get(server.url("/api/tracking/deliveries?status=scheduled&limit=500"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    let body: serde_json::Value = response.json().await.unwrap();
+    body["deliveries"].as_array().map_or(0, Vec::len)
+}

@@ -94,8 +94,11 @@ pub enum ProjectionError {
 
     #[error(
         "view {view} has applied chain {chain} up to position {position}, past the ledger head \
-         {head}; the view store belongs to another or a truncated ledger, so delete it and \
-         rebuild the views"
+         {head}: either the ledger lost events it had acknowledged (a cut write-ahead log), or \
+         the view store belongs to another ledger. Keep both as they are, check the ledger \
+         with `consign ledger verify --checkpoint` against a checkpoint saved earlier, and \
+         restore the data directory from a backup; delete the view store only if it belongs \
+         to another ledger"
     )]
     AheadOfLedger {
         view: String,

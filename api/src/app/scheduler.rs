@@ -41,7 +41,14 @@ pub async fn run(
     let mut changes = core.views.commits();
     loop {
         let now = core.clock.now();
-        let next = match round(&core, now).await {
+        // A round waits for the views to apply each step, and the view follower stops
+        // at shutdown too, so the round gives way to the shutdown. Its appends carry
+        // idempotency keys, so a step cut short is recorded once at the next start.
+        let outcome = tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            outcome = round(&core, now) => outcome,
+        };
+        let next = match outcome {
             Ok(next) => next,
             // A Kafka sequencer that is starting or changing hands: try again soon.
             Err(ApiError::Unavailable { message }) if message.starts_with(UNCONFIRMED) => {

@@ -185,24 +185,39 @@ fn check_one_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Reads the head of the next part, giving up when no data arrives for
+/// [`UPLOAD_IDLE_TIMEOUT`], as a document's content does.
 pub(crate) async fn next_field<'a>(
     multipart: &'a mut Multipart,
 ) -> Result<Option<Field<'a>>, ApiError> {
-    multipart
-        .next_field()
-        .await
-        .map_err(|error| ApiError::BadRequest {
+    let Ok(next) = tokio::time::timeout(UPLOAD_IDLE_TIMEOUT, multipart.next_field()).await else {
+        return Err(ApiError::BadRequest {
             field: None,
-            message: format!("the multipart body is malformed or was cut off: {error}"),
-        })
+            message: format!("the multipart body stopped: {UploadStalled}"),
+        });
+    };
+    next.map_err(|error| ApiError::BadRequest {
+        field: None,
+        message: format!("the multipart body is malformed or was cut off: {error}"),
+    })
 }
 
 async fn read_small(mut field: Field<'_>, max: usize) -> Result<Vec<u8>, ApiError> {
     let mut bytes = Vec::new();
-    while let Some(chunk) = field.chunk().await.map_err(|error| ApiError::BadRequest {
-        field: Some("metadata".to_owned()),
-        message: format!("the metadata part was cut off: {error}"),
-    })? {
+    loop {
+        let Ok(next) = tokio::time::timeout(UPLOAD_IDLE_TIMEOUT, field.chunk()).await else {
+            return Err(ApiError::BadRequest {
+                field: Some("metadata".to_owned()),
+                message: format!("the metadata part stopped: {UploadStalled}"),
+            });
+        };
+        let next = next.map_err(|error| ApiError::BadRequest {
+            field: Some("metadata".to_owned()),
+            message: format!("the metadata part was cut off: {error}"),
+        })?;
+        let Some(chunk) = next else {
+            break;
+        };
         if bytes.len() + chunk.len() > max {
             return Err(ApiError::LimitExceeded {
                 status: StatusCode::PAYLOAD_TOO_LARGE,
@@ -398,6 +413,37 @@ fn keyed_delivery_id(core: &Core, key: &IdempotencyKey) -> DeliveryId {
     }
 }
 
+/// Rejects a submission whose expiration date passed while its documents were
+/// uploading, which would be recorded already expired and never notified. A retry of a
+/// submission this ledger copy has recorded under the same key passes, so it gets the
+/// original answer.
+///
+/// # Errors
+///
+/// [`ApiError::Invalid`] naming `expires_at`, and ledger read failures.
+fn check_not_expired_meanwhile(
+    core: &Core,
+    plan: &Plan,
+    idempotency: Option<&IdempotencyKey>,
+) -> Result<(), ApiError> {
+    let Some(expires_at) = &plan.expires_at else {
+        return Ok(());
+    };
+    if expires_at.instant > core.clock.now() {
+        return Ok(());
+    }
+    if let Some(key) = idempotency
+        && core.ledger.find_idempotent(key)?.is_some()
+    {
+        return Ok(());
+    }
+    Err(ApiError::invalid(
+        "expires_at",
+        "expires_at passed while the documents were uploading, so the delivery would be \
+         recorded already expired; nothing was recorded, so give a later date and time",
+    ))
+}
+
 /// Appends the submission. Returns the response body and whether the idempotency key
 /// replayed an earlier submission, whose documents were stored already.
 pub(crate) async fn record(
@@ -407,6 +453,7 @@ pub(crate) async fn record(
     uploads: &[Upload],
     idempotency: Option<IdempotencyKey>,
 ) -> Result<(serde_json::Value, bool), ApiError> {
+    check_not_expired_meanwhile(core, &plan, idempotency.as_ref())?;
     let delivery = match &idempotency {
         Some(key) => keyed_delivery_id(core, key),
         None => local_delivery_id(core),

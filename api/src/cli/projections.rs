@@ -84,13 +84,12 @@ fn rebuild(args: RebuildArgs) -> anyhow::Result<Outcome> {
     }
     let started = Instant::now();
     let done = catch_up_with_bar(&ledger, &store, &views)?;
-    println!(
+    let summary = format!(
         "rebuilt {} from position zero: {}",
         join_names(&views, "and"),
         describe_run(done, started)
     );
-    print_table(&report(&ledger, &store, &views)?)?;
-    Ok(Outcome::Success)
+    super::printed(print_summary(&summary, &report(&ledger, &store, &views)?))
 }
 
 fn catch_up(args: CatchUpArgs) -> anyhow::Result<Outcome> {
@@ -99,13 +98,12 @@ fn catch_up(args: CatchUpArgs) -> anyhow::Result<Outcome> {
 
     let started = Instant::now();
     let done = catch_up_with_bar(&ledger, &store, &views)?;
-    println!(
+    let summary = format!(
         "caught up {}: {}",
         join_names(&views, "and"),
         describe_run(done, started)
     );
-    print_table(&report(&ledger, &store, &views)?)?;
-    Ok(Outcome::Success)
+    super::printed(print_summary(&summary, &report(&ledger, &store, &views)?))
 }
 
 fn status(args: StatusArgs) -> anyhow::Result<Outcome> {
@@ -246,6 +244,12 @@ fn report(
     consign_projections::status(ledger, store, views).context("cannot read the view status")
 }
 
+/// Prints the `summary` line of a run, then the status table.
+fn print_summary(summary: &str, report: &[ViewStatus]) -> std::io::Result<()> {
+    writeln!(std::io::stdout().lock(), "{summary}")?;
+    print_table(report)
+}
+
 /// Prints one row per view and chain, with columns aligned.
 fn print_table(report: &[ViewStatus]) -> std::io::Result<()> {
     let mut rows = vec![
@@ -261,7 +265,11 @@ fn print_table(report: &[ViewStatus]) -> std::io::Result<()> {
                 chain.chain.get().to_string(),
                 chain.position.get().to_string(),
                 chain.head.get().to_string(),
-                chain.lag.to_string(),
+                if chain.position > chain.head {
+                    format!("AHEAD {}", chain.position.get() - chain.head.get())
+                } else {
+                    chain.lag.to_string()
+                },
                 view.entries.to_string(),
                 view.state.to_hex(),
             ]);

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::StatusCode;
 use consign_ledger::kafka::KafkaStatus;
 use serde_json::{Value, json};
 
@@ -21,8 +22,9 @@ pub(super) struct Health {
 
 /// Returns the heads of every chain and, on Kafka, the chains whose sequencer in this
 /// process takes appends (`ready`) and those another process fenced (`fenced`, with
-/// the reason).
-pub(super) async fn health(State(health): State<Health>) -> Json<Value> {
+/// the reason). After a failed ledger write, which stops every append until a restart,
+/// the status is `failed` with the reason, and the answer 503.
+pub(super) async fn health(State(health): State<Health>) -> (StatusCode, Json<Value>) {
     let ledger = &health.core.ledger;
     let chains: Vec<_> = ledger
         .chains()
@@ -34,7 +36,20 @@ pub(super) async fn health(State(health): State<Health>) -> Json<Value> {
             })
         })
         .collect();
+    let failure = ledger.write_failure();
+    let status = if failure.is_some() {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
     let mut body = json!({ "status": "ok", "chains": chains });
+    if let Some(reason) = failure {
+        body["status"] = json!("failed");
+        body["reason"] = json!(format!(
+            "a ledger write failed ({reason}); appends are rejected until consign is \
+             restarted, once the cause (such as a full disk) is fixed"
+        ));
+    }
     if let Some(kafka) = &health.kafka {
         let fenced: Vec<Value> = kafka
             .fenced_chains()
@@ -43,5 +58,5 @@ pub(super) async fn health(State(health): State<Health>) -> Json<Value> {
             .collect();
         body["kafka"] = json!({ "ready": kafka.ready_chains(), "fenced": fenced });
     }
-    Json(body)
+    (status, Json(body))
 }

@@ -3,9 +3,11 @@
 use std::path::Path;
 
 use anyhow::Context;
+use consign_ledger::EmbeddedLedger;
 use consign_ledger::kafka::{recent_checkpoint_keys, topic_has_records};
 use consign_ledger::postmark::PostmarkKeys;
 use consign_notifier::LinkKey;
+use consign_schemas::Event;
 
 use super::ServeArgs;
 use crate::blobs::KeyEncryptionKey;
@@ -181,6 +183,54 @@ fn check_keys_against_topic(brokers: &str, topic: &str, keys: &Path) -> anyhow::
              does not have, so it is not the key folder of the servers already on the topic; \
              give --keys-dir their folder (or a copy of it), so that this server's links, \
              encrypted documents and signatures match theirs",
+            foreign.join(", "),
+            keys.display()
+        );
+    }
+    Ok(())
+}
+
+/// Stops an embedded server whose key folder lacks the postmark key that signed the
+/// ledger's latest checkpoints. The folder was lost or replaced, and keys created or
+/// loaded from it would not match the links, encrypted documents and signatures already
+/// recorded. A ledger without checkpoints, such as one `account create` made, is not
+/// checked.
+pub(super) fn check_keys_against_ledger(
+    ledger: &EmbeddedLedger,
+    keys: &Path,
+) -> anyhow::Result<()> {
+    let mut signers = std::collections::BTreeSet::new();
+    for chain in ledger.chains() {
+        let Some(position) = ledger.last_checkpoint(chain)? else {
+            continue;
+        };
+        for stored in ledger.read(chain, position, 1)? {
+            if let Event::CheckpointSigned(signed) = &stored.envelope.event {
+                signers.insert(signed.key_id.clone());
+            }
+        }
+    }
+    if signers.is_empty() {
+        return Ok(());
+    }
+    let postmark = keys.join(POSTMARK_KEYS);
+    let known = if postmark.exists() {
+        PostmarkKeys::load_public(&postmark)?
+    } else {
+        std::collections::BTreeMap::new()
+    };
+    let foreign: Vec<&str> = signers
+        .iter()
+        .map(String::as_str)
+        .filter(|id| !known.contains_key(*id))
+        .collect();
+    if !foreign.is_empty() {
+        anyhow::bail!(
+            "the ledger in {} has checkpoints signed with {}, which the key folder {} does \
+             not have, so it is not this ledger's key folder; give --keys-dir this ledger's \
+             key folder, or restore it from a backup, because keys created anew would not \
+             match its links, encrypted documents and signatures",
+            ledger.dir().display(),
             foreign.join(", "),
             keys.display()
         );

@@ -97,6 +97,8 @@ pub(crate) struct Shared {
     pub(crate) trees: Mutex<HashMap<ChainId, MerkleAccumulator>>,
     /// Next position of each chain, for subscriptions to wait on.
     pub(crate) watchers: HashMap<ChainId, watch::Sender<Position>>,
+    /// The reason of the failed write after which the writer rejects every append.
+    pub(crate) write_failure: Mutex<Option<String>>,
 }
 
 pub(crate) struct Pending {
@@ -192,6 +194,17 @@ impl std::fmt::Debug for EmbeddedLedger {
 }
 
 impl EmbeddedLedger {
+    /// Checks that `dir` has no ledger database without its `CURRENT` file, which an
+    /// open for writing would replace with an empty ledger. Callers run it before they
+    /// add anything else to a data directory.
+    ///
+    /// # Errors
+    ///
+    /// [`LedgerError::Corrupt`] naming a database file found without `CURRENT`.
+    pub fn check_files(dir: impl AsRef<Path>) -> Result<(), LedgerError> {
+        open::check_current_present(dir.as_ref())
+    }
+
     /// Opens the ledger in `dir`, creating the directory and database if missing.
     ///
     /// # Errors
@@ -357,10 +370,7 @@ impl EmbeddedLedger {
     /// # Errors
     ///
     /// Storage failures and a malformed entry.
-    pub(crate) fn find_idempotent(
-        &self,
-        key: &IdempotencyKey,
-    ) -> Result<Option<Appended>, LedgerError> {
+    pub fn find_idempotent(&self, key: &IdempotencyKey) -> Result<Option<Appended>, LedgerError> {
         let db = &self.shared.db;
         let value = db
             .get_cf(open::idempotency_family(db), key.as_str().as_bytes())
@@ -499,6 +509,16 @@ impl EmbeddedLedger {
     pub fn last_checkpoint(&self, chain: ChainId) -> Result<Option<Position>, LedgerError> {
         self.check_chain(chain)?;
         checkpoints::last_checkpoint(&self.shared.db, &self.shared.dir, chain)
+    }
+
+    /// Returns the reason of the failed write after which every append is rejected
+    /// until the ledger is opened again, or `None` while appends are taken.
+    pub fn write_failure(&self) -> Option<String> {
+        self.shared
+            .write_failure
+            .lock()
+            .expect("write failure lock poisoned")
+            .clone()
     }
 
     /// Position the next event of `chain` will take, which is also its event count.

@@ -75,6 +75,7 @@ pub(super) fn open(dir: &Path, options: &EmbeddedOptions) -> Result<Opened, Ledg
         heads: Mutex::new(heads),
         trees: Mutex::new(HashMap::new()),
         watchers,
+        write_failure: Mutex::new(None),
     };
     if !options.read_only {
         let sizes = shared
@@ -118,6 +119,7 @@ fn check_existing_ledger(dir: &Path) -> Result<(), LedgerError> {
         }
         Ok(_) => {}
     }
+    check_current_present(dir)?;
     match std::fs::metadata(dir.join(DATABASE_DIR).join("CURRENT")) {
         Ok(_) => Ok(()),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
@@ -219,7 +221,46 @@ fn lock_directory(dir: &Path) -> Result<File, LedgerError> {
     Ok(file)
 }
 
+/// Returns an error when `ledger/` has database files but no `CURRENT` file.
+///
+/// RocksDB would create a new, empty database there and delete the table files of the
+/// old one, so every event would be lost. A folder that was only being created when
+/// its process stopped looks the same, which the message covers.
+pub(super) fn check_current_present(dir: &Path) -> Result<(), LedgerError> {
+    let path = dir.join(DATABASE_DIR);
+    if path.join("CURRENT").exists() {
+        return Ok(());
+    }
+    let Ok(entries) = std::fs::read_dir(&path) else {
+        return Ok(());
+    };
+    let database_file = entries.filter_map(Result::ok).find(|entry| {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        name.ends_with(".sst")
+            || name.ends_with(".log")
+            || name.starts_with("MANIFEST-")
+            || name.starts_with("OPTIONS-")
+    });
+    match database_file {
+        None => Ok(()),
+        Some(found) => Err(LedgerError::Corrupt {
+            dir: dir.to_path_buf(),
+            reason: format!(
+                "{} has database files such as {} but no CURRENT file, and opening it would \
+                 create an empty ledger over them; if it never held events, delete {} instead",
+                path.display(),
+                found.file_name().to_string_lossy(),
+                path.display()
+            ),
+        }),
+    }
+}
+
 fn open_database(dir: &Path, read_only: bool) -> Result<DB, LedgerError> {
+    if !read_only {
+        check_current_present(dir)?;
+    }
     let mut options = Options::default();
     options.create_if_missing(!read_only);
     options.create_missing_column_families(!read_only);

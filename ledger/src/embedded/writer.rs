@@ -98,6 +98,10 @@ pub(super) fn run(
                 error = %reason,
                 "ledger group commit failed; rejecting appends until restart"
             );
+            *shared
+                .write_failure
+                .lock()
+                .expect("write failure lock poisoned") = Some(reason.clone());
             failure = Some(reason);
         }
     }

@@ -17,10 +17,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Form;
+use axum::extract::rejection::FormRejection;
 use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
 use axum::http::header::{LOCATION, RETRY_AFTER, SET_COOKIE};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use consign_ledger::{AppendRequest, NewEvent};
 use consign_projections::model::{Availability, Delivery, Recipient};
@@ -192,10 +193,12 @@ pub(crate) fn has_grant(core: &Core, headers: &HeaderMap, resolved: &Resolved) -
     })
 }
 
-/// `GET /d/{token}`: the delivery page, the password form, or a status page.
+/// `GET /d/{token}`: the delivery page, the password form, or a status page. A `HEAD`
+/// request gets the same answer without its body, and records no opening.
 pub async fn page(
     State(core): State<Arc<Core>>,
     Path(token): Path<String>,
+    method: Method,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let Some(resolved) = resolve(&core, &token) else {
@@ -213,11 +216,13 @@ pub async fn page(
         ));
     }
 
-    let event = Event::DeliveryOpened(DeliveryOpened {
-        delivery: resolved.delivery.id,
-        recipient: resolved.recipient.id,
-    });
-    record(&core, &resolved, event).await?;
+    if method != Method::HEAD {
+        let event = Event::DeliveryOpened(DeliveryOpened {
+            delivery: resolved.delivery.id,
+            recipient: resolved.recipient.id,
+        });
+        record(&core, &resolved, event).await?;
+    }
     Ok(page_response(
         StatusCode::OK,
         delivery_page(&core, &resolved, &token),
@@ -286,7 +291,7 @@ pub async fn password(
     Path(token): Path<String>,
     ClientIp(ip): ClientIp,
     headers: HeaderMap,
-    Form(form): Form<PasswordForm>,
+    form: Result<Form<PasswordForm>, FormRejection>,
 ) -> Result<Response, ApiError> {
     let cross_site = headers
         .get("sec-fetch-site")
@@ -304,6 +309,24 @@ pub async fn password(
     }
     let Some(phc) = resolved.delivery.options.access_password_hash.clone() else {
         return Ok(see_other(&token, None));
+    };
+    // A body that is no form as the page sends it (a field twice, JSON, too large) gets
+    // the form again with the reason, not the framework's plain text.
+    let form = match form {
+        Ok(Form(form)) => form,
+        Err(rejection) => {
+            tracing::info!(%ip, error = %rejection.body_text(), "password form unreadable");
+            let page = PasswordPage {
+                error: Some(
+                    "The form could not be read. Enter the password below and send it again.",
+                ),
+                retry_after_seconds: None,
+            };
+            return Ok(page_response(
+                rejection.status(),
+                html::password_page(&page),
+            ));
+        }
     };
 
     let key = ThrottleKey::new(resolved.token_hash, ip);

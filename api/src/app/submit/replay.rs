@@ -203,14 +203,9 @@ pub(super) async fn replayed_body(
     if !differ.is_empty() {
         return Err(ApiError::Conflict {
             message: format!(
-                "the Idempotency-Key was used for a different submission ({} {}); use a new \
-                 key for a new submission",
-                differ.join(", "),
-                if differ.len() == 1 {
-                    "differs"
-                } else {
-                    "differ"
-                }
+                "the Idempotency-Key was used for a different submission (other {}); use a \
+                 new key for a new submission",
+                differ.join(", ")
             ),
         });
     }

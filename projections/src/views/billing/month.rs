@@ -85,7 +85,9 @@ impl FromStr for Month {
             text: text.to_owned(),
         };
         let (year, month) = text.rsplit_once('-').ok_or_else(invalid)?;
-        if year.len() < 4 || month.len() != 2 {
+        // Digits only: `parse` would take a sign, as in `-2026-03`.
+        let digits = |part: &str| part.bytes().all(|byte| byte.is_ascii_digit());
+        if year.len() < 4 || month.len() != 2 || !digits(year) || !digits(month) {
             return Err(invalid());
         }
         let year = year.parse::<i16>().map_err(|_| invalid())?;
@@ -144,7 +146,10 @@ mod tests {
 
         assert_eq!(month, Month::new(2026, 3).unwrap());
         assert_eq!(month.to_string(), "2026-03");
-        for invalid in ["2026-13", "2026-00", "2026-3", "26-03", "2026/03", "march"] {
+        for invalid in [
+            "2026-13", "2026-00", "2026-3", "26-03", "2026/03", "march", "-2026-03", "+2026-03",
+            "2026-+3",
+        ] {
             assert!(invalid.parse::<Month>().is_err(), "{invalid}");
         }
     }
