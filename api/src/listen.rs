@@ -318,7 +318,7 @@ pub(crate) fn bind(value: &str, addresses: &[SocketAddr]) -> Result<TcpListener,
     }))
 }
 
-/// Sets [`UNSENT_BYTES`] on `listener`; Linux copies the option to every accepted
+/// Sets [`UNSENT_BYTES`] on `listener`. Linux copies the option to every accepted
 /// connection. A failure costs only the bound and is logged.
 #[cfg(target_os = "linux")]
 fn limit_unsent(listener: &TcpListener) {

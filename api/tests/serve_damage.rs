@@ -31,9 +31,9 @@ fn file_digests(dir: &Path) -> Vec<(PathBuf, String)> {
     digests
 }
 
-/// Runs `consign serve` on `data` with `extra` options and returns its output, which
-/// comes once the start was refused; a server that starts is killed after 20 s.
-fn refused_serve(data: &Path, extra: &[&str]) -> Output {
+/// Runs `consign serve` on `data` with `extra` options until it exits, and returns its
+/// output. A server that does start is killed after 20 s, so the caller's checks fail.
+fn rejected_serve(data: &Path, extra: &[&str]) -> Output {
     let mut child = consign()
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data)
@@ -61,7 +61,7 @@ fn ledger_without_current_refused() {
     std::fs::remove_file(data.join("ledger/CURRENT")).unwrap();
     let before = file_digests(&data.join("ledger"));
 
-    let served = refused_serve(&data, &[]);
+    let served = rejected_serve(&data, &[]);
     let stderr = text(&served.stderr);
     assert_eq!(served.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("but no CURRENT file"), "{stderr}");
@@ -95,7 +95,7 @@ fn key_folder_of_another_ledger_refused() {
     std::fs::create_dir(&empty).unwrap();
     let other_keys = other.join("keys");
     for keys in [&empty, &other_keys] {
-        let served = refused_serve(&data, &["--keys-dir", keys.to_str().unwrap()]);
+        let served = rejected_serve(&data, &["--keys-dir", keys.to_str().unwrap()]);
         let stderr = text(&served.stderr);
         assert_eq!(served.status.code(), Some(2), "{stderr}");
         assert!(stderr.contains("has checkpoints signed with"), "{stderr}");

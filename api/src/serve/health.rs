@@ -23,7 +23,7 @@ pub(super) struct Health {
 /// Returns the heads of every chain and, on Kafka, the chains whose sequencer in this
 /// process takes appends (`ready`) and those another process fenced (`fenced`, with
 /// the reason). After a failed ledger write, which stops every append until a restart,
-/// the status is `failed` with the reason, and the answer 503.
+/// the status is `failed` with the reason, and the response status 503.
 pub(super) async fn health(State(health): State<Health>) -> (StatusCode, Json<Value>) {
     let ledger = &health.core.ledger;
     let chains: Vec<_> = ledger
