@@ -122,6 +122,11 @@ async fn admin_sets_password_of_account() {
     let (status, refused) = post_json(&server, &root, "/api/accounts/ada/password", &blank).await;
     assert_eq!(status, 422, "{refused}");
     assert_eq!(refused["field"], "password", "{refused}");
+    let same = json!({ "password": password_of("ada") });
+    let (status, refused) = post_json(&server, &root, "/api/accounts/ada/password", &same).await;
+    assert_eq!(status, 422, "{refused}");
+    let message = refused["message"].as_str().unwrap();
+    assert!(message.contains("is the current password"), "{message}");
     assert_eq!(me_status(&server, &ada).await, 200);
 
     let (status, set) = post_json(&server, &root, "/api/accounts/ada/password", &body).await;
@@ -157,10 +162,22 @@ async fn cli_sets_password_while_stopped() {
         stderr.contains("no account has the login \"nobody\""),
         "{stderr}"
     );
+    assert!(
+        stderr.contains("or open one with `consign account create`"),
+        "{stderr}"
+    );
     let short = run("root", "short");
     let stderr = String::from_utf8_lossy(&short.stderr);
     assert_eq!(short.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("the new password is too short"), "{stderr}");
+
+    let same = run("root", &password_of("root"));
+    let stderr = String::from_utf8_lossy(&same.stderr);
+    assert_eq!(same.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("is the current password of root"),
+        "{stderr}"
+    );
 
     let set = run("root", "a long enough one 1");
     let stdout = String::from_utf8_lossy(&set.stdout);

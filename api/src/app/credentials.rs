@@ -151,6 +151,15 @@ pub async fn reset(
         .cloned()
         .ok_or_else(|| ApiError::not_found(format!("account with login {}", quoted(&login))))?;
 
+    if passwords::verify(reset.password.clone(), Some(account.password_hash.clone())).await {
+        return Err(ApiError::invalid(
+            "password",
+            format!(
+                "password is the current password of {}; choose another",
+                quoted(&account.login)
+            ),
+        ));
+    }
     let hash = passwords::hash(reset.password).await?;
     let actor = Actor::Account(caller.account.id);
     let appended = core

@@ -61,7 +61,10 @@ pub use core::{Core, CoreParts};
 pub use credentials::credential_request;
 pub use error::ApiError;
 pub use limits::{Limits, MailTransport, Transport};
-pub use passwords::{check_account_password, hash_blocking as hash_password};
+pub use passwords::{
+    check_account_password, hash_blocking as hash_password,
+    verify_blocking as verify_password_blocking,
+};
 
 /// Builds the router over `core`.
 pub fn router(core: Arc<Core>) -> Router {

@@ -66,16 +66,21 @@ pub async fn verify(password: String, phc: Option<String>) -> bool {
     let _turn = turn().await;
     let checked = tokio::task::spawn_blocking(move || {
         let phc = phc.as_deref().unwrap_or_else(|| dummy_hash());
-        let Ok(parsed) = PasswordHash::new(phc) else {
-            return false;
-        };
-        let matches = Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok();
-        matches && phc != dummy_hash()
+        verify_blocking(&password, phc) && phc != dummy_hash()
     })
     .await;
     checked.unwrap_or(false)
+}
+
+/// Checks `password` against a PHC string on the calling thread; false for a PHC
+/// string that does not parse.
+pub fn verify_blocking(password: &str, phc: &str) -> bool {
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return false;
+    };
+    Argon2::default()
+        .verify_password(password.as_bytes(), &parsed)
+        .is_ok()
 }
 
 fn dummy_hash() -> &'static str {

@@ -151,6 +151,10 @@ pub fn set_password(args: PasswordArgs) -> anyhow::Result<Outcome> {
         anyhow::Error::msg(message.replacen("password", "the new password", 1))
     })?;
     let data_dir = &args.data.data_dir;
+    if args.data.kafka.is_none() {
+        EmbeddedLedger::check_files(data_dir)
+            .with_context(|| format!("cannot open the ledger in {}", data_dir.display()))?;
+    }
     if args.data.kafka.is_none() && !data_dir.join("ledger/CURRENT").exists() {
         bail!(
             "{} has no ledger; pass the --data-dir of the server whose account you mean",
@@ -171,10 +175,17 @@ pub fn set_password(args: PasswordArgs) -> anyhow::Result<Outcome> {
     let model = account_model(&ledger)?;
     let Some(account) = model.account_by_login(&args.login).cloned() else {
         bail!(
-            "no account has the login {:?}; check the spelling, or open one with              `consign account create`",
+            "no account has the login {:?}; check the spelling, or open one with \
+             `consign account create`",
             args.login
         );
     };
+    if crate::app::verify_password_blocking(&password, &account.password_hash) {
+        bail!(
+            "the new password is the current password of {}; choose another",
+            account.login
+        );
+    }
     let hash = hash_password(&password).map_err(anyhow::Error::msg)?;
     let appended = ledger.append_blocking(credential_request(account.id, hash, CLI_ACTOR))?;
     println!(

@@ -122,6 +122,8 @@ pub fn export(args: ExportArgs) -> anyhow::Result<Outcome> {
     if !to_stdout {
         check_out_file(&args.out)?;
     }
+    EmbeddedLedger::check_files(&args.data.data_dir)
+        .with_context(|| format!("cannot open the ledger in {}", args.data.data_dir.display()))?;
     if !args.data.data_dir.join("ledger").join("CURRENT").is_file() {
         bail!(
             "no ledger in {}; check --data-dir, which must name the data directory of a server",

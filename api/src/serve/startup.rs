@@ -195,6 +195,11 @@ fn check_keys_against_topic(brokers: &str, topic: &str, keys: &Path) -> anyhow::
 /// loaded from it would not match the links, encrypted documents and signatures already
 /// recorded. A ledger without checkpoints, such as one `account create` made, is not
 /// checked.
+///
+/// NOTE: only the postmark key is checked. A folder that lost `documents.kek` alone gets
+/// a new one, and documents sealed under the old key can no longer be read. Generated
+/// ledgers have sealed documents but no such key, so a missing key alone does not
+/// prove a loss.
 pub(super) fn check_keys_against_ledger(
     ledger: &EmbeddedLedger,
     keys: &Path,
