@@ -3,14 +3,14 @@
 //! full or corrupt data directory.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod cli_support;
 mod fs_support;
 
-use cli_support::{SmallDisk, consign, generate, is_root, run, text};
+use cli_support::{SmallDisk, consign, file_digests, generate, is_root, run, text};
 use fs_support::copy_tree;
 
 #[test]
@@ -289,21 +289,6 @@ fn full_disk_fails_cleanly_and_keeps_acknowledged_events() {
     let stdout = text(&verify.stdout);
     assert!(verify.status.success(), "{stdout}{}", text(&verify.stderr));
     assert!(stdout.contains("is intact"), "{stdout}");
-}
-
-fn file_digests(dir: &Path) -> Vec<(PathBuf, String)> {
-    let mut digests = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            digests.extend(file_digests(&path));
-        } else {
-            let bytes = std::fs::read(&path).unwrap();
-            digests.push((path, blake3::hash(&bytes).to_hex().to_string()));
-        }
-    }
-    digests.sort();
-    digests
 }
 
 #[test]

@@ -354,7 +354,7 @@ async fn withdrawal_cuts_slow_download_promptly() {
 }
 
 /// A client reading 200 KB/s gets little after a withdrawal: the server queues at most
-/// about 128 KiB unsent in the kernel, so it reads its next chunk, and sees the
+/// about 128 KiB unsent in the kernel, so it reads its next chunk, and checks for the
 /// withdrawal, within about a second.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn withdrawal_cuts_very_slow_download() {

@@ -6,30 +6,14 @@
 mod cli_support;
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use cli_support::{SmallDisk, consign, generate, run, text};
+use cli_support::{SmallDisk, consign, file_digests, generate, run, text};
 use consign_ledger::Clock;
 use consign_schemas::events::Role;
 use support::{Server, open_account};
-
-/// Returns the BLAKE3 digest of every file under `dir`, sorted by path.
-fn file_digests(dir: &Path) -> Vec<(PathBuf, String)> {
-    let mut digests = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            digests.extend(file_digests(&path));
-        } else {
-            let bytes = std::fs::read(&path).unwrap();
-            digests.push((path, blake3::hash(&bytes).to_hex().to_string()));
-        }
-    }
-    digests.sort();
-    digests
-}
 
 /// Runs `consign serve` on `data` with `extra` options until it exits, and returns its
 /// output. A server that does start is killed after 20 s, so the caller's checks fail.

@@ -416,7 +416,7 @@ fn keyed_delivery_id(core: &Core, key: &IdempotencyKey) -> DeliveryId {
 /// Rejects a submission whose expiration date passed while its documents were
 /// uploading, which would be recorded already expired and never notified. A retry of a
 /// submission this ledger copy has recorded under the same key passes, so it gets the
-/// original answer.
+/// original response.
 ///
 /// # Errors
 ///

@@ -2,7 +2,7 @@
 //! or, with `--kafka`, this process's copy of the ledger in Kafka, brought up to the
 //! topic's end first.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -21,6 +21,26 @@ pub(crate) const POSTMARK_KEYS: &str = "postmark";
 pub(crate) const DOCUMENTS_KEK: &str = "documents.kek";
 /// File of the key that derives the recipients' link tokens, in the key folder.
 pub(crate) const LINKS_KEY: &str = "links.key";
+
+/// Takes the exclusive lock of the key folder `keys` (its `.lock` file), which a
+/// starting server and `keys generate` hold while they create or change keys, so that
+/// processes doing so at the same moment take turns. The lock ends with the file.
+///
+/// # Errors
+///
+/// The lock file cannot be opened or locked.
+pub(crate) fn lock_key_folder(keys: &Path) -> anyhow::Result<std::fs::File> {
+    let lock_path = keys.join(".lock");
+    let lock = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("cannot open the key folder's lock {}", lock_path.display()))?;
+    lock.lock()
+        .with_context(|| format!("cannot lock the key folder {}", keys.display()))?;
+    Ok(lock)
+}
 
 /// The part a command plays on Kafka.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -2,7 +2,6 @@
 //! so the postmarks they signed still verify, and the running server picks the new key
 //! up at its next start.
 
-use anyhow::Context;
 use consign_ledger::postmark::PostmarkKeys;
 
 use super::{DataDirArgs, Outcome};
@@ -31,16 +30,7 @@ pub fn generate(args: GenerateArgs) -> anyhow::Result<Outcome> {
     }
     // The lock of the key folder, which a starting server also takes, makes runs at the
     // same moment take turns, so each one's new key is current when it reports it.
-    let keys = args.data.keys_dir()?;
-    let lock_path = keys.join(".lock");
-    let lock = std::fs::File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .with_context(|| format!("cannot open the key folder's lock {}", lock_path.display()))?;
-    lock.lock()
-        .with_context(|| format!("cannot lock the key folder {}", keys.display()))?;
+    let lock = super::backend::lock_key_folder(&args.data.keys_dir()?)?;
     let id = PostmarkKeys::generate(&dir)?;
     drop(lock);
     println!(

@@ -11,7 +11,7 @@ use consign_schemas::Event;
 
 use super::ServeArgs;
 use crate::blobs::KeyEncryptionKey;
-use crate::cli::backend::{DOCUMENTS_KEK, LINKS_KEY, POSTMARK_KEYS};
+use crate::cli::backend::{DOCUMENTS_KEK, LINKS_KEY, POSTMARK_KEYS, lock_key_folder};
 
 /// Checks that `listen` names an address that can be bound now, before the data
 /// directory is touched. The socket is closed again: the server binds it once the
@@ -114,17 +114,7 @@ async fn load_or_create_keys_in(
     tokio::task::spawn_blocking(move || {
         std::fs::create_dir_all(&keys)
             .with_context(|| format!("cannot create the key folder {}", keys.display()))?;
-        let lock_path = keys.join(".lock");
-        let lock = std::fs::File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .with_context(|| {
-                format!("cannot open the key folder's lock {}", lock_path.display())
-            })?;
-        lock.lock()
-            .with_context(|| format!("cannot lock the key folder {}", keys.display()))?;
+        let lock = lock_key_folder(&keys)?;
 
         if let Some((brokers, topic)) = kafka {
             check_keys_against_topic(&brokers, &topic, &keys)?;

@@ -41,6 +41,22 @@ pub fn generate(dir: &Path, deliveries: u32) {
     );
 }
 
+/// Returns the BLAKE3 digest of every file under `dir`, sorted by path.
+pub fn file_digests(dir: &Path) -> Vec<(PathBuf, String)> {
+    let mut digests = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            digests.extend(file_digests(&path));
+        } else {
+            let bytes = std::fs::read(&path).unwrap();
+            digests.push((path, blake3::hash(&bytes).to_hex().to_string()));
+        }
+    }
+    digests.sort();
+    digests
+}
+
 /// True when the tests run as root, as CI does.
 pub fn is_root() -> bool {
     effective_uid() == 0

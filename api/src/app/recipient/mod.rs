@@ -194,7 +194,7 @@ pub(crate) fn has_grant(core: &Core, headers: &HeaderMap, resolved: &Resolved) -
 }
 
 /// `GET /d/{token}`: the delivery page, the password form, or a status page. A `HEAD`
-/// request gets the same answer without its body, and records no opening.
+/// request gets the same response without its body, and records no opening.
 pub async fn page(
     State(core): State<Arc<Core>>,
     Path(token): Path<String>,
